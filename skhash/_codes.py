@@ -1,0 +1,544 @@
+"""CodeSet: the compact codes a learner produces, per modality."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+__all__ = ["CodeSet", "pack_bits", "unpack_bits"]
+
+_PARTS = ("embedding", "bits", "codes")
+_KINDS = ("additive", "product")
+
+
+def pack_bits(signs):
+    """Pack signs (or 0/1 bits) into bytes, in numpy ``packbits`` order.
+
+    A value ``> 0`` becomes bit 1, anything else bit 0 (so ``sgn`` with
+    ``sgn(0) = -1`` maps to 0).
+
+    Parameters
+    ----------
+    signs : array-like of shape (n_samples, n_bits)
+        Real values, ±1 or 0/1.
+
+    Returns
+    -------
+    bits : ndarray of shape (n_samples, ceil(n_bits / 8)), dtype uint8
+        Packed codes, the first bit in the most significant position of the
+        first byte, as :func:`numpy.packbits` and faiss's binary indexes use.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skhash import pack_bits, unpack_bits
+    >>> b = pack_bits(np.array([[1.0, -1, 1, 1, -1, -1, -1, -1, 1]]))
+    >>> b
+    array([[176, 128]], dtype=uint8)
+    >>> unpack_bits(b, 9)
+    array([[ 1, -1,  1,  1, -1, -1, -1, -1,  1]], dtype=int8)
+    """
+    signs = np.asarray(signs)
+    if signs.ndim != 2:
+        raise ValueError(f"signs must be 2-D (n_samples, n_bits); got {signs.shape}.")
+    return np.packbits(signs > 0, axis=1)
+
+
+def unpack_bits(bits, n_bits):
+    """Unpack packed codes into ±1 signs.
+
+    Parameters
+    ----------
+    bits : ndarray of shape (n_samples, ceil(n_bits / 8)), dtype uint8
+        Packed codes, as made by :func:`pack_bits`.
+    n_bits : int
+        Number of bits per item.
+
+    Returns
+    -------
+    signs : ndarray of shape (n_samples, n_bits), dtype int8
+        ``+1`` for a set bit, ``-1`` otherwise.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skhash import unpack_bits
+    >>> unpack_bits(np.array([[255]], dtype=np.uint8), 3)
+    array([[1, 1, 1]], dtype=int8)
+    """
+    bits = np.asarray(bits)
+    if bits.dtype != np.uint8 or bits.ndim != 2:
+        raise ValueError(
+            f"bits must be a 2-D uint8 array; got dtype {bits.dtype} and shape "
+            f"{bits.shape}."
+        )
+    unpacked = np.unpackbits(bits, axis=1, count=n_bits).astype(np.int8)
+    return 2 * unpacked - 1
+
+
+def _n_bytes(n_bits):
+    return (n_bits + 7) // 8
+
+
+class CodeSet:
+    """Compact codes of a set of items, one part per modality.
+
+    What a learner's ``transform`` returns and what
+    :class:`~skhash.TwoStageRetriever` indexes and queries. For each modality
+    it holds up to three parts, any of which may be absent:
+
+    * ``embedding``: the continuous float32 features (``d`` values); queries
+      need them for the asymmetric quantizer distance (AQD);
+    * ``bits``: binary codes of ``n_bits`` bits, packed into
+      ``ceil(n_bits / 8)`` bytes in :func:`numpy.packbits` order (directly
+      usable by faiss's binary indexes);
+    * ``codes``: quantization codes, ``M`` indices into ``K`` codewords.
+
+    The codebooks (``M, K, d``) are shared by all modalities, with their kind:
+    ``"additive"`` (every codeword spans all ``d`` dimensions, as in HQ) or
+    ``"product"`` (block-diagonal, each codebook lives on its own block of
+    dimensions, as in DQN). Indexing with a modality name gives that
+    modality's ``CodeSet``; indexing with rows (slice, integer array, mask)
+    gives those rows of every modality and keeps the shared codebooks.
+
+    Read more in the :ref:`User Guide <codes>`.
+
+    Parameters
+    ----------
+    embedding : array-like of shape (n_samples, d), default=None
+        Continuous features of a single modality.
+    bits : ndarray of shape (n_samples, ceil(n_bits / 8)), dtype uint8, default=None
+        Packed binary codes of a single modality.
+    codes : array-like of int of shape (n_samples, M), default=None
+        Quantization codes of a single modality.
+    n_bits : int, default=None
+        Bits per item; required with ``bits`` unless it is a multiple of 8.
+    codebooks : array-like of shape (M, K, d), default=None
+        Shared codebooks; required with ``codes``.
+    codebook_kind : {"additive", "product"}, default=None
+        How the codebooks combine; required with ``codebooks``.
+    modality : str, default="X"
+        Name of the single modality.
+
+    Attributes
+    ----------
+    modalities : tuple of str
+        Modality names.
+    n_bits : int or None
+        Bits per item, or None without binary codes.
+    codebooks : ndarray of shape (M, K, d) or None
+        The shared codebooks.
+    codebook_kind : str or None
+        ``"additive"`` or ``"product"``.
+
+    See Also
+    --------
+    CodeSet.from_modalities : Combine single-modality code sets.
+    TwoStageRetriever : Searches a ``CodeSet``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skhash import CodeSet, pack_bits
+    >>> rng = np.random.RandomState(42)
+    >>> emb = rng.randn(5, 16).astype(np.float32)
+    >>> cs = CodeSet(embedding=emb, bits=pack_bits(emb), n_bits=16)
+    >>> cs.bits.shape, cs.n_bits, cs.codes is None
+    ((5, 2), 16, True)
+    >>> both = CodeSet.from_modalities(img=cs, txt=cs[::-1])
+    >>> both["txt"].embedding.shape, len(both[:3])
+    ((5, 16), 3)
+    """
+
+    def __init__(
+        self,
+        embedding=None,
+        bits=None,
+        codes=None,
+        *,
+        n_bits=None,
+        codebooks=None,
+        codebook_kind=None,
+        modality="X",
+    ):
+        codebooks, codebook_kind = self._check_codebooks(codebooks, codebook_kind)
+        part, n_bits = self._check_part(
+            modality,
+            {"embedding": embedding, "bits": bits, "codes": codes},
+            n_bits,
+            codebooks,
+        )
+        self._init(
+            {modality: part}, n_bits=n_bits, codebooks=codebooks, kind=codebook_kind
+        )
+
+    # -- construction -----------------------------------------------------
+    def _init(self, parts, *, n_bits, codebooks, kind):
+        self._parts = parts
+        self.n_bits = n_bits
+        self.codebooks = codebooks
+        self.codebook_kind = kind
+        self._n = next(
+            v.shape[0] for p in parts.values() for v in p.values() if v is not None
+        )
+
+    @classmethod
+    def _new(cls, parts, *, n_bits, codebooks, kind):
+        obj = cls.__new__(cls)
+        obj._init(parts, n_bits=n_bits, codebooks=codebooks, kind=kind)
+        return obj
+
+    @staticmethod
+    def _check_codebooks(codebooks, kind):
+        if codebooks is None:
+            if kind is not None and kind not in _KINDS:
+                raise ValueError(f"codebook_kind must be one of {_KINDS}; got {kind!r}.")
+            return None, None
+        codebooks = np.asarray(codebooks, dtype=np.float32)
+        if codebooks.ndim != 3:
+            raise ValueError(
+                f"codebooks must have shape (M, K, d); got {codebooks.shape}."
+            )
+        if kind not in _KINDS:
+            raise ValueError(
+                f"codebook_kind must be one of {_KINDS} when codebooks are given; "
+                f"got {kind!r}."
+            )
+        return codebooks, kind
+
+    @staticmethod
+    def _check_part(name, part, n_bits, codebooks):
+        out = {}
+        n_rows = {}
+        if part.get("embedding") is not None:
+            emb = np.asarray(part["embedding"], dtype=np.float32)
+            if emb.ndim != 2:
+                raise ValueError(
+                    f"embedding of modality {name!r} must be 2-D; got {emb.shape}."
+                )
+            if not np.isfinite(emb).all():
+                raise ValueError(f"embedding of modality {name!r} contains NaN or inf.")
+            out["embedding"] = emb
+            n_rows["embedding"] = emb.shape[0]
+        if part.get("bits") is not None:
+            bits = np.asarray(part["bits"])
+            if bits.dtype != np.uint8 or bits.ndim != 2:
+                raise ValueError(
+                    f"bits of modality {name!r} must be packed uint8 of shape "
+                    f"(n_samples, ceil(n_bits / 8)); got dtype {bits.dtype}, "
+                    f"shape {bits.shape}. Use skhash.pack_bits(signs)."
+                )
+            if n_bits is None:
+                n_bits = 8 * bits.shape[1]
+            if bits.shape[1] != _n_bytes(n_bits):
+                raise ValueError(
+                    f"bits of modality {name!r} have {bits.shape[1]} bytes per item "
+                    f"but n_bits={n_bits} needs {_n_bytes(n_bits)}."
+                )
+            out["bits"] = bits
+            n_rows["bits"] = bits.shape[0]
+        if part.get("codes") is not None:
+            if codebooks is None:
+                raise ValueError(
+                    f"codes of modality {name!r} need the codebooks they index; "
+                    "pass codebooks= and codebook_kind=."
+                )
+            codes = np.asarray(part["codes"])
+            M, K, _ = codebooks.shape
+            if codes.ndim != 2 or codes.shape[1] != M:
+                raise ValueError(
+                    f"codes of modality {name!r} must have shape (n_samples, {M}) "
+                    f"for {M} codebooks; got {codes.shape}."
+                )
+            if not np.issubdtype(codes.dtype, np.integer):
+                raise ValueError(
+                    f"codes of modality {name!r} must be integers; got {codes.dtype}."
+                )
+            if codes.size and (codes.min() < 0 or codes.max() >= K):
+                raise ValueError(
+                    f"codes of modality {name!r} must lie in [0, {K}) for "
+                    f"n_codewords={K}; got values in [{codes.min()}, {codes.max()}]."
+                )
+            out["codes"] = codes.astype(np.uint8 if K <= 256 else np.uint16, copy=False)
+            n_rows["codes"] = codes.shape[0]
+            if "embedding" in out and out["embedding"].shape[1] != codebooks.shape[2]:
+                raise ValueError(
+                    f"embedding of modality {name!r} has {out['embedding'].shape[1]} "
+                    f"dims but the codebooks have d={codebooks.shape[2]}."
+                )
+        if not out:
+            raise ValueError(
+                f"Modality {name!r} has no part: give at least one of embedding, "
+                "bits or codes."
+            )
+        if len(set(n_rows.values())) != 1:
+            raise ValueError(
+                f"The parts of modality {name!r} have different numbers of rows: "
+                f"{n_rows}."
+            )
+        return {p: out.get(p) for p in _PARTS}, n_bits
+
+    @classmethod
+    def from_modalities(cls, **code_sets):
+        """Combine single-modality code sets into a cross-modal one.
+
+        Parameters
+        ----------
+        **code_sets : CodeSet
+            One single-modality ``CodeSet`` per modality name. They must share
+            the same codebooks (or have none) and the same ``n_bits``.
+
+        Returns
+        -------
+        code_set : CodeSet
+            The combined code set.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skhash import CodeSet
+        >>> a = CodeSet(embedding=np.ones((2, 3)))
+        >>> CodeSet.from_modalities(img=a, txt=a).modalities
+        ('img', 'txt')
+        """
+        if not code_sets:
+            raise ValueError("from_modalities needs at least one CodeSet.")
+        parts = {}
+        ref = next(iter(code_sets.values()))
+        for name, cs in code_sets.items():
+            if not isinstance(cs, CodeSet) or len(cs.modalities) != 1:
+                raise TypeError(
+                    f"Modality {name!r} must be a single-modality CodeSet; got "
+                    f"{type(cs).__name__}."
+                )
+            if cs.n_bits != ref.n_bits:
+                raise ValueError(
+                    f"Modality {name!r} has n_bits={cs.n_bits}, expected {ref.n_bits}."
+                )
+            same_cb = (cs.codebooks is None and ref.codebooks is None) or (
+                cs.codebooks is not None
+                and ref.codebooks is not None
+                and cs.codebooks.shape == ref.codebooks.shape
+                and np.array_equal(cs.codebooks, ref.codebooks)
+            )
+            if not same_cb or cs.codebook_kind != ref.codebook_kind:
+                raise ValueError(
+                    f"Modality {name!r} does not share the codebooks of the others."
+                )
+            parts[name] = next(iter(cs._parts.values()))
+        n = {name: cs._n for name, cs in code_sets.items()}
+        if len(set(n.values())) != 1:
+            raise ValueError(f"All modalities need the same number of rows; got {n}.")
+        return cls._new(
+            parts, n_bits=ref.n_bits, codebooks=ref.codebooks, kind=ref.codebook_kind
+        )
+
+    # -- access -------------------------------------------------------------
+    @property
+    def modalities(self):
+        return tuple(self._parts)
+
+    def __len__(self):
+        return self._n
+
+    @property
+    def shape(self):
+        return (self._n,)
+
+    @property
+    def n_samples(self):
+        """Number of items."""
+        return self._n
+
+    @property
+    def n_codebooks(self):
+        """Number of codebooks ``M``, or None."""
+        return None if self.codebooks is None else self.codebooks.shape[0]
+
+    @property
+    def n_codewords(self):
+        """Codewords per codebook ``K``, or None."""
+        return None if self.codebooks is None else self.codebooks.shape[1]
+
+    def has(self, part):
+        """Whether every modality carries ``part`` ("embedding", "bits", "codes").
+
+        Parameters
+        ----------
+        part : {"embedding", "bits", "codes"}
+            The part.
+
+        Returns
+        -------
+        present : bool
+            True when all modalities have it.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skhash import CodeSet
+        >>> CodeSet(embedding=np.ones((2, 3))).has("bits")
+        False
+        """
+        if part not in _PARTS:
+            raise ValueError(f"part must be one of {_PARTS}; got {part!r}.")
+        return all(p[part] is not None for p in self._parts.values())
+
+    def _single_part(self, part):
+        if len(self._parts) != 1:
+            raise AttributeError(
+                f"This CodeSet holds the modalities {self.modalities}; pick one "
+                f"first, e.g. codes[{self.modalities[0]!r}].{part}."
+            )
+        return next(iter(self._parts.values()))[part]
+
+    @property
+    def embedding(self):
+        """Continuous features (float32) of the single modality, or None."""
+        return self._single_part("embedding")
+
+    @property
+    def bits(self):
+        """Packed binary codes (uint8) of the single modality, or None."""
+        return self._single_part("bits")
+
+    @property
+    def codes(self):
+        """Quantization codes (uint8/uint16) of the single modality, or None."""
+        return self._single_part("codes")
+
+    def get(self, modality, part):
+        """Return one part of one modality (or None when absent).
+
+        Parameters
+        ----------
+        modality : str
+            Modality name.
+        part : {"embedding", "bits", "codes"}
+            Which part.
+
+        Returns
+        -------
+        array : ndarray or None
+            The part.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skhash import CodeSet
+        >>> CodeSet(embedding=np.ones((2, 3))).get("X", "embedding").dtype
+        dtype('float32')
+        """
+        if modality not in self._parts:
+            raise KeyError(
+                f"No modality {modality!r}; this CodeSet has {self.modalities}."
+            )
+        return self._parts[modality][part]
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            if key not in self._parts:
+                raise KeyError(
+                    f"No modality {key!r}; this CodeSet has {self.modalities}."
+                )
+            return self._new(
+                {key: self._parts[key]},
+                n_bits=self.n_bits,
+                codebooks=self.codebooks,
+                kind=self.codebook_kind,
+            )
+        if isinstance(key, tuple):
+            key = key[0]
+        if isinstance(key, numbers.Integral):
+            key = slice(key, key + 1 if key != -1 else None)
+        parts = {
+            name: {p: (None if v is None else v[key]) for p, v in part.items()}
+            for name, part in self._parts.items()
+        }
+        return self._new(
+            parts, n_bits=self.n_bits, codebooks=self.codebooks, kind=self.codebook_kind
+        )
+
+    def without(self, *parts):
+        """Return a copy without some parts (e.g. to index no embeddings).
+
+        Parameters
+        ----------
+        *parts : {"embedding", "bits", "codes"}
+            The parts to drop.
+
+        Returns
+        -------
+        code_set : CodeSet
+            A new code set sharing the remaining arrays.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skhash import CodeSet, pack_bits
+        >>> cs = CodeSet(embedding=np.ones((2, 8)), bits=pack_bits(np.ones((2, 8))))
+        >>> cs.without("embedding").has("embedding")
+        False
+        """
+        for p in parts:
+            if p not in _PARTS:
+                raise ValueError(f"parts must be among {_PARTS}; got {p!r}.")
+        new = {
+            name: {p: (None if p in parts else v) for p, v in part.items()}
+            for name, part in self._parts.items()
+        }
+        return self._new(
+            new, n_bits=self.n_bits, codebooks=self.codebooks, kind=self.codebook_kind
+        )
+
+    # -- size -------------------------------------------------------------
+    @property
+    def nbytes(self):
+        """Bytes of the per-item parts of all modalities, as a dict by part.
+
+        The embeddings count as stored (float32); ``"total"`` sums them, and
+        ``"codebooks"`` gives the shared codebooks' size.
+        """
+        sizes = {p: 0 for p in _PARTS}
+        for part in self._parts.values():
+            for p, v in part.items():
+                if v is not None:
+                    sizes[p] += v.nbytes
+        sizes["codebooks"] = 0 if self.codebooks is None else self.codebooks.nbytes
+        sizes["total"] = sum(sizes.values())
+        return sizes
+
+    @property
+    def compact_bytes_per_item(self):
+        """Bytes per item and modality of the compact parts (bits + codes).
+
+        Quantization codes count ``ceil(log2 K)`` bits each, as an index
+        stores them.
+        """
+        total = 0.0
+        if self.n_bits is not None:
+            total += self.n_bits / 8
+        if self.codebooks is not None and self.has("codes"):
+            M, K, _ = self.codebooks.shape
+            total += M * int(np.ceil(np.log2(max(K, 2)))) / 8
+        return total
+
+    def __repr__(self):
+        mods = []
+        for name, part in self._parts.items():
+            present = [p for p in _PARTS if part[p] is not None]
+            mods.append(f"{name}: {'+'.join(present)}")
+        extra = ""
+        if self.n_bits is not None:
+            extra += f", n_bits={self.n_bits}"
+        if self.codebooks is not None:
+            M, K, d = self.codebooks.shape
+            extra += f", codebooks={self.codebook_kind} {M}x{K}x{d}"
+        return f"CodeSet(n_samples={self._n}, {{{'; '.join(mods)}}}{extra})"
+
+    def __getstate__(self):
+        return self.__dict__
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)

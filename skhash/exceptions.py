@@ -1,0 +1,56 @@
+"""Exceptions and warnings raised by skhash."""
+
+from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+
+__all__ = ["SkhashError", "NotFittedError", "TrainingError", "DeviceWarning"]
+
+
+class SkhashError(Exception):
+    """Base class of the errors skhash raises on its own account.
+
+    Examples
+    --------
+    >>> from skhash.exceptions import SkhashError, TrainingError
+    >>> issubclass(TrainingError, SkhashError)
+    True
+    """
+
+
+class NotFittedError(_SklearnNotFittedError, SkhashError):
+    """Raised when a method needs a fitted estimator.
+
+    Subclasses scikit-learn's :class:`~sklearn.exceptions.NotFittedError`, so
+    code that catches that one catches this one too.
+
+    Examples
+    --------
+    >>> from sklearn.exceptions import NotFittedError as SkNotFitted
+    >>> from skhash.exceptions import NotFittedError
+    >>> issubclass(NotFittedError, SkNotFitted)
+    True
+    """
+
+
+class TrainingError(SkhashError, RuntimeError):
+    """Raised when training diverges (a loss turns NaN or infinite).
+
+    The estimator is left unfitted; the message names the epoch and the
+    likely causes (learning rate, loss weights).
+
+    Examples
+    --------
+    >>> from skhash.exceptions import TrainingError
+    >>> str(TrainingError("loss became nan at epoch 3"))
+    'loss became nan at epoch 3'
+    """
+
+
+class DeviceWarning(UserWarning):
+    """Warned when a requested device is not available and another is used.
+
+    Examples
+    --------
+    >>> from skhash.exceptions import DeviceWarning
+    >>> issubclass(DeviceWarning, UserWarning)
+    True
+    """
