@@ -969,6 +969,10 @@ class AdditiveQuantizer(_BaseQuantizer):
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during :meth:`fit`, when ``X`` has string
         column names.
+    quantization_errors_ : ndarray of shape (n_iter,)
+        Training quantization error (:func:`quantization_error`) after each
+        encode/update round. The codes of each round are warm-started from the
+        previous ones, so with a small ``ridge`` it does not increase.
 
     See Also
     --------
@@ -1039,6 +1043,7 @@ class AdditiveQuantizer(_BaseQuantizer):
             random_state=check_random_state(self.random_state),
         )
         codes = None
+        errors = []
         for _ in range(self.n_iter):
             codes = encode(
                 X, codebooks, kind="additive", n_iter=self.n_icm_iter, init_codes=codes
@@ -1051,5 +1056,7 @@ class AdditiveQuantizer(_BaseQuantizer):
                 ridge=self.ridge,
                 previous=codebooks,
             )
+            errors.append(quantization_error(X, codes, codebooks))
         self.codebooks_ = codebooks
+        self.quantization_errors_ = np.asarray(errors, dtype=np.float64)
         return self
