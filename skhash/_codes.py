@@ -193,7 +193,9 @@ class CodeSet:
     def _check_codebooks(codebooks, kind):
         if codebooks is None:
             if kind is not None and kind not in _KINDS:
-                raise ValueError(f"codebook_kind must be one of {_KINDS}; got {kind!r}.")
+                raise ValueError(
+                    f"codebook_kind must be one of {_KINDS}; got {kind!r}."
+                )
             return None, None
         codebooks = np.asarray(codebooks, dtype=np.float32)
         if codebooks.ndim != 3:

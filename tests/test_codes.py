@@ -52,14 +52,18 @@ def test_single_modality_contract(parts):
 def test_cross_modal_by_name(parts):
     emb, cb, codes = parts
     a = CodeSet(embedding=emb, codes=codes, codebooks=cb, codebook_kind="product")
-    b = CodeSet(embedding=-emb, codes=codes[::-1], codebooks=cb, codebook_kind="product")
+    b = CodeSet(
+        embedding=-emb, codes=codes[::-1], codebooks=cb, codebook_kind="product"
+    )
     both = CodeSet.from_modalities(img=a, txt=b)
     assert both.modalities == ("img", "txt")
     np.testing.assert_array_equal(both["txt"].embedding, -emb)
     np.testing.assert_array_equal(both[[0, 2]]["img"].codes, codes[[0, 2]])
     with pytest.raises(AttributeError, match=r"codes\['img'\]\.bits"):
         both.bits
-    other = CodeSet(embedding=emb, codes=codes, codebooks=cb + 1, codebook_kind="product")
+    other = CodeSet(
+        embedding=emb, codes=codes, codebooks=cb + 1, codebook_kind="product"
+    )
     with pytest.raises(ValueError, match="does not share the codebooks"):
         CodeSet.from_modalities(img=a, txt=other)
 

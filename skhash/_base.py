@@ -1,0 +1,470 @@
+"""The learners' shared base: validation, towers, skorch training, codes."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from abc import abstractmethod
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_is_fitted
+from skorch import NeuralNet
+from skorch.callbacks import Callback
+from skorch.helper import SliceDict
+from torch import nn
+
+from skhash._modalities import MultiModal, as_modalities
+from skhash._networks import MLPTower, MultiTower
+from skhash.exceptions import TrainingError
+
+__all__ = ["BaseCodeLearner", "resolve_device"]
+
+_ROUTED_PREFIXES = ("module__", "optimizer__")
+
+
+def resolve_device(device):
+    """Resolve ``"auto"`` to ``"cuda"`` when available, else ``"cpu"``.
+
+    Parameters
+    ----------
+    device : str or torch.device
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
+
+    Returns
+    -------
+    device : str
+        The device to use.
+
+    Examples
+    --------
+    >>> from skhash._base import resolve_device
+    >>> resolve_device("cpu")
+    'cpu'
+    """
+    device = str(device)
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r} was requested but CUDA is not available on this "
+            "machine. Use device='auto' (CUDA when present, else CPU) or "
+            "device='cpu'."
+        )
+    return device
+
+
+class _LossWatch(Callback):
+    """Stops training with a clear error when the loss is not finite, and
+    records the per-epoch mean of each loss term in the history."""
+
+    def __init__(self, learner):
+        self.learner = learner
+
+    def on_epoch_begin(self, net, **kwargs):
+        net.criterion_.begin_epoch(len(net.history))
+
+    def on_batch_end(self, net, batch=None, training=None, **kwargs):
+        loss = net.history[-1, "batches", -1].get("train_loss")
+        if loss is not None and not math.isfinite(loss):
+            raise TrainingError(
+                f"{type(self.learner).__name__}: the training loss became {loss} at "
+                f"epoch {len(net.history)}. Lower the learning rate (lr="
+                f"{self.learner.lr}) or the loss weights "
+                f"({self.learner._loss_weights_repr()}), or check the input scale "
+                "(standardize=True). The estimator was left unfitted."
+            )
+
+    def on_epoch_end(self, net, **kwargs):
+        for name, value in net.criterion_.end_epoch().items():
+            net.history.record(name, value)
+
+
+class _Criterion(nn.Module):
+    """Base of the learners' criteria: accumulates named loss terms."""
+
+    def __init__(self):
+        super().__init__()
+        self._sums = {}
+        self._count = 0
+        self.epoch = 0
+
+    def begin_epoch(self, epoch):
+        self.epoch = epoch
+        self._sums, self._count = {}, 0
+
+    def end_epoch(self):
+        if not self._count:
+            return {}
+        return {k: v / self._count for k, v in self._sums.items()}
+
+    def _record(self, **terms):
+        self._count += 1
+        for k, v in terms.items():
+            self._sums[k] = self._sums.get(k, 0.0) + float(v)
+
+
+class BaseCodeLearner(TransformerMixin, BaseEstimator):
+    """Base class of skhash's code learners (not for direct use).
+
+    It owns what the three learners share: input validation (a plain 2-D
+    array or a :class:`~skhash.MultiModal`), per-modality standardisation,
+    the towers, a skorch :class:`~skorch.NeuralNet` built in ``fit`` and
+    stored as ``net_``, device resolution, seeding from ``random_state``
+    without touching global random state, the loss history, and
+    ``transform`` to a :class:`~skhash.CodeSet`. Subclasses provide the
+    criterion (:meth:`_make_criterion`), optional callbacks, and the codes
+    (:meth:`_codes_from_embeddings`).
+    """
+
+    _parameter_constraints: dict = {
+        "hidden_layer_sizes": [tuple, list],
+        "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
+        "module": [None, type, dict],
+        "standardize": ["boolean"],
+        "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
+        "batch_size": [Interval(numbers.Integral, 2, None, closed="left")],
+        "lr": [Interval(numbers.Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
+        "device": [str],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    #: whether ``fit`` needs labels
+    _requires_y = True
+
+    # -- routed parameters (skorch style: module__width=...) ----------------
+    def _store_routed(self, kwargs):
+        for key, value in kwargs.items():
+            if not key.startswith(_ROUTED_PREFIXES):
+                hint = ""
+                for prefix in _ROUTED_PREFIXES:
+                    if key.startswith(prefix[:-1] + "_"):
+                        hint = f" Did you mean {prefix}{key[len(prefix) - 1 :]}?"
+                raise TypeError(
+                    f"{type(self).__name__} got an unexpected keyword argument "
+                    f"{key!r}. Extra arguments must start with 'module__' (passed "
+                    "to the tower class) or 'optimizer__' (passed to the "
+                    f"optimizer).{hint}"
+                )
+            setattr(self, key, value)
+
+    def _routed(self, prefix):
+        return {
+            k[len(prefix) :]: v
+            for k, v in vars(self).items()
+            if k.startswith(prefix) and not k.endswith("_")
+        }
+
+    def get_params(self, deep=True):
+        params = super().get_params(deep=deep)
+        for prefix in _ROUTED_PREFIXES:
+            params.update({prefix + k: v for k, v in self._routed(prefix).items()})
+        return params
+
+    def set_params(self, **params):
+        routed = {k: v for k, v in params.items() if k.startswith(_ROUTED_PREFIXES)}
+        for k, v in routed.items():
+            setattr(self, k, v)
+        rest = {k: v for k, v in params.items() if k not in routed}
+        return super().set_params(**rest) if rest else self
+
+    # -- validation ---------------------------------------------------------
+    @staticmethod
+    def _dense_float32(mm):
+        return {
+            name: np.asarray(
+                value.toarray() if sp.issparse(value) else value, dtype=np.float32
+            )
+            for name, value in mm.items()
+        }
+
+    def _validate_y(self, y, n_samples):
+        if y is None:
+            if self._requires_y:
+                raise ValueError(
+                    f"{type(self).__name__} is supervised: fit(X, y) needs labels y "
+                    "(class ids of shape (n_samples,) or a multi-label indicator "
+                    "matrix of shape (n_samples, n_classes))."
+                )
+            return None
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y.ravel()
+        if y.ndim not in (1, 2) or y.shape[0] != n_samples:
+            raise ValueError(
+                f"y must have shape (n_samples,) or (n_samples, n_classes) with "
+                f"n_samples={n_samples}; got {y.shape}."
+            )
+        if y.ndim == 1:
+            classes, y = np.unique(y, return_inverse=True)
+            if len(classes) < 2:
+                raise ValueError(
+                    f"y has a single class ({classes[0]!r}): every pair would be "
+                    "similar and the codes could not learn anything. Pass labels "
+                    "of at least two classes."
+                )
+            return y.astype(np.int64)
+        if not np.isin(y, (0, 1)).all():
+            raise ValueError(
+                "A 2-D y must be a multi-label indicator matrix of 0/1 values."
+            )
+        if not y.any(axis=1).all():
+            raise ValueError(
+                f"{int((~y.any(axis=1)).sum())} rows of y have no label; every item "
+                "needs at least one label for the pairwise similarity."
+            )
+        return y.astype(np.float32)
+
+    # -- hooks for subclasses ------------------------------------------------
+    @abstractmethod
+    def _n_outputs(self):
+        """Width of each tower's output."""
+
+    @abstractmethod
+    def _make_criterion(self, modalities, n_train):
+        """Return the criterion module (a ``_Criterion``)."""
+
+    def _callbacks(self, rng):
+        """Extra skorch callbacks; ``rng`` is the fit's random state."""
+        return []
+
+    def _loss_weights_repr(self):
+        return ", ".join(
+            f"{k}={v}"
+            for k, v in self.get_params(deep=False).items()
+            if k.startswith("lambda")
+        )
+
+    @abstractmethod
+    def _finish_fit(self, net, embeddings):
+        """Set the subclass's fitted state (codebooks, ...) after training."""
+
+    @abstractmethod
+    def _codes_from_embeddings(self, modality, embedding):
+        """Return the CodeSet of one modality."""
+
+    # -- fit -----------------------------------------------------------------
+    def _build_towers(self, n_features):
+        n_out = self._n_outputs()
+        towers = {}
+        for name, width in n_features.items():
+            cls = self.module
+            if isinstance(cls, dict):
+                if name not in cls:
+                    raise ValueError(
+                        f"module is a dict without an entry for modality {name!r}; "
+                        f"it has {sorted(cls)}."
+                    )
+                cls = cls[name]
+            if cls is None:
+                tower = MLPTower(
+                    width,
+                    n_out,
+                    hidden_layer_sizes=tuple(self.hidden_layer_sizes),
+                    dropout=self.dropout,
+                    **self._routed("module__"),
+                )
+            else:
+                tower = cls(
+                    n_features=width, n_outputs=n_out, **self._routed("module__")
+                )
+                if not isinstance(tower, nn.Module):
+                    raise TypeError(
+                        f"module must build a torch.nn.Module; {cls!r} built "
+                        f"{type(tower).__name__}."
+                    )
+            towers[name] = tower
+        return MultiTower(towers)
+
+    def fit(self, X, y=None):
+        """Train the towers and learn the codes.
+
+        Parameters
+        ----------
+        X : MultiModal or array-like of shape (n_samples, n_features)
+            Training items: a :class:`~skhash.MultiModal` of paired
+            modalities, or a plain 2-D array (single-modal retrieval).
+        y : array-like of shape (n_samples,) or (n_samples, n_classes)
+            Labels: class ids or a multi-label indicator matrix. Two items
+            are similar when they share a label.
+
+        Returns
+        -------
+        self : object
+            The fitted learner.
+        """
+        self._validate_params()
+        arrays = self._dense_float32(as_modalities(X))
+        n = next(iter(arrays.values())).shape[0]
+        if n < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs at least 2 training items; got {n}."
+            )
+        y_checked = self._validate_y(y, n)
+        device = resolve_device(self.device)
+        rng = check_random_state(self.random_state)
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+
+        scaler = {}
+        for name, a in arrays.items():
+            if self.standardize:
+                mean = a.mean(0)
+                scale = a.std(0)
+                scale[scale < 1e-8] = 1.0
+            else:
+                mean = np.zeros(a.shape[1], np.float32)
+                scale = np.ones(a.shape[1], np.float32)
+            scaler[name] = (mean.astype(np.float32), scale.astype(np.float32))
+        inputs = {
+            name: (a - scaler[name][0]) / scaler[name][1] for name, a in arrays.items()
+        }
+        n_features = {name: a.shape[1] for name, a in arrays.items()}
+        modalities = tuple(arrays)
+
+        generator = torch.Generator().manual_seed(seed)
+        fork_devices = (
+            [torch.cuda.current_device()] if device.startswith("cuda") else []
+        )
+        with torch.random.fork_rng(devices=fork_devices):
+            torch.manual_seed(seed)
+            module = self._build_towers(n_features)
+            criterion = self._make_criterion(modalities, n)
+            batch_size = min(self.batch_size, n)
+            net = NeuralNet(
+                module=module,
+                criterion=criterion,
+                optimizer=torch.optim.Adam,
+                lr=self.lr,
+                optimizer__weight_decay=self.weight_decay,
+                max_epochs=self.max_epochs,
+                batch_size=batch_size,
+                train_split=None,
+                iterator_train__shuffle=True,
+                iterator_train__generator=generator,
+                iterator_train__drop_last=n > batch_size,
+                callbacks=[("loss_watch", _LossWatch(self)), *self._callbacks(rng)],
+                device=device,
+                verbose=int(self.verbose),
+                **{
+                    f"optimizer__{k}": v for k, v in self._routed("optimizer__").items()
+                },
+            )
+            train_X = SliceDict(**inputs, index=np.arange(n))
+            target = np.zeros(n, dtype=np.int64) if y_checked is None else y_checked
+            net.fit(train_X, target)
+        if len(net.history) < self.max_epochs:
+            raise KeyboardInterrupt(
+                f"{type(self).__name__}.fit was interrupted after "
+                f"{len(net.history)} of {self.max_epochs} epochs; the estimator "
+                "was left unfitted."
+            )
+        net.module_.eval()
+        embeddings = {
+            name: self._embed(net, name, inputs[name], device) for name in modalities
+        }
+        state = self._finish_fit(net, embeddings)
+        # fitted state is set only once everything succeeded
+        self.modalities_ = modalities
+        if len(modalities) == 1:
+            self.n_features_in_ = n_features[modalities[0]]
+        self.n_features_per_modality_ = n_features
+        self.device_ = device
+        self.scaler_ = scaler
+        self.net_ = net
+        self.history_ = net.history
+        for key, value in state.items():
+            setattr(self, key, value)
+        return self
+
+    @staticmethod
+    def _embed(net, modality, inputs, device, batch_size=4096):
+        module = net.module_
+        was_training = module.training
+        module.eval()
+        out = []
+        with torch.no_grad():
+            for start in range(0, inputs.shape[0], batch_size):
+                xb = torch.as_tensor(inputs[start : start + batch_size], device=device)
+                out.append(module.encode(modality, xb).float().cpu().numpy())
+        module.train(was_training)
+        return np.concatenate(out, axis=0).astype(np.float32, copy=False)
+
+    def _embed_training_data(self, net, X):
+        """Embeddings of the training inputs (used by per-epoch callbacks)."""
+        return {
+            name: self._embed(net, name, X[name], net.device)
+            for name in net.module_.towers
+        }
+
+    # -- transform -------------------------------------------------------------
+    def transform(self, X):
+        """Encode items into compact codes.
+
+        Parameters
+        ----------
+        X : MultiModal or array-like of shape (n_samples, n_features)
+            Items with any subset of the modalities seen in ``fit``.
+
+        Returns
+        -------
+        codes : CodeSet
+            Embeddings and codes per modality (see the learner for which
+            parts it produces), with the shared codebooks.
+        """
+        check_is_fitted(self, "net_")
+        arrays = self._check_transform_X(X)
+        from skhash._codes import CodeSet
+
+        parts = {}
+        for name, a in arrays.items():
+            mean, scale = self.scaler_[name]
+            emb = self._embed(self.net_, name, (a - mean) / scale, self.device_)
+            parts[name] = self._codes_from_embeddings(name, emb)
+        if len(parts) == 1 and tuple(parts) == self.modalities_:
+            return next(iter(parts.values()))
+        return CodeSet.from_modalities(**parts)
+
+    def _check_transform_X(self, X):
+        if isinstance(X, (MultiModal, dict)):
+            mm = as_modalities(X)
+        else:
+            if len(self.modalities_) != 1:
+                raise ValueError(
+                    f"{type(self).__name__} was fitted on the modalities "
+                    f"{self.modalities_}; pass a MultiModal such as "
+                    f"MultiModal({self.modalities_[0]}=...), not a plain array."
+                )
+            mm = as_modalities(X)
+            mm = MultiModal._from_checked({self.modalities_[0]: mm["X"]})
+        unknown = [m for m in mm.modalities if m not in self.modalities_]
+        if unknown:
+            raise ValueError(
+                f"Unknown modalities {unknown}: {type(self).__name__} was fitted on "
+                f"{self.modalities_}."
+            )
+        arrays = self._dense_float32(mm)
+        for name, value in arrays.items():
+            expected = self.n_features_per_modality_[name]
+            if value.shape[1] != expected:
+                raise ValueError(
+                    f"Modality {name!r} has {value.shape[1]} features, but "
+                    f"{type(self).__name__} was fitted with {expected} features for "
+                    "it."
+                )
+        return arrays
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "net_")
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = self._requires_y
+        tags.non_deterministic = False
+        tags.transformer_tags.preserves_dtype = []
+        return tags

@@ -1,0 +1,268 @@
+"""Loss terms of the HQ, DQN and DJSRH papers, as plain torch functions.
+
+Each is averaged (over pairs or items) rather than summed as written in the
+papers, so that the loss weights do not depend on the batch size.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "similarity_matrix",
+    "pairwise_likelihood_loss",
+    "hash_loss",
+    "balance_loss",
+    "quantization_loss",
+    "pairwise_cosine_loss",
+    "djsrh_affinity",
+    "djsrh_loss",
+]
+
+
+def similarity_matrix(y_a, y_b):
+    """Pairwise similarity labels ``s_ij = 1`` when two items share a label.
+
+    Parameters
+    ----------
+    y_a, y_b : torch.Tensor
+        Class ids of shape (n,) or multi-label indicators of shape
+        (n, n_classes).
+
+    Returns
+    -------
+    S : torch.Tensor of shape (n_a, n_b), float
+        1.0 for similar pairs, 0.0 otherwise.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skhash._losses import similarity_matrix
+    >>> similarity_matrix(torch.tensor([0, 1]), torch.tensor([1, 1, 0]))
+    tensor([[0., 0., 1.],
+            [1., 1., 0.]])
+    """
+    if y_a.dim() == 1:
+        return (y_a[:, None] == y_b[None, :]).float()
+    return ((y_a.float() @ y_b.float().T) > 0).float()
+
+
+def pairwise_likelihood_loss(f_a, f_b, S):
+    """HQ eq. (3): negative log-likelihood of pair labels, mean over pairs.
+
+    ``L_sim = mean_ij log(1 + exp(θ_ij)) − s_ij θ_ij`` with
+    ``θ_ij = ⟨f_i, f_j⟩``, computed stably with ``softplus``.
+
+    Parameters
+    ----------
+    f_a : torch.Tensor of shape (n_a, d)
+        Features of one modality.
+    f_b : torch.Tensor of shape (n_b, d)
+        Features of the other (or the same) modality.
+    S : torch.Tensor of shape (n_a, n_b)
+        Pair labels in {0, 1}.
+
+    Returns
+    -------
+    loss : torch.Tensor, scalar
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skhash.nn import pairwise_likelihood_loss
+    >>> f = torch.tensor([[1.0, 0.0]])
+    >>> round(pairwise_likelihood_loss(f, f, torch.ones(1, 1)).item(), 4)
+    0.3133
+    """
+    theta = f_a @ f_b.T
+    return (F.softplus(theta) - S * theta).mean()
+
+
+def hash_loss(f):
+    """HQ eq. (4): ``‖f − sgn f‖²`` per item, averaged over items.
+
+    ``sgn(0) = 1`` here, as in the paper.
+
+    Parameters
+    ----------
+    f : torch.Tensor of shape (n, d)
+        Continuous features.
+
+    Returns
+    -------
+    loss : torch.Tensor, scalar
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skhash.nn import hash_loss
+    >>> hash_loss(torch.tensor([[0.5, -2.0]])).item()
+    1.25
+    """
+    h = torch.where(f >= 0, 1.0, -1.0).to(f.dtype)
+    return ((f - h.detach()) ** 2).sum(1).mean()
+
+
+def balance_loss(f):
+    """HQ eq. (5): ``‖f·1‖²`` per item (balanced +1/−1), averaged over items.
+
+    Parameters
+    ----------
+    f : torch.Tensor of shape (n, d)
+        Continuous features.
+
+    Returns
+    -------
+    loss : torch.Tensor, scalar
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skhash.nn import balance_loss
+    >>> balance_loss(torch.tensor([[1.0, 1.0, -1.0]])).item()
+    1.0
+    """
+    return (f.sum(1) ** 2).mean()
+
+
+def quantization_loss(f, reconstruction):
+    """HQ eq. (6) / DQN eq. (4): ``‖f − C b‖²`` per item, averaged over items.
+
+    Parameters
+    ----------
+    f : torch.Tensor of shape (n, d)
+        Continuous features.
+    reconstruction : torch.Tensor of shape (n, d)
+        Their quantized reconstruction ``Σ_l C^l b^l`` (held fixed).
+
+    Returns
+    -------
+    loss : torch.Tensor, scalar
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skhash.nn import quantization_loss
+    >>> quantization_loss(torch.ones(2, 3), torch.zeros(2, 3)).item()
+    3.0
+    """
+    return ((f - reconstruction.detach()) ** 2).sum(1).mean()
+
+
+def pairwise_cosine_loss(z_a, z_b, S, *, kind="cosine"):
+    """DQN eq. (3): ``(s_ij − cos(z_i, z_j))²`` with ``s_ij ∈ {−1, +1}``.
+
+    Parameters
+    ----------
+    z_a : torch.Tensor of shape (n_a, d)
+        Features of one modality.
+    z_b : torch.Tensor of shape (n_b, d)
+        Features of the other (or the same) modality.
+    S : torch.Tensor of shape (n_a, n_b)
+        Pair labels in {0, 1} (mapped to {−1, +1} here).
+    kind : {"cosine", "ip"}, default="cosine"
+        ``"ip"`` replaces the cosine by the inner product scaled by
+        ``1/d`` (the paper's DQN_ip ablation).
+
+    Returns
+    -------
+    loss : torch.Tensor, scalar (mean over pairs)
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skhash.nn import pairwise_cosine_loss
+    >>> z = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    >>> pairwise_cosine_loss(z, z, torch.eye(2)).item()
+    0.5
+    """
+    s = 2.0 * S - 1.0
+    if kind == "cosine":
+        sim = F.normalize(z_a, dim=1) @ F.normalize(z_b, dim=1).T
+    elif kind == "ip":
+        sim = (z_a @ z_b.T) / z_a.shape[1]
+    else:
+        raise ValueError(f"kind must be 'cosine' or 'ip'; got {kind!r}.")
+    return ((s - sim) ** 2).mean()
+
+
+def djsrh_affinity(features, *, beta=0.6, eta=0.4, mu=1.5):
+    """DJSRH eq. (3): the joint-semantics affinity ``μ S`` of a batch.
+
+    ``S_m = 2 F̂_m F̂_mᵀ − 1`` (cosine of normalised features, rescaled as in
+    the authors' code), ``S̃ = β S_1 + (1 − β) S_2`` and
+    ``S = (1 − η) S̃ + η S̃ S̃ᵀ / m``; returned multiplied by ``μ``.
+
+    Parameters
+    ----------
+    features : list of torch.Tensor
+        The batch's input features, one (m, p) tensor per modality (one or
+        two); with one modality ``S̃ = S_1``.
+    beta, eta, mu : float
+        The paper's weights.
+
+    Returns
+    -------
+    target : torch.Tensor of shape (m, m)
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skhash.nn import djsrh_affinity
+    >>> x = torch.eye(2)
+    >>> djsrh_affinity([x, x], beta=0.5, eta=0.0, mu=1.0)
+    tensor([[ 1., -1.],
+            [-1.,  1.]])
+    """
+    sims = []
+    for x in features:
+        xn = F.normalize(x, dim=1)
+        sims.append(2.0 * (xn @ xn.T) - 1.0)
+    if len(sims) == 1:
+        s_tilde = sims[0]
+    elif len(sims) == 2:
+        s_tilde = beta * sims[0] + (1.0 - beta) * sims[1]
+    else:
+        raise ValueError(f"djsrh_affinity takes 1 or 2 modalities; got {len(sims)}.")
+    m = s_tilde.shape[0]
+    S = (1.0 - eta) * s_tilde + eta * (s_tilde @ s_tilde.T) / m
+    return mu * S
+
+
+def djsrh_loss(codes, target, *, lambda1=0.1, lambda2=0.1):
+    """DJSRH eq. (5): MSE of code cosines to the affinity target.
+
+    ``mse(cos(B_1, B_2), μS) + λ1 mse(cos(B_1, B_1), μS) + λ2 mse(cos(B_2,
+    B_2), μS)``; with one modality it is ``mse(cos(B, B), μS)``.
+
+    Parameters
+    ----------
+    codes : list of torch.Tensor
+        Relaxed codes ``tanh(α H)`` per modality, each (m, d).
+    target : torch.Tensor of shape (m, m)
+        ``μ S`` from :func:`djsrh_affinity`.
+    lambda1, lambda2 : float
+        Weights of the within-modality terms.
+
+    Returns
+    -------
+    loss : torch.Tensor, scalar
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skhash.nn import djsrh_loss
+    >>> b = torch.tensor([[1.0, 1.0], [1.0, -1.0]])
+    >>> round(djsrh_loss([b, b], torch.eye(2), lambda1=0.0, lambda2=0.0).item(), 6)
+    0.0
+    """
+    normed = [F.normalize(b, dim=1) for b in codes]
+    if len(normed) == 1:
+        return F.mse_loss(normed[0] @ normed[0].T, target)
+    b1, b2 = normed
+    return (
+        F.mse_loss(b1 @ b2.T, target)
+        + lambda1 * F.mse_loss(b1 @ b1.T, target)
+        + lambda2 * F.mse_loss(b2 @ b2.T, target)
+    )

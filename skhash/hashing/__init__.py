@@ -1,0 +1,5 @@
+"""Deep hashing learners: binary codes (and HQ's quantization codes)."""
+
+from skhash.hashing._hq import HQHasher
+
+__all__ = ["HQHasher"]

@@ -1,0 +1,349 @@
+"""HQHasher: joint deep binary hashing and quantization (Shi & Chung, 2021)."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import torch
+from sklearn.utils._param_validation import Interval
+from skorch.callbacks import Callback
+
+from skhash._base import BaseCodeLearner, _Criterion
+from skhash._codes import CodeSet, pack_bits
+from skhash._losses import (
+    balance_loss,
+    hash_loss,
+    pairwise_likelihood_loss,
+    quantization_loss,
+    similarity_matrix,
+)
+from skhash.quantization._codebooks import (
+    decode,
+    encode,
+    kmeans_codebooks,
+    update_codebooks,
+)
+
+__all__ = ["HQHasher"]
+
+
+class _HQCriterion(_Criterion):
+    def __init__(self, modalities, *, lambda_sim, lambda_h, lambda_b, lambda_q):
+        super().__init__()
+        self.modalities = modalities
+        self.lambda_sim = lambda_sim
+        self.lambda_h = lambda_h
+        self.lambda_b = lambda_b
+        self.lambda_q = lambda_q
+        self.reconstruction = None  # {modality: (n_train, d) tensor}, per epoch
+
+    def forward(self, y_pred, y_true):
+        feats = [y_pred[m] for m in self.modalities]
+        S = similarity_matrix(y_true, y_true)
+        if len(feats) == 1:
+            l_sim = pairwise_likelihood_loss(feats[0], feats[0], S)
+        else:
+            pairs = [(a, b) for i, a in enumerate(feats) for b in feats[i + 1 :]]
+            l_sim = sum(pairwise_likelihood_loss(a, b, S) for a, b in pairs) / len(
+                pairs
+            )
+        l_h = sum(hash_loss(f) for f in feats) / len(feats)
+        l_b = sum(balance_loss(f) for f in feats) / len(feats)
+        loss = self.lambda_sim * l_sim + self.lambda_h * l_h + self.lambda_b * l_b
+        l_q = torch.zeros(())
+        if self.reconstruction is not None and self.lambda_q > 0:
+            idx = y_pred["index"]
+            l_q = sum(
+                quantization_loss(f, self.reconstruction[m][idx])
+                for m, f in zip(self.modalities, feats)
+            ) / len(feats)
+            loss = loss + self.lambda_q * l_q
+        self._record(
+            loss_sim=l_sim.item(),
+            loss_h=l_h.item(),
+            loss_b=l_b.item(),
+            loss_q=l_q.item(),
+        )
+        return loss
+
+
+class _AlternateCodebooks(Callback):
+    """Once per epoch: embed the training set, then alternate the closed-form
+    codebook update and the code search a few rounds (HQ section 4.3)."""
+
+    def __init__(self, learner, rng):
+        self.learner = learner
+        self.rng = rng
+        self.codebooks = None
+        self.codes = None
+
+    def fit_codebooks(self, F):
+        lrn = self.learner
+        if self.codebooks is None:
+            self.codebooks = kmeans_codebooks(
+                F,
+                lrn.n_codebooks,
+                lrn.n_codewords,
+                kind="additive",
+                random_state=self.rng,
+            )
+            self.codes = None
+        for _ in range(lrn.n_quantization_rounds):
+            self.codes = encode(
+                F,
+                self.codebooks,
+                kind="additive",
+                n_iter=lrn.n_icm_iter,
+                init_codes=self.codes,
+            )
+            self.codebooks = update_codebooks(
+                F,
+                self.codes,
+                lrn.n_codewords,
+                kind="additive",
+                previous=self.codebooks,
+            )
+        return self.codebooks
+
+    def on_epoch_end(self, net, dataset_train=None, **kwargs):
+        epoch = len(net.history)
+        if self.learner.lambda_q == 0 or epoch < self.learner.quantization_warmup:
+            return
+        emb = self.learner._embed_training_data(net, dataset_train.X)
+        modalities = net.criterion_.modalities
+        F = np.concatenate([emb[m] for m in modalities], axis=0)
+        self.fit_codebooks(F)
+        rec = decode(self.codes, self.codebooks)
+        n = emb[modalities[0]].shape[0]
+        net.criterion_.reconstruction = {
+            m: torch.as_tensor(rec[i * n : (i + 1) * n], device=net.device)
+            for i, m in enumerate(modalities)
+        }
+
+
+class HQHasher(BaseCodeLearner):
+    """Joint deep binary hashing and additive quantization (HQ).
+
+    One tower per modality maps its features to a continuous vector ``f`` of
+    ``n_bits`` values. Training minimises the HQ paper's loss (eq. 7)::
+
+        λ_sim L_sim + λ_h ‖f − sgn f‖² + λ_b ‖f·1‖² + λ_q ‖f − Σ_l C^l b^l‖²
+
+    where ``L_sim`` is the pairwise likelihood of the cross-modal pairs of a
+    batch (``s_ij = 1`` when two items share a label). Once per epoch, after
+    ``quantization_warmup`` epochs, the training set is embedded and the
+    ``n_codebooks`` additive codebooks of ``n_codewords`` codewords are fitted
+    by alternating the closed-form ridge update and the code search (ICM)
+    ``n_quantization_rounds`` times. Each term is averaged over pairs or
+    items (the paper sums), so the weights do not scale with the batch size.
+
+    ``transform`` gives, per modality, the embedding ``f``, the binary code
+    ``sgn f`` (packed) and the quantization codes, with the shared codebooks:
+    :class:`~skhash.TwoStageRetriever` then shortlists by Hamming distance and
+    re-ranks by the asymmetric quantizer distance ``⟨q, Σ_l C^l b^l⟩``.
+
+    Read more in the :ref:`User Guide <learners>`.
+
+    Parameters
+    ----------
+    n_bits : int, default=64
+        Code length: the width of ``f`` and of the binary code.
+    n_codebooks : int, default=4
+        Number ``M`` of additive codebooks.
+    n_codewords : int, default=256
+        Codewords ``K`` per codebook (``log2 K`` bits per codebook index).
+    lambda_sim : float, default=1.0
+        Weight of the pairwise likelihood loss (eq. 3). Paper: 50–70 (summed
+        losses).
+    lambda_h : float, default=0.1
+        Weight of the hashing loss ``‖f − sgn f‖²`` (eq. 4). Paper: 0.01.
+    lambda_b : float, default=0.01
+        Weight of the balance loss (eq. 5). Paper: 0.01.
+    lambda_q : float, default=0.1
+        Weight of the quantization loss (eq. 6); 0 gives the binary-only
+        ablation (then no codebooks are learned). Paper: 1e-4–1e-3.
+    quantization_warmup : int, default=5
+        Epochs before the quantization loss switches on.
+    n_quantization_rounds : int, default=3
+        Codebook-update/code-search rounds per epoch.
+    n_icm_iter : int, default=3
+        ICM sweeps of each code search.
+    hidden_layer_sizes : tuple of int, default=(512,)
+        Hidden widths of the default MLP towers.
+    dropout : float, default=0.1
+        Dropout of the default towers.
+    module : torch.nn.Module class or dict of them, default=None
+        A tower class instead of the MLP, built as
+        ``module(n_features=..., n_outputs=n_bits, **module__params)``; a
+        dict gives one class per modality. Extra ``module__<name>=value``
+        keyword arguments are routed to it, ``optimizer__<name>`` to Adam.
+    standardize : bool, default=True
+        Standardise each modality's features (mean and scale learned in
+        ``fit``). The losses depend on the input scale.
+    max_epochs : int, default=50
+        Training epochs.
+    batch_size : int, default=128
+        Items per batch.
+    lr : float, default=1e-3
+        Adam learning rate.
+    weight_decay : float, default=0.0
+        Adam weight decay.
+    device : str, default="auto"
+        ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``...
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, batch order, dropout and k-means. On CPU
+        the same integer gives bit-identical codes. Global random state is
+        never touched.
+    verbose : int, default=0
+        Show skorch's epoch table when > 0.
+    **kwargs
+        ``module__*`` and ``optimizer__*`` routed parameters.
+
+    Attributes
+    ----------
+    net_ : skorch.NeuralNet
+        The trained network (towers in ``net_.module_.towers``).
+    history_ : skorch.History
+        Loss per epoch, with the terms ``loss_sim``, ``loss_h``, ``loss_b``,
+        ``loss_q``.
+    codebooks_ : ndarray of shape (n_codebooks, n_codewords, n_bits) or None
+        The additive codebooks (None when ``lambda_q == 0``).
+    modalities_ : tuple of str
+        Modality names seen in ``fit`` (``("X",)`` for a plain array).
+    n_features_in_ : int
+        Number of features, for a single-modality fit.
+    n_features_per_modality_ : dict
+        Number of features of each modality.
+    scaler_ : dict
+        Per-modality ``(mean, scale)`` used to standardise inputs.
+    device_ : str
+        The device used.
+
+    See Also
+    --------
+    DQNQuantizer : Product quantization only (Cao et al., 2016).
+    DJSRHHasher : Unsupervised cross-modal hashing.
+    TwoStageRetriever : Searches the codes.
+
+    References
+    ----------
+    .. [1] E. Shi and F. Chung, "Deep binary hashing and quantization for
+       cross-modal retrieval" (HQ), BMVC 2021.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skhash import HQHasher, MultiModal
+    >>> rng = np.random.RandomState(42)
+    >>> y = rng.randint(0, 3, 60)
+    >>> X = MultiModal(img=rng.randn(60, 8) + y[:, None], txt=rng.randn(60, 5) - y[:, None])
+    >>> hq = HQHasher(n_bits=16, n_codebooks=2, n_codewords=8, max_epochs=3,
+    ...               random_state=0).fit(X, y)
+    >>> codes = hq.transform(X)
+    >>> codes["img"].bits.shape, codes["txt"].codes.shape, codes.codebooks.shape
+    ((60, 2), (60, 2), (2, 8, 16))
+    """
+
+    _parameter_constraints: dict = {
+        **BaseCodeLearner._parameter_constraints,
+        "n_bits": [Interval(numbers.Integral, 1, None, closed="left")],
+        "n_codebooks": [Interval(numbers.Integral, 1, None, closed="left")],
+        "n_codewords": [Interval(numbers.Integral, 2, 65536, closed="both")],
+        "lambda_sim": [Interval(numbers.Real, 0, None, closed="left")],
+        "lambda_h": [Interval(numbers.Real, 0, None, closed="left")],
+        "lambda_b": [Interval(numbers.Real, 0, None, closed="left")],
+        "lambda_q": [Interval(numbers.Real, 0, None, closed="left")],
+        "quantization_warmup": [Interval(numbers.Integral, 0, None, closed="left")],
+        "n_quantization_rounds": [Interval(numbers.Integral, 1, None, closed="left")],
+        "n_icm_iter": [Interval(numbers.Integral, 0, None, closed="left")],
+    }
+
+    def __init__(
+        self,
+        n_bits=64,
+        *,
+        n_codebooks=4,
+        n_codewords=256,
+        lambda_sim=1.0,
+        lambda_h=0.1,
+        lambda_b=0.01,
+        lambda_q=0.1,
+        quantization_warmup=5,
+        n_quantization_rounds=3,
+        n_icm_iter=3,
+        hidden_layer_sizes=(512,),
+        dropout=0.1,
+        module=None,
+        standardize=True,
+        max_epochs=50,
+        batch_size=128,
+        lr=1e-3,
+        weight_decay=0.0,
+        device="auto",
+        random_state=None,
+        verbose=0,
+        **kwargs,
+    ):
+        self.n_bits = n_bits
+        self.n_codebooks = n_codebooks
+        self.n_codewords = n_codewords
+        self.lambda_sim = lambda_sim
+        self.lambda_h = lambda_h
+        self.lambda_b = lambda_b
+        self.lambda_q = lambda_q
+        self.quantization_warmup = quantization_warmup
+        self.n_quantization_rounds = n_quantization_rounds
+        self.n_icm_iter = n_icm_iter
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.dropout = dropout
+        self.module = module
+        self.standardize = standardize
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+        self._store_routed(kwargs)
+
+    def _n_outputs(self):
+        return self.n_bits
+
+    def _make_criterion(self, modalities, n_train):
+        return _HQCriterion(
+            modalities,
+            lambda_sim=self.lambda_sim,
+            lambda_h=self.lambda_h,
+            lambda_b=self.lambda_b,
+            lambda_q=self.lambda_q,
+        )
+
+    def _callbacks(self, rng):
+        self._codebook_callback = _AlternateCodebooks(self, rng)
+        return [("codebooks", self._codebook_callback)]
+
+    def _finish_fit(self, net, embeddings):
+        callback = self._codebook_callback
+        del self._codebook_callback
+        if self.lambda_q == 0:
+            return {"codebooks_": None}
+        F = np.concatenate([embeddings[m] for m in embeddings], axis=0)
+        return {"codebooks_": callback.fit_codebooks(F)}
+
+    def _codes_from_embeddings(self, modality, embedding):
+        codes = None
+        if self.codebooks_ is not None:
+            codes = encode(
+                embedding, self.codebooks_, kind="additive", n_iter=self.n_icm_iter
+            )
+        return CodeSet(
+            embedding=embedding,
+            bits=pack_bits(embedding >= 0),
+            codes=codes,
+            n_bits=self.n_bits,
+            codebooks=self.codebooks_,
+            codebook_kind=None if self.codebooks_ is None else "additive",
+            modality=modality,
+        )
