@@ -1,0 +1,903 @@
+"""TwoStageRetriever: Hamming shortlist, then quantization re-ranking."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from numbers import Integral, Real
+
+import numpy as np
+from joblib import effective_n_jobs
+from sklearn.base import BaseEstimator, _fit_context
+from sklearn.utils import check_array
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from skhash._codes import CodeSet
+from skhash._modalities import SINGLE_MODALITY
+from skhash.metrics import (
+    average_precision_from_ranking,
+    harmonic_mean,
+    n_relevant,
+    ranked_relevance,
+)
+from skhash.quantization import lookup_tables, reconstruction_sqnorms
+from skhash.retrieval._kernels import _CHUNK_BYTES, get_backend
+
+__all__ = ["TwoStageRetriever"]
+
+_RERANKS = ("aqd", "aqd-l2", "hamming-codes", "exact", "none")
+_NEEDS_CODES = ("aqd", "aqd-l2", "hamming-codes")
+_FORMAT = "skhash.TwoStageRetriever"
+_FORMAT_VERSION = 1
+
+
+class TwoStageRetriever(BaseEstimator):
+    """Two-stage nearest-neighbour search over compact codes.
+
+    Indexes a :class:`~skhash.CodeSet` (the database) and answers queries in
+    two stages, as in the HQ paper [1]_: a Hamming-distance shortlist of
+    ``L`` candidates from the packed binary codes, then a re-ranking of those
+    ``L`` by the asymmetric quantizer distance (AQD) of the float query
+    embedding to each candidate's quantization codes, computed through
+    ``M x K`` look-up tables. Cross-modal databases are searched in a
+    direction such as ``"img->txt"``.
+
+    Read more in the :ref:`User Guide <retrieval>`.
+
+    Parameters
+    ----------
+    alpha : int or float, default=100
+        Size of the stage-1 shortlist. An int is the number of candidates
+        ``L`` itself; a float in [0, 1] is the fraction of the database,
+        ``L = round(alpha * N)`` (Python's round). ``L`` is clipped to the
+        number of searchable items. ``alpha=0`` (or ``0.0``) is pure Hamming
+        ranking and ``alpha=1.0`` re-ranks the whole database (the paper's
+        Figure 4 sweeps alpha between them). Note that ``1`` (int) is one
+        candidate while ``1.0`` is all of them. Read at query time, so
+        ``set_params(alpha=...)`` takes effect without refitting.
+    n_neighbors : int, default=50
+        Number of neighbours ``k`` returned by :meth:`kneighbors` and the
+        cut-off of :meth:`score` (MAP@50 by default). Read at query time.
+    rerank : {"aqd", "aqd-l2", "hamming-codes", "exact", "none"}, default="aqd"
+        The stage-2 distance between a query and a candidate with
+        quantization codes ``c`` (reconstruction ``x = Σ_m C_m[c_m]``):
+
+        - ``"aqd"``: inner product ``⟨q, x⟩`` via look-up tables (HQ);
+          returned as the distance ``-⟨q, x⟩``.
+        - ``"aqd-l2"``: squared Euclidean ``‖q - x‖²`` via look-up tables
+          (DQN [2]_); exact for additive codebooks too, through the squared
+          norms of the reconstructions stored at fit.
+        - ``"hamming-codes"``: number of differing code indices between the
+          query's and the item's quantization codes (the HQ paper's HQ-b);
+          queries need their quantization codes.
+        - ``"exact"``: cosine similarity of the float embeddings, returned as
+          ``1 - cos``; the indexed embeddings are stored. With
+          ``alpha=1.0`` this is the lossless reference.
+        - ``"none"``: no re-ranking, Hamming distance only.
+
+        Applied at fit, because it decides what is indexed.
+    n_jobs : int, default=None
+        Number of threads over chunks of queries. ``None`` means 1, ``-1``
+        all processors (joblib's convention). Results do not depend on it.
+    backend : str, default="numpy"
+        Name of the search kernels, see :func:`~skhash.retrieval.get_backend`.
+        Read at query time.
+
+    Attributes
+    ----------
+    n_samples_fit_ : int
+        Number of indexed items ``N``.
+    modalities_ : tuple of str
+        The indexed modalities (``("X",)`` for a plain array).
+    n_bits_ : int or None
+        Bits of the binary codes, or None when none were indexed.
+    codebooks_ : ndarray of shape (M, K, d) or None
+        The shared codebooks.
+    codebook_kind_ : {"additive", "product"} or None
+        How the codebooks combine.
+    y_ : ndarray of shape (N,) or (N, n_labels) or None
+        Labels of the database items, used by :meth:`score`.
+    search_plan_ : dict of str to str
+        How each modality is searched as the database, e.g.
+        ``{"img": "hamming->aqd"}``. Adapts to what the codes carry: without
+        quantization codes, ``"aqd"``, ``"aqd-l2"`` and ``"hamming-codes"``
+        fall back to Hamming ranking (``"hamming"``); without bits, stage 2
+        runs over the whole database (``"aqd"``, ``"exact"`` ...); with only
+        embeddings, exact cosine search (``"exact"``).
+    n_features_in_ : int
+        Embedding width, set only when fit on a plain array.
+
+    See Also
+    --------
+    skhash.CodeSet : The codes it indexes and queries.
+    skhash.quantization.lookup_tables : The AQD look-up tables.
+    sklearn.neighbors.NearestNeighbors : The ``kneighbors`` convention followed.
+
+    Notes
+    -----
+    **Search semantics.** For a query and a database of ``N`` items:
+
+    1. Stage 1 ranks the items by Hamming distance between packed codes and
+       keeps ``max(L, k)`` of them, ties broken by lower database index.
+    2. Stage 2 computes the ``rerank`` distance of the first ``L`` and sorts
+       them by (distance, database index).
+    3. The ``k`` results are the first ``k`` re-ranked items; if ``L < k``,
+       positions ``L .. k-1`` are the following stage-1 items in Hamming
+       order. So ``alpha=0`` is exactly Hamming ranking.
+
+    Returned distances are "smaller is closer": Hamming counts, ``-⟨q, x⟩``
+    for ``"aqd"``, squared L2 for ``"aqd-l2"``, differing codes for
+    ``"hamming-codes"``, ``1 - cos`` for ``"exact"``. Entries ranked by stage
+    1 (all of them for ``"none"``, the tail beyond ``L``) carry their Hamming
+    distance. Each row is ascending within the re-ranked part and within the
+    Hamming-ranked tail; when ``L >= k`` (the usual case) the whole row is
+    ascending.
+
+    Only the compact codes are indexed (packed bits, quantization codes, the
+    shared codebooks, and for ``"aqd-l2"`` with additive codebooks one float
+    per item); the float embeddings are kept only with ``rerank="exact"`` or
+    for a modality that has neither bits nor codes.
+
+    References
+    ----------
+    .. [1] Y. Shi and Y.-J. Chung, "Efficient Cross-Modal Retrieval via Deep
+       Binary Hashing and Quantization", BMVC 2021.
+    .. [2] Y. Cao, M. Long, J. Wang, H. Zhu and Q. Wen, "Deep Quantization
+       Network for Efficient Image Retrieval", AAAI 2016.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skhash import CodeSet, pack_bits
+    >>> from skhash.quantization import encode
+    >>> from skhash.retrieval import TwoStageRetriever
+    >>> rng = np.random.RandomState(42)
+    >>> emb = rng.randn(200, 16).astype(np.float32)
+    >>> C = rng.randn(4, 8, 16).astype(np.float32)
+    >>> db = CodeSet(
+    ...     embedding=emb, bits=pack_bits(emb), codes=encode(emb, C, kind="additive"),
+    ...     codebooks=C, codebook_kind="additive")
+    >>> y = rng.randint(3, size=200)
+    >>> search = TwoStageRetriever(alpha=0.2, n_neighbors=10).fit(db, y)
+    >>> search.search_plan_
+    {'X': 'hamming->aqd'}
+    >>> dist, idx = search.kneighbors(db[:5])
+    >>> dist.shape, idx.shape
+    ((5, 10), (5, 10))
+    >>> 0.0 <= search.score(db[:50], y[:50]) <= 1.0
+    True
+    """
+
+    _parameter_constraints: dict = {
+        "alpha": [
+            Interval(Integral, 0, None, closed="left"),
+            Interval(Real, 0, 1, closed="both"),
+        ],
+        "n_neighbors": [Interval(Integral, 1, None, closed="left")],
+        "rerank": [StrOptions(set(_RERANKS))],
+        "n_jobs": [None, Integral],
+        "backend": [str],
+    }
+
+    def __init__(
+        self, alpha=100, n_neighbors=50, *, rerank="aqd", n_jobs=None, backend="numpy"
+    ):
+        self.alpha = alpha
+        self.n_neighbors = n_neighbors
+        self.rerank = rerank
+        self.n_jobs = n_jobs
+        self.backend = backend
+
+    # ------------------------------------------------------------------ #
+    # fit
+    # ------------------------------------------------------------------ #
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Index the database ``X``.
+
+        Parameters
+        ----------
+        X : CodeSet or array-like of shape (n_samples, d)
+            The database codes, one or several modalities. A plain 2-D float
+            array is a single-modality database of embeddings only, searched
+            by exact cosine similarity.
+        y : array-like of shape (n_samples,) or (n_samples, n_labels), \
+default=None
+            Class ids or a 0/1 label indicator matrix of the items; needed
+            only by :meth:`score`.
+
+        Returns
+        -------
+        self : object
+            The fitted retriever.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skhash.retrieval import TwoStageRetriever
+        >>> rng = np.random.RandomState(42)
+        >>> TwoStageRetriever().fit(rng.randn(30, 4)).n_samples_fit_
+        30
+        """
+        get_backend(self.backend)
+        if isinstance(X, CodeSet):
+            if hasattr(self, "n_features_in_"):
+                del self.n_features_in_
+            codes = X
+        else:
+            X = validate_data(self, X, reset=True, dtype=[np.float32, np.float64])
+            codes = CodeSet(embedding=X, modality=SINGLE_MODALITY)
+        n = len(codes)
+        if n == 0:
+            raise ValueError(
+                "X holds 0 items; fit needs a database of at least one item."
+            )
+        if y is not None:
+            y = check_array(y, ensure_2d=False, dtype=None, input_name="y")
+            if y.ndim not in (1, 2) or y.shape[0] != n:
+                raise ValueError(
+                    f"y must have one row per indexed item: X has {n} items but "
+                    f"y has shape {y.shape}."
+                )
+        index = {}
+        for m in codes.modalities:
+            bits = codes.get(m, "bits")
+            qcodes = codes.get(m, "codes")
+            emb = codes.get(m, "embedding")
+            entry = {}
+            if bits is not None:
+                entry["bits"] = _clean_bits(bits, codes.n_bits)
+            if qcodes is not None:
+                entry["codes"] = qcodes
+                if self.rerank == "aqd-l2" and codes.codebook_kind == "additive":
+                    entry["sqnorms"] = reconstruction_sqnorms(qcodes, codes.codebooks)
+            if self.rerank == "exact" or (bits is None and qcodes is None):
+                if emb is None:
+                    raise ValueError(
+                        f"rerank='exact' compares float embeddings, but modality "
+                        f"{m!r} of X has none; pass a CodeSet with embeddings or "
+                        "choose rerank='aqd'."
+                    )
+                entry["embedding"] = emb
+            index[m] = entry
+        self._set_index(
+            index,
+            n_samples=n,
+            n_bits=codes.n_bits if any("bits" in e for e in index.values()) else None,
+            codebooks=codes.codebooks,
+            kind=codes.codebook_kind,
+            y=y,
+            rerank=self.rerank,
+        )
+        return self
+
+    def _set_index(self, index, *, n_samples, n_bits, codebooks, kind, y, rerank):
+        self._index = index
+        self._fit_rerank = rerank
+        self.modalities_ = tuple(index)
+        self.n_samples_fit_ = int(n_samples)
+        self.n_bits_ = None if n_bits is None else int(n_bits)
+        self.codebooks_ = codebooks
+        self.codebook_kind_ = kind
+        self.y_ = y
+        self._plans = {m: _plan(e, rerank) for m, e in index.items()}
+        self.search_plan_ = {m: _describe(*plan) for m, plan in self._plans.items()}
+
+    # ------------------------------------------------------------------ #
+    # queries
+    # ------------------------------------------------------------------ #
+    def _resolve_direction(self, direction, X):
+        mods = self.modalities_
+        valid = [f"{a}->{b}" for a in mods for b in mods]
+        if direction is None:
+            if len(mods) != 1:
+                raise ValueError(
+                    f"This retriever indexes the modalities {mods}; pass "
+                    f"direction=, one of {valid}."
+                )
+            dst = mods[0]
+            if X is None or not isinstance(X, CodeSet):
+                return dst, dst
+            if dst in X.modalities:
+                return dst, dst
+            if len(X.modalities) == 1:
+                return X.modalities[0], dst
+            raise ValueError(
+                f"X holds the modalities {X.modalities} and the database "
+                f"{mods}; pass direction='<query modality>->{dst}'."
+            )
+        if not isinstance(direction, str) or direction.count("->") != 1:
+            raise ValueError(
+                f"direction must look like 'img->txt' (query modality -> "
+                f"database modality); got {direction!r}. Valid: {valid}."
+            )
+        src, dst = (s.strip() for s in direction.split("->"))
+        if dst not in mods:
+            raise ValueError(
+                f"Unknown direction {direction!r}: the database modality {dst!r} "
+                f"is not indexed (indexed: {mods}). Valid directions: {valid}."
+            )
+        if X is None and src not in mods:
+            raise ValueError(
+                f"Unknown direction {direction!r}: with X=None the queries are "
+                f"indexed items, and {src!r} is not indexed (indexed: {mods}). "
+                f"Valid directions: {valid}."
+            )
+        return src, dst
+
+    def _query_parts(self, X, src, dst, need):
+        """The query parts ``need`` (a set) of modality ``src``, validated."""
+        if isinstance(X, CodeSet):
+            if src not in X.modalities:
+                raise ValueError(
+                    f"The queries X hold the modalities {X.modalities}, but the "
+                    f"direction '{src}->{dst}' queries with {src!r}; pass a "
+                    f"CodeSet with modality {src!r} (e.g. codes[{src!r}]) or "
+                    "change direction."
+                )
+            parts = {p: X.get(src, p) for p in ("bits", "codes", "embedding")}
+            n_bits, q_codebooks = X.n_bits, X.codebooks
+        elif X is None:
+            raise TypeError("X must not be None here.")
+        else:
+            if isinstance(X, (str, bytes, dict)) or not hasattr(X, "__len__"):
+                raise TypeError(
+                    "X must be a CodeSet or a 2-D array of query embeddings; got "
+                    f"{type(X).__name__}."
+                )
+            if hasattr(self, "n_features_in_"):
+                X = validate_data(self, X, reset=False, dtype=[np.float32, np.float64])
+            else:
+                X = check_array(X, dtype=[np.float32, np.float64], input_name="X")
+            parts = {
+                "bits": None,
+                "codes": None,
+                "embedding": np.asarray(X, dtype=np.float32),
+            }
+            n_bits, q_codebooks = None, None
+        n_q = next(len(v) for v in parts.values() if v is not None)
+        if n_q == 0:
+            raise ValueError(
+                "X holds 0 queries; pass at least one query to kneighbors/score."
+            )
+        self._check_query_parts(parts, need, src, n_bits, q_codebooks, dst)
+        return parts, n_q
+
+    def _check_query_parts(self, parts, need, src, n_bits, q_codebooks, dst):
+        if "bits" in need and n_bits is not None and n_bits != self.n_bits_:
+            raise ValueError(
+                f"The queries have n_bits={n_bits} but the database was indexed "
+                f"with n_bits={self.n_bits_}; encode the queries with the same "
+                "hasher."
+            )
+        for p in sorted(need):
+            if parts[p] is None:
+                why = {
+                    "bits": f"the database {dst!r} is indexed with n_bits="
+                    f"{self.n_bits_} binary codes (stage 1)",
+                    "embedding": "the re-ranking compares float query embeddings "
+                    f"(search plan {self.search_plan_[dst]!r})",
+                    "codes": "rerank='hamming-codes' compares quantization codes",
+                }[p]
+                raise ValueError(
+                    f"The queries of modality {src!r} carry no {p}, but {why}; "
+                    f"pass queries with {p}."
+                )
+        if "embedding" in need:
+            d = parts["embedding"].shape[1]
+            if self._plans[dst][1] == "exact":
+                want = self._index[dst]["embedding"].shape[1]
+                what = "the indexed embeddings"
+            else:
+                want, what = self.codebooks_.shape[2], "the codebooks"
+            if d != want:
+                raise ValueError(
+                    f"The query embeddings have {d} dimensions but {what} have "
+                    f"d={want}; pass embeddings from the same model."
+                )
+            if not np.isfinite(parts["embedding"]).all():
+                raise ValueError("The query embeddings contain NaN or inf.")
+        if "codes" in need and q_codebooks is not None:
+            if q_codebooks.shape != self.codebooks_.shape or not np.array_equal(
+                q_codebooks, self.codebooks_
+            ):
+                raise ValueError(
+                    "The queries' quantization codes were made with other "
+                    f"codebooks (shape {q_codebooks.shape}) than the indexed "
+                    f"ones (shape {self.codebooks_.shape}); encode both with "
+                    "the same quantizer."
+                )
+
+    def _needs(self, dst, n_candidates):
+        stage1, stage2 = self._plans[dst]
+        need = set()
+        if stage1:
+            need.add("bits")
+        if stage2 != "none" and (not stage1 or n_candidates > 0):
+            need.add("codes" if stage2 == "hamming-codes" else "embedding")
+        return need
+
+    def _n_candidates(self, n_search):
+        if isinstance(self.alpha, Integral):
+            L = int(self.alpha)
+        else:
+            L = round(float(self.alpha) * self.n_samples_fit_)
+        return int(min(max(L, 0), n_search))
+
+    def kneighbors(
+        self, X=None, n_neighbors=None, *, direction=None, return_distance=True
+    ):
+        """Find the ``k`` nearest database items of each query.
+
+        See the Notes of the class for the exact two-stage semantics; ties
+        break by lower database index at both stages.
+
+        Parameters
+        ----------
+        X : CodeSet or array-like of shape (n_queries, d), default=None
+            The queries. A ``CodeSet`` needs (at least) the query modality of
+            ``direction`` with the parts the search uses: bits for stage 1,
+            embeddings for AQD or exact re-ranking, quantization codes for
+            ``"hamming-codes"``. A plain array holds query embeddings of the
+            query modality. ``None`` queries the indexed items themselves
+            (of the query modality) and excludes each item's own row, as
+            scikit-learn's ``kneighbors(X=None)``; this needs the parts the
+            re-ranking uses to be indexed (embeddings are indexed only with
+            ``rerank="exact"``).
+        n_neighbors : int, default=None
+            ``k``; defaults to the ``n_neighbors`` parameter. Must not exceed
+            the number of searchable items (``N``, or ``N - 1`` for X=None).
+        direction : str, default=None
+            ``"<query modality>-><database modality>"``, e.g. ``"img->txt"``
+            (or ``"img->img"``). May be None for a single-modality database.
+        return_distance : bool, default=True
+            Whether to return the distances.
+
+        Returns
+        -------
+        distances : ndarray of shape (n_queries, k), float64
+            Smaller is closer (see the class Notes). Only if
+            ``return_distance=True``.
+        indices : ndarray of shape (n_queries, k), int64
+            Database rows, nearest first.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skhash import CodeSet, pack_bits
+        >>> from skhash.retrieval import TwoStageRetriever
+        >>> rng = np.random.RandomState(42)
+        >>> e_img, e_txt = rng.randn(2, 40, 8).astype(np.float32)
+        >>> db = CodeSet.from_modalities(
+        ...     img=CodeSet(bits=pack_bits(e_img), n_bits=8),
+        ...     txt=CodeSet(bits=pack_bits(e_txt), n_bits=8))
+        >>> search = TwoStageRetriever(n_neighbors=5).fit(db)
+        >>> dist, idx = search.kneighbors(db[:3], direction="img->txt")
+        >>> idx.shape, dist.dtype
+        ((3, 5), dtype('float64'))
+        >>> search.kneighbors(direction="txt->txt", return_distance=False).shape
+        (40, 5)
+        """
+        check_is_fitted(self)
+        self._validate_params()
+        k = self.n_neighbors if n_neighbors is None else n_neighbors
+        if not isinstance(k, Integral) or isinstance(k, bool) or k < 1:
+            raise ValueError(
+                f"n_neighbors must be a positive int; got {k!r}. Pass n_neighbors >= 1."
+            )
+        k = int(k)
+        src, dst = self._resolve_direction(direction, X)
+        n = self.n_samples_fit_
+        exclude_self = X is None
+        n_search = n - 1 if exclude_self else n
+        if k > n_search:
+            extra = " minus the query itself (X=None)" if exclude_self else ""
+            raise ValueError(
+                f"n_neighbors={k} must be <= the number of indexed items N={n}"
+                f"{extra}; pass a smaller n_neighbors."
+            )
+        L = self._n_candidates(n_search)
+        need = self._needs(dst, L)
+        if exclude_self:
+            parts = self._index_query_parts(src, dst, need)
+            n_q = n
+        else:
+            parts, n_q = self._query_parts(X, src, dst, need)
+        parts = {p: v for p, v in parts.items() if p in need}
+        dist, idx = self._search(parts, n_q, dst, k, L, exclude_self)
+        return (dist, idx) if return_distance else idx
+
+    def _index_query_parts(self, src, dst, need):
+        entry = self._index[src]
+        parts = {p: entry.get(p) for p in ("bits", "codes", "embedding")}
+        for p in sorted(need):
+            if parts[p] is None:
+                stored = (
+                    "embeddings are indexed only with rerank='exact'"
+                    if p == "embedding"
+                    else f"modality {src!r} was indexed without {p}"
+                )
+                raise ValueError(
+                    f"kneighbors(X=None) queries with the indexed items of "
+                    f"{src!r}, but the search '{src}->{dst}' needs their {p} and "
+                    f"{stored}; pass the queries as X instead."
+                )
+        if "embedding" in need:
+            self._check_query_parts(parts, need, src, None, None, dst)
+        return parts
+
+    def _search(self, parts, n_q, dst, k, L, exclude_self):
+        backend = get_backend(self.backend)
+        n_threads = max(1, effective_n_jobs(self.n_jobs))
+        if self._plans[dst][0]:
+            # stage 1 chunks its Hamming matrices itself; bound the stage-2
+            # gathers of (chunk, max(L, k)) codes, tables and distances
+            n_books, n_words = (
+                (0, 0) if self.codebooks_ is None else self.codebooks_.shape[:2]
+            )
+            per_query = (max(L, k) + 1) * (n_books + 40) + 4 * n_books * n_words
+        else:  # stage 2 scores (chunk, N) items at once
+            per_query = 24 * max(self.n_samples_fit_, 1)
+        step = max(1, _CHUNK_BYTES // per_query)
+        step = min(step, max(1, math.ceil(n_q / n_threads)))
+        slices = [slice(s, min(s + step, n_q)) for s in range(0, n_q, step)]
+
+        def run(sl):
+            q = {p: v[sl] for p, v in parts.items()}
+            rows = np.arange(sl.start, sl.stop) if exclude_self else None
+            return self._search_chunk(backend, q, rows, dst, k, L)
+
+        if n_threads == 1 or len(slices) == 1:
+            results = [run(sl) for sl in slices]
+        else:
+            with ThreadPoolExecutor(max_workers=min(n_threads, len(slices))) as ex:
+                results = list(ex.map(run, slices))
+        dist = np.concatenate([r[0] for r in results], axis=0)
+        idx = np.concatenate([r[1] for r in results], axis=0)
+        return dist, idx
+
+    def _search_chunk(self, backend, q, rows, dst, k, L):
+        stage1, stage2 = self._plans[dst]
+        db = self._index[dst]
+        if not stage1:
+            d2 = self._stage2(backend, q, None, stage2, db)
+            if rows is not None:
+                d2[np.arange(len(rows)), rows] = np.inf
+            idx, dist = backend.topk(d2, k)
+            return dist, idx
+        n_short = max(L, k)
+        idx, hd = backend.shortlist(q["bits"], db["bits"], n_short + (rows is not None))
+        if rows is not None:
+            idx, hd = _drop_self(idx, hd, rows)
+        hd = hd.astype(np.float64)
+        if stage2 == "none" or L == 0:
+            return hd[:, :k], idx[:, :k]
+        cand = idx[:, :L]
+        d2 = self._stage2(backend, q, cand, stage2, db)
+        top_idx, top_d = backend.topk(d2, min(k, L), cand)
+        if L >= k:
+            return top_d, top_idx
+        return (
+            np.concatenate([top_d, hd[:, L:k]], axis=1),
+            np.concatenate([top_idx, idx[:, L:k]], axis=1),
+        )
+
+    def _stage2(self, backend, q, cand, mode, db):
+        """Stage-2 distances (smaller is closer), float64, (c, L) or (c, N)."""
+        if mode == "hamming-codes":
+            d = backend.rerank_code_hamming(q["codes"], db["codes"], cand)
+            return d.astype(np.float64)
+        if mode == "exact":
+            cos = backend.rerank_exact(q["embedding"], db["embedding"], cand)
+            return 1.0 - cos.astype(np.float64)
+        emb = q["embedding"]
+        if mode == "aqd":
+            luts = lookup_tables(emb, self.codebooks_, metric="ip")
+            return -backend.rerank_aqd(luts, cand, db["codes"]).astype(np.float64)
+        # aqd-l2: ‖q‖² + Σ_m (‖C_m‖² − 2⟨q, C_m⟩) for product codebooks;
+        # ‖q‖² − 2⟨q, x⟩ + ‖x‖² (stored) for additive ones.
+        q_sq = np.einsum("qd,qd->q", emb, emb, dtype=np.float64)[:, None]
+        if self.codebook_kind_ == "additive":
+            luts = lookup_tables(emb, self.codebooks_, metric="ip")
+            ip = backend.rerank_aqd(luts, cand, db["codes"]).astype(np.float64)
+            sq = db["sqnorms"].astype(np.float64)
+            sq = sq[None, :] if cand is None else sq[cand]
+            d = q_sq - 2.0 * ip + sq
+        else:
+            luts = lookup_tables(emb, self.codebooks_, metric="l2")
+            d = q_sq + backend.rerank_aqd(luts, cand, db["codes"])
+        return np.maximum(d, 0.0)
+
+    # ------------------------------------------------------------------ #
+    # score
+    # ------------------------------------------------------------------ #
+    def score(
+        self, X, y, *, n_neighbors=None, direction=None, variant="djsrh", metric="map"
+    ):
+        """MAP@K (or precision@K) of the queries ``X`` against the database.
+
+        A database item is relevant to a query when they share a label.
+
+        Parameters
+        ----------
+        X : CodeSet or array-like of shape (n_queries, d)
+            The queries, as for :meth:`kneighbors`.
+        y : array-like of shape (n_queries,) or (n_queries, n_labels)
+            Their labels, in the form of the ``y`` given to :meth:`fit`.
+        n_neighbors : int or "all", default=None
+            The cut-off ``K``; None uses the ``n_neighbors`` parameter, and
+            "all" ranks the whole database. Clipped to the number of indexed
+            items ``N``.
+        direction : str, default=None
+            As for :meth:`kneighbors`. None with a two-modality database
+            scores both cross directions (``"a->b"`` and ``"b->a"``) and
+            returns their harmonic mean, as the HQ paper reports; ``X`` must
+            then carry both modalities.
+        variant : {"djsrh", "deephash", "full"}, default="djsrh"
+            Normalisation of AP@K, see
+            :func:`skhash.metrics.average_precision_from_ranking`; queries
+            scoring NaN under "deephash" are left out of the mean.
+        metric : {"map", "precision"}, default="map"
+            Mean average precision or mean precision at ``K``.
+
+        Returns
+        -------
+        score : float
+            The score, in [0, 1]; greater is better.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skhash.retrieval import TwoStageRetriever
+        >>> rng = np.random.RandomState(42)
+        >>> X, y = rng.randn(60, 5), rng.randint(2, size=60)
+        >>> search = TwoStageRetriever(n_neighbors=10).fit(X[:40], y[:40])
+        >>> round(search.score(X[40:], y[40:], metric="precision"), 3)
+        0.53
+        """
+        check_is_fitted(self)
+        if metric not in ("map", "precision"):
+            raise ValueError(f"metric must be 'map' or 'precision'; got {metric!r}.")
+        if variant not in ("djsrh", "deephash", "full"):
+            raise ValueError(
+                f"variant must be 'djsrh', 'deephash' or 'full'; got {variant!r}."
+            )
+        if self.y_ is None:
+            raise ValueError(
+                "score needs the labels of the database items; fit with "
+                "fit(X, y) to index them."
+            )
+        if isinstance(n_neighbors, str) and n_neighbors == "all":
+            k = self.n_samples_fit_
+        else:
+            k = self.n_neighbors if n_neighbors is None else n_neighbors
+            if not isinstance(k, Integral) or k < 1:
+                raise ValueError(
+                    f"n_neighbors must be a positive int, 'all' or None; got {k!r}."
+                )
+            k = min(int(k), self.n_samples_fit_)
+        mods = self.modalities_
+        if direction is None and len(mods) == 2:
+            directions = [f"{mods[0]}->{mods[1]}", f"{mods[1]}->{mods[0]}"]
+        else:
+            directions = [direction]
+        y = np.asarray(y)
+        scores = []
+        for d in directions:
+            idx = self.kneighbors(X, k, direction=d, return_distance=False)
+            if y.shape[0] != idx.shape[0]:
+                raise ValueError(
+                    f"y has {y.shape[0]} rows but X holds {idx.shape[0]} queries."
+                )
+            rel = ranked_relevance(y, self.y_, idx)
+            if metric == "precision":
+                scores.append(float(rel.mean()))
+                continue
+            n_rel = n_relevant(y, self.y_) if variant == "full" else None
+            ap = average_precision_from_ranking(rel, n_rel, variant=variant)
+            ap = ap[~np.isnan(ap)]
+            scores.append(float(ap.mean()) if ap.size else 0.0)
+        if len(scores) == 2:
+            return harmonic_mean(*scores)
+        return scores[0]
+
+    # ------------------------------------------------------------------ #
+    # tags, persistence
+    # ------------------------------------------------------------------ #
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = True
+        tags.target_tags.required = False
+        tags.input_tags.two_d_array = True
+        tags.input_tags.sparse = False
+        return tags
+
+    def save(self, path):
+        """Save the fitted index without pickle.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A path ending in ``.npz`` writes one ``.npz`` file (arrays plus a
+            JSON string of the parameters and metadata). Any other path is a
+            directory (created if needed) of one ``.npy`` file per array and
+            a ``meta.json``, which :meth:`load` can memory-map.
+
+        Returns
+        -------
+        path : str
+            The path written.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> from skhash.retrieval import TwoStageRetriever
+        >>> rng = np.random.RandomState(42)
+        >>> search = TwoStageRetriever(n_neighbors=3).fit(rng.randn(20, 4))
+        >>> path = search.save(os.path.join(tempfile.mkdtemp(), "index.npz"))
+        >>> TwoStageRetriever.load(path).n_samples_fit_
+        20
+        """
+        check_is_fitted(self)
+        arrays = {}
+        for m, entry in self._index.items():
+            for p, a in entry.items():
+                arrays[f"{m}.{p}"] = a
+        if self.codebooks_ is not None:
+            arrays["codebooks"] = self.codebooks_
+        if self.y_ is not None:
+            if self.y_.dtype.hasobject:
+                raise ValueError(
+                    "The database labels y_ have dtype object, which cannot be "
+                    "saved without pickle; fit with numeric or string labels."
+                )
+            arrays["y"] = self.y_
+        meta = {
+            "format": _FORMAT,
+            "version": _FORMAT_VERSION,
+            "params": {k: _jsonable(v) for k, v in self.get_params().items()},
+            "rerank_fit": self._fit_rerank,
+            "n_samples_fit": self.n_samples_fit_,
+            "has_y": self.y_ is not None,
+            "modalities": list(self.modalities_),
+            "parts": {m: sorted(e) for m, e in self._index.items()},
+            "n_bits": self.n_bits_,
+            "codebook_kind": self.codebook_kind_,
+            "n_features_in": getattr(self, "n_features_in_", None),
+        }
+        path = os.fspath(path)
+        if path.endswith(".npz"):
+            np.savez(path, __meta__=np.array(json.dumps(meta)), **arrays)
+        else:
+            os.makedirs(path, exist_ok=True)
+            for name, a in arrays.items():
+                np.save(os.path.join(path, f"{name}.npy"), np.asarray(a))
+            with open(os.path.join(path, "meta.json"), "w", encoding="utf-8") as f:
+                json.dump(meta, f)
+        return path
+
+    @classmethod
+    def load(cls, path, mmap_mode=None):
+        """Rebuild a fitted retriever saved with :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A ``.npz`` file or a directory written by :meth:`save`.
+        mmap_mode : {None, "r", "r+", "c"}, default=None
+            Memory-map the arrays (``numpy.load``'s argument) instead of
+            reading them, so that a database larger than memory is searched
+            from disk. Only a directory can be memory-mapped: a ``.npz`` file
+            is always read into memory and this argument is ignored.
+
+        Returns
+        -------
+        retriever : TwoStageRetriever
+            The fitted retriever; its results equal the saved one's.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> from skhash.retrieval import TwoStageRetriever
+        >>> rng = np.random.RandomState(42)
+        >>> X = rng.randn(20, 4)
+        >>> search = TwoStageRetriever(n_neighbors=3).fit(X)
+        >>> path = search.save(os.path.join(tempfile.mkdtemp(), "index"))
+        >>> loaded = TwoStageRetriever.load(path, mmap_mode="r")
+        >>> np.array_equal(loaded.kneighbors(X)[1], search.kneighbors(X)[1])
+        True
+        """
+        path = os.fspath(path)
+        if os.path.isdir(path):
+            with open(os.path.join(path, "meta.json"), encoding="utf-8") as f:
+                meta = json.load(f)
+
+            def get(name):
+                return np.load(
+                    os.path.join(path, f"{name}.npy"),
+                    mmap_mode=mmap_mode,
+                    allow_pickle=False,
+                )
+        else:
+            with np.load(path, allow_pickle=False) as f:
+                stored = {name: f[name] for name in f.files}
+            meta = json.loads(str(stored.pop("__meta__")))
+
+            def get(name):
+                return stored[name]
+
+        if meta.get("format") != _FORMAT:
+            raise ValueError(f"{path!r} was not written by TwoStageRetriever.save.")
+        est = cls(**meta["params"])
+        index = {
+            m: {p: get(f"{m}.{p}") for p in meta["parts"][m]}
+            for m in meta["modalities"]
+        }
+        est._set_index(
+            index,
+            n_samples=meta["n_samples_fit"],
+            n_bits=meta["n_bits"],
+            codebooks=get("codebooks") if meta["codebook_kind"] is not None else None,
+            kind=meta["codebook_kind"],
+            y=get("y") if meta["has_y"] else None,
+            rerank=meta["rerank_fit"],
+        )
+        if meta["n_features_in"] is not None:
+            est.n_features_in_ = int(meta["n_features_in"])
+        return est
+
+
+def _describe(stage1, stage2):
+    if not stage1:
+        return stage2
+    return "hamming" if stage2 == "none" else f"hamming->{stage2}"
+
+
+def _jsonable(value):
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, Integral):
+        return int(value)
+    if isinstance(value, Real):
+        return float(value)
+    return value
+
+
+def _plan(entry, rerank):
+    """(stage 1 on bits?, stage-2 mode) for a database modality."""
+    has_bits, has_codes = "bits" in entry, "codes" in entry
+    if has_bits:
+        if rerank in _NEEDS_CODES:
+            return True, rerank if has_codes else "none"
+        return True, rerank  # "exact" or "none"
+    if has_codes and rerank in _NEEDS_CODES:
+        return False, rerank
+    if has_codes and rerank == "none":
+        return False, "aqd"
+    return False, "exact"
+
+
+def _clean_bits(bits, n_bits):
+    """Zero the padding bits of the last byte (copying only if needed)."""
+    pad = (-n_bits) % 8
+    if pad == 0 or bits.shape[1] == 0:
+        return bits
+    mask = np.uint8((0xFF << pad) & 0xFF)
+    if np.any(bits[:, -1] & ~mask):
+        bits = bits.copy()
+        bits[:, -1] &= mask
+    return bits
+
+
+def _drop_self(idx, dist, rows):
+    """Remove each row's own index (or its last column if absent)."""
+    c, width = idx.shape
+    drop = idx == rows[:, None]
+    drop[~drop.any(axis=1), width - 1] = True
+    keep = ~drop
+    return idx[keep].reshape(c, width - 1), dist[keep].reshape(c, width - 1)
