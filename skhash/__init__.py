@@ -2,12 +2,19 @@
 
 from skhash._codes import CodeSet, pack_bits, unpack_bits
 from skhash._modalities import MultiModal
+from skhash.hashing import HQHasher
+from skhash.pipeline import Pipeline, make_pipeline
+from skhash.retrieval import TwoStageRetriever
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "CodeSet",
+    "HQHasher",
     "MultiModal",
+    "Pipeline",
+    "TwoStageRetriever",
+    "make_pipeline",
     "pack_bits",
     "unpack_bits",
     "__version__",

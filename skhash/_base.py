@@ -18,7 +18,7 @@ from skorch.callbacks import Callback
 from skorch.helper import SliceDict
 from torch import nn
 
-from skhash._modalities import MultiModal, as_modalities
+from skhash._modalities import SINGLE_MODALITY, MultiModal, as_modalities
 from skhash._networks import MLPTower, MultiTower
 from skhash.exceptions import TrainingError
 
@@ -140,19 +140,27 @@ class BaseCodeLearner(TransformerMixin, BaseEstimator):
 
     # -- routed parameters (skorch style: module__width=...) ----------------
     def _store_routed(self, kwargs):
+        # __init__ only stores; the names are checked in fit
         for key, value in kwargs.items():
-            if not key.startswith(_ROUTED_PREFIXES):
-                hint = ""
-                for prefix in _ROUTED_PREFIXES:
-                    if key.startswith(prefix[:-1] + "_"):
-                        hint = f" Did you mean {prefix}{key[len(prefix) - 1 :]}?"
-                raise TypeError(
-                    f"{type(self).__name__} got an unexpected keyword argument "
-                    f"{key!r}. Extra arguments must start with 'module__' (passed "
-                    "to the tower class) or 'optimizer__' (passed to the "
-                    f"optimizer).{hint}"
-                )
             setattr(self, key, value)
+
+    def _check_routed(self):
+        params = set(self._get_param_names())
+        for key in vars(self):
+            if key in params or key.startswith("_") or key.endswith("_"):
+                continue
+            if key.startswith(_ROUTED_PREFIXES):
+                continue
+            hint = ""
+            for prefix in _ROUTED_PREFIXES:
+                if key.startswith(prefix[:-1]):
+                    hint = f" Did you mean {prefix}{key[len(prefix) - 1 :]}?"
+            raise TypeError(
+                f"{type(self).__name__} got an unexpected keyword argument "
+                f"{key!r}. Extra arguments must start with 'module__' (passed "
+                "to the tower class) or 'optimizer__' (passed to the "
+                f"optimizer).{hint}"
+            )
 
     def _routed(self, prefix):
         return {
@@ -163,8 +171,14 @@ class BaseCodeLearner(TransformerMixin, BaseEstimator):
 
     def get_params(self, deep=True):
         params = super().get_params(deep=deep)
-        for prefix in _ROUTED_PREFIXES:
-            params.update({prefix + k: v for k, v in self._routed(prefix).items()})
+        names = set(self._get_param_names())
+        params.update(
+            {
+                k: v
+                for k, v in vars(self).items()
+                if k not in names and not k.startswith("_") and not k.endswith("_")
+            }
+        )
         return params
 
     def set_params(self, **params):
@@ -188,7 +202,8 @@ class BaseCodeLearner(TransformerMixin, BaseEstimator):
         if y is None:
             if self._requires_y:
                 raise ValueError(
-                    f"{type(self).__name__} is supervised: fit(X, y) needs labels y "
+                    f"{type(self).__name__} requires y to be passed, but the target y "
+                    "is None: it is supervised; fit(X, y) needs labels y "
                     "(class ids of shape (n_samples,) or a multi-label indicator "
                     "matrix of shape (n_samples, n_classes))."
                 )
@@ -300,11 +315,13 @@ class BaseCodeLearner(TransformerMixin, BaseEstimator):
             The fitted learner.
         """
         self._validate_params()
+        self._check_routed()
         arrays = self._dense_float32(as_modalities(X))
         n = next(iter(arrays.values())).shape[0]
         if n < 2:
             raise ValueError(
-                f"{type(self).__name__} needs at least 2 training items; got {n}."
+                f"{type(self).__name__} needs at least 2 training items; got "
+                f"n_samples={n}."
             )
         y_checked = self._validate_y(y, n)
         device = resolve_device(self.device)
@@ -452,10 +469,11 @@ class BaseCodeLearner(TransformerMixin, BaseEstimator):
         for name, value in arrays.items():
             expected = self.n_features_per_modality_[name]
             if value.shape[1] != expected:
+                who = "X" if name == SINGLE_MODALITY else f"Modality {name!r}"
                 raise ValueError(
-                    f"Modality {name!r} has {value.shape[1]} features, but "
-                    f"{type(self).__name__} was fitted with {expected} features for "
-                    "it."
+                    f"{who} has {value.shape[1]} features, but "
+                    f"{type(self).__name__} is expecting {expected} features as "
+                    "input (the width seen in fit)."
                 )
         return arrays
 
@@ -466,5 +484,6 @@ class BaseCodeLearner(TransformerMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.target_tags.required = self._requires_y
         tags.non_deterministic = False
+        tags.input_tags.sparse = True  # densified per modality (bag-of-words)
         tags.transformer_tags.preserves_dtype = []
         return tags

@@ -453,6 +453,8 @@ class CodeSet:
         if isinstance(key, tuple):
             key = key[0]
         if isinstance(key, numbers.Integral):
+            if not -len(self) <= key < len(self):
+                raise IndexError(f"row {key} is out of range for {len(self)} rows.")
             key = slice(key, key + 1 if key != -1 else None)
         parts = {
             name: {p: (None if v is None else v[key]) for p, v in part.items()}
@@ -538,6 +540,12 @@ class CodeSet:
             M, K, d = self.codebooks.shape
             extra += f", codebooks={self.codebook_kind} {M}x{K}x{d}"
         return f"CodeSet(n_samples={self._n}, {{{'; '.join(mods)}}}{extra})"
+
+    def __array__(self, dtype=None, copy=None):
+        raise TypeError(
+            "A CodeSet is not an array: use its parts (.embedding, .bits, "
+            ".codes) or pick a modality first (codes['img'].bits)."
+        )
 
     def __getstate__(self):
         return self.__dict__

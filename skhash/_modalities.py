@@ -121,6 +121,8 @@ class MultiModal(SliceDict):
         if isinstance(key, tuple):  # sklearn indexes with (rows, Ellipsis)
             key = key[0]
         if isinstance(key, numbers.Integral):
+            if not -len(self) <= key < len(self):
+                raise IndexError(f"row {key} is out of range for {len(self)} rows.")
             key = slice(key, key + 1 if key != -1 else None)
         return self._from_checked({k: v[key] for k, v in self.items()})
 
@@ -180,7 +182,7 @@ def as_modalities(X, *, input_name="X"):
     """
     if isinstance(X, MultiModal):
         return X
-    if isinstance(X, dict):
+    if isinstance(X, dict) and not sp.issparse(X):  # dok_matrix is a dict
         return MultiModal(**X)
     if X is None:
         raise ValueError(f"{input_name} is None; pass a 2-D array or a MultiModal.")

@@ -156,13 +156,17 @@ class HQHasher(BaseCodeLearner):
     lambda_sim : float, default=1.0
         Weight of the pairwise likelihood loss (eq. 3). Paper: 50–70 (summed
         losses).
-    lambda_h : float, default=0.1
-        Weight of the hashing loss ``‖f − sgn f‖²`` (eq. 4). Paper: 0.01.
-    lambda_b : float, default=0.01
-        Weight of the balance loss (eq. 5). Paper: 0.01.
-    lambda_q : float, default=0.1
+    lambda_h : float, default=1e-4
+        Weight of the hashing loss ``‖f − sgn f‖²`` (eq. 4). Paper: 0.01
+        beside λ_sim = 50–70, i.e. a ratio of 2e-4 to the similarity loss;
+        on Wiki, λ_h ≥ 1e-3 collapses bits (most take one sign for every item)
+        and halves the Hamming ranking's MAP.
+    lambda_b : float, default=1e-4
+        Weight of the balance loss (eq. 5). Paper: 0.01 (same ratio as λ_h).
+    lambda_q : float, default=0.01
         Weight of the quantization loss (eq. 6); 0 gives the binary-only
-        ablation (then no codebooks are learned). Paper: 1e-4–1e-3.
+        ablation (then no codebooks are learned). Paper: 1e-4–1e-3 beside
+        λ_sim = 10–70.
     quantization_warmup : int, default=5
         Epochs before the quantization loss switches on.
     n_quantization_rounds : int, default=3
@@ -181,7 +185,7 @@ class HQHasher(BaseCodeLearner):
     standardize : bool, default=True
         Standardise each modality's features (mean and scale learned in
         ``fit``). The losses depend on the input scale.
-    max_epochs : int, default=50
+    max_epochs : int, default=20
         Training epochs.
     batch_size : int, default=128
         Items per batch.
@@ -266,9 +270,9 @@ class HQHasher(BaseCodeLearner):
         n_codebooks=4,
         n_codewords=256,
         lambda_sim=1.0,
-        lambda_h=0.1,
-        lambda_b=0.01,
-        lambda_q=0.1,
+        lambda_h=1e-4,
+        lambda_b=1e-4,
+        lambda_q=0.01,
         quantization_warmup=5,
         n_quantization_rounds=3,
         n_icm_iter=3,
@@ -276,7 +280,7 @@ class HQHasher(BaseCodeLearner):
         dropout=0.1,
         module=None,
         standardize=True,
-        max_epochs=50,
+        max_epochs=20,
         batch_size=128,
         lr=1e-3,
         weight_decay=0.0,

@@ -101,7 +101,7 @@ class _RetrievalScorer:
             final.score(
                 Xt,
                 y,
-                n_neighbors=self.k,
+                n_neighbors="all" if self.k is None else self.k,
                 direction=self.direction,
                 variant=self.variant,
                 metric=self.metric,
