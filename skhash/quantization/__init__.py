@@ -13,9 +13,11 @@ from skhash.quantization._codebooks import (
     reconstruction_sqnorms,
     update_codebooks,
 )
+from skhash.quantization._dqn import DQNQuantizer
 
 __all__ = [
     "AdditiveQuantizer",
+    "DQNQuantizer",
     "ProductQuantizer",
     "aqd",
     "decode",
