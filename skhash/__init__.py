@@ -4,12 +4,14 @@ from skhash._codes import CodeSet, pack_bits, unpack_bits
 from skhash._modalities import MultiModal
 from skhash.hashing import HQHasher
 from skhash.pipeline import Pipeline, make_pipeline
+from skhash.quantization import DQNQuantizer
 from skhash.retrieval import TwoStageRetriever
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "CodeSet",
+    "DQNQuantizer",
     "HQHasher",
     "MultiModal",
     "Pipeline",

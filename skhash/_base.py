@@ -245,6 +245,9 @@ class BaseCodeLearner(TransformerMixin, BaseEstimator):
     def _make_criterion(self, modalities, n_train):
         """Return the criterion module (a ``_Criterion``)."""
 
+    def _check_params(self):
+        """Checks across parameters, after the declared constraints."""
+
     def _callbacks(self, rng):
         """Extra skorch callbacks; ``rng`` is the fit's random state."""
         return []
@@ -316,6 +319,7 @@ class BaseCodeLearner(TransformerMixin, BaseEstimator):
         """
         self._validate_params()
         self._check_routed()
+        self._check_params()
         arrays = self._dense_float32(as_modalities(X))
         n = next(iter(arrays.values())).shape[0]
         if n < 2:

@@ -87,6 +87,7 @@ class _AlternateCodebooks(Callback):
                 lrn.n_codewords,
                 kind="additive",
                 random_state=self.rng,
+                n_iter=10,
             )
             self.codes = None
         for _ in range(lrn.n_quantization_rounds):
@@ -169,7 +170,7 @@ class HQHasher(BaseCodeLearner):
         λ_sim = 10–70.
     quantization_warmup : int, default=5
         Epochs before the quantization loss switches on.
-    n_quantization_rounds : int, default=3
+    n_quantization_rounds : int, default=1
         Codebook-update/code-search rounds per epoch.
     n_icm_iter : int, default=3
         ICM sweeps of each code search.
@@ -274,7 +275,7 @@ class HQHasher(BaseCodeLearner):
         lambda_b=1e-4,
         lambda_q=0.01,
         quantization_warmup=5,
-        n_quantization_rounds=3,
+        n_quantization_rounds=1,
         n_icm_iter=3,
         hidden_layer_sizes=(512,),
         dropout=0.1,
@@ -331,10 +332,13 @@ class HQHasher(BaseCodeLearner):
     def _finish_fit(self, net, embeddings):
         callback = self._codebook_callback
         del self._codebook_callback
+        net.criterion_.reconstruction = None  # per-item state: not kept in net_
         if self.lambda_q == 0:
             return {"codebooks_": None}
         F = np.concatenate([embeddings[m] for m in embeddings], axis=0)
-        return {"codebooks_": callback.fit_codebooks(F)}
+        codebooks = callback.fit_codebooks(F)
+        callback.codes = None
+        return {"codebooks_": codebooks}
 
     def _codes_from_embeddings(self, modality, embedding):
         codes = None

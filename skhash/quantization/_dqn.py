@@ -336,31 +336,13 @@ class DQNQuantizer(BaseCodeLearner):
         self.verbose = verbose
         self._store_routed(kwargs)
 
-    def fit(self, X, y=None):
-        """Train the towers and fit the product codebooks.
-
-        Parameters
-        ----------
-        X : MultiModal or array-like of shape (n_samples, n_features)
-            Training items: a :class:`~skhash.MultiModal` of paired
-            modalities, or a plain 2-D array (single-modal retrieval).
-        y : array-like of shape (n_samples,) or (n_samples, n_classes)
-            Labels: class ids or a multi-label indicator matrix. Two items
-            are similar when they share a label.
-
-        Returns
-        -------
-        self : object
-            The fitted quantizer.
-        """
-        self._validate_params()
+    def _check_params(self):
         if self.n_codebooks > self.n_dims:
             raise ValueError(
                 f"n_codebooks={self.n_codebooks} product codebooks split z into "
                 f"as many blocks, but n_dims={self.n_dims}; use n_dims >= "
                 "n_codebooks (e.g. a multiple of it)."
             )
-        return super().fit(X, y)
 
     def _n_outputs(self):
         return self.n_dims
