@@ -2,7 +2,7 @@
 
 from skhash._codes import CodeSet, pack_bits, unpack_bits
 from skhash._modalities import MultiModal
-from skhash.hashing import HQHasher
+from skhash.hashing import DJSRHHasher, HQHasher
 from skhash.pipeline import Pipeline, make_pipeline
 from skhash.quantization import DQNQuantizer
 from skhash.retrieval import TwoStageRetriever
@@ -11,6 +11,7 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "CodeSet",
+    "DJSRHHasher",
     "DQNQuantizer",
     "HQHasher",
     "MultiModal",

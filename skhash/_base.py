@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
+import os
 from abc import abstractmethod
 
 import numpy as np
@@ -25,6 +27,42 @@ from skhash.exceptions import TrainingError
 __all__ = ["BaseCodeLearner", "resolve_device"]
 
 _ROUTED_PREFIXES = ("module__", "optimizer__")
+
+
+@contextlib.contextmanager
+def torch_threads(n_jobs):
+    """Use ``n_jobs`` torch CPU threads inside the block, then restore.
+
+    Parameters
+    ----------
+    n_jobs : int or None
+        None keeps the current setting; -1 means all cores; 0 is read as 1.
+
+    Yields
+    ------
+    None
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skhash._base import torch_threads
+    >>> before = torch.get_num_threads()
+    >>> with torch_threads(1):
+    ...     torch.get_num_threads()
+    1
+    >>> torch.get_num_threads() == before
+    True
+    """
+    if n_jobs is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    n = (os.cpu_count() or 1) if n_jobs == -1 else max(1, int(n_jobs))
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def resolve_device(device):
@@ -133,6 +171,7 @@ class BaseCodeLearner(TransformerMixin, BaseEstimator):
         "device": [str],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "n_jobs": [None, Interval(numbers.Integral, -1, None, closed="left")],
     }
 
     #: whether ``fit`` needs labels
@@ -318,8 +357,14 @@ class BaseCodeLearner(TransformerMixin, BaseEstimator):
             The fitted learner.
         """
         self._validate_params()
+        with torch_threads(self.n_jobs):
+            return self._fit(X, y)
+
+    def _fit(self, X, y):
         self._check_routed()
         self._check_params()
+        if not self._requires_y:
+            y = None  # unsupervised: labels are ignored, not validated
         arrays = self._dense_float32(as_modalities(X))
         n = next(iter(arrays.values())).shape[0]
         if n < 2:
@@ -439,6 +484,10 @@ class BaseCodeLearner(TransformerMixin, BaseEstimator):
             parts it produces), with the shared codebooks.
         """
         check_is_fitted(self, "net_")
+        with torch_threads(self.n_jobs):
+            return self._transform(X)
+
+    def _transform(self, X):
         arrays = self._check_transform_X(X)
         from skhash._codes import CodeSet
 

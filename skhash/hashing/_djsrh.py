@@ -176,6 +176,11 @@ class DJSRHHasher(BaseCodeLearner):
         touched.
     verbose : int, default=0
         Show skorch's epoch table when > 0.
+    n_jobs : int, default=None
+        Torch CPU threads used by ``fit`` and ``transform`` (set for the call
+        and restored afterwards); None keeps torch's setting, -1 uses all
+        cores. Small towers often train fastest on 1 thread, above all on a
+        busy machine.
     **kwargs
         ``module__*`` and ``optimizer__*`` routed parameters.
 
@@ -289,6 +294,7 @@ class DJSRHHasher(BaseCodeLearner):
         device="auto",
         random_state=None,
         verbose=0,
+        n_jobs=None,
         **kwargs,
     ):
         self.n_bits = n_bits
@@ -309,6 +315,7 @@ class DJSRHHasher(BaseCodeLearner):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.n_jobs = n_jobs
         self._store_routed(kwargs)
 
     def fit(self, X, y=None):
@@ -327,7 +334,7 @@ class DJSRHHasher(BaseCodeLearner):
         self : object
             The fitted learner.
         """
-        return super().fit(X, None)
+        return super().fit(X, y)
 
     def _n_outputs(self):
         return self.n_bits

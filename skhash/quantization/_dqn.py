@@ -218,6 +218,11 @@ class DQNQuantizer(BaseCodeLearner):
         never touched.
     verbose : int, default=0
         Show skorch's epoch table when > 0.
+    n_jobs : int, default=None
+        Torch CPU threads used by ``fit`` and ``transform`` (set for the call
+        and restored afterwards); None keeps torch's setting, -1 uses all
+        cores. Small towers often train fastest on 1 thread, above all on a
+        busy machine.
     **kwargs
         ``module__*`` and ``optimizer__*`` routed parameters.
 
@@ -315,6 +320,7 @@ class DQNQuantizer(BaseCodeLearner):
         device="auto",
         random_state=None,
         verbose=0,
+        n_jobs=None,
         **kwargs,
     ):
         self.n_codebooks = n_codebooks
@@ -334,6 +340,7 @@ class DQNQuantizer(BaseCodeLearner):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.n_jobs = n_jobs
         self._store_routed(kwargs)
 
     def _check_params(self):
