@@ -114,12 +114,32 @@ class _LossWatch(Callback):
                 f"epoch {len(net.history)}. Lower the learning rate (lr="
                 f"{self.learner.lr}) or the loss weights "
                 f"({self.learner._loss_weights_repr()}), or check the input scale "
-                "(standardize=True). The estimator was left unfitted."
+                "(standardize=True). The estimator was left as it was before "
+                "fit (unfitted, or its previous fit)."
             )
 
     def on_epoch_end(self, net, **kwargs):
         for name, value in net.criterion_.end_epoch().items():
             net.history.record(name, value)
+
+
+class _EpochsDone(Callback):
+    """Counts the epochs that ran to their end, every callback included.
+
+    skorch's ``partial_fit`` swallows a ``KeyboardInterrupt`` and returns
+    normally, and the history already holds a row for the epoch that was
+    interrupted; this callback, placed last, is the only reliable record of
+    whether the final epoch completed.
+    """
+
+    def __init__(self):
+        self.n_done = 0
+
+    def on_train_begin(self, net, **kwargs):
+        self.n_done = 0
+
+    def on_epoch_end(self, net, **kwargs):
+        self.n_done += 1
 
 
 class _Criterion(nn.Module):
@@ -355,6 +375,17 @@ class BaseCodeLearner(TransformerMixin, BaseEstimator):
         -------
         self : object
             The fitted learner.
+
+        Notes
+        -----
+        A fit that fails (a :class:`~skhash.exceptions.TrainingError` when
+        the loss turns NaN or infinite, a ``KeyboardInterrupt``, any other
+        error) sets no fitted attribute: they are all set together once
+        training and the codes succeeded. An unfitted learner stays
+        unfitted, and a fitted one keeps its previous fit whole (the same
+        ``net_``, codebooks and history), never a mix of the two.
+        There is no ``warm_start`` or ``partial_fit``: every ``fit``
+        trains from scratch.
         """
         self._validate_params()
         with torch_threads(self.n_jobs):
@@ -394,6 +425,7 @@ class BaseCodeLearner(TransformerMixin, BaseEstimator):
         modalities = tuple(arrays)
 
         generator = torch.Generator().manual_seed(seed)
+        epochs_done = _EpochsDone()
         fork_devices = (
             [torch.cuda.current_device()] if device.startswith("cuda") else []
         )
@@ -414,7 +446,11 @@ class BaseCodeLearner(TransformerMixin, BaseEstimator):
                 iterator_train__shuffle=True,
                 iterator_train__generator=generator,
                 iterator_train__drop_last=n > batch_size,
-                callbacks=[("loss_watch", _LossWatch(self)), *self._callbacks(rng)],
+                callbacks=[
+                    ("loss_watch", _LossWatch(self)),
+                    *self._callbacks(rng),
+                    ("epochs_done", epochs_done),
+                ],
                 device=device,
                 verbose=int(self.verbose),
                 **{
@@ -424,11 +460,13 @@ class BaseCodeLearner(TransformerMixin, BaseEstimator):
             train_X = SliceDict(**inputs, index=np.arange(n))
             target = np.zeros(n, dtype=np.int64) if y_checked is None else y_checked
             net.fit(train_X, target)
-        if len(net.history) < self.max_epochs:
+        if epochs_done.n_done < self.max_epochs:
+            # skorch swallowed a KeyboardInterrupt (in the last epoch too,
+            # whose row is already in the history): re-raise it
             raise KeyboardInterrupt(
-                f"{type(self).__name__}.fit was interrupted after "
-                f"{len(net.history)} of {self.max_epochs} epochs; the estimator "
-                "was left unfitted."
+                f"{type(self).__name__}.fit was interrupted during epoch "
+                f"{epochs_done.n_done + 1} of {self.max_epochs}; the estimator "
+                "was left as it was before fit (unfitted, or its previous fit)."
             )
         net.module_.eval()
         embeddings = {
