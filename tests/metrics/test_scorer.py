@@ -54,6 +54,8 @@ class FakeRetriever(BaseEstimator):
         )
         scores = -((X[:, None, :] - self.X_[None, :, :] - self.shift) ** 2).sum(-1)
         y_true = relevance(y, self.y_)
+        if n_neighbors == "all":  # the retriever's spelling of "whole database"
+            n_neighbors = None
         if metric == "precision":
             return precision_at_k(y_true, scores, k=n_neighbors)
         return mean_average_precision(y_true, scores, k=n_neighbors, variant=variant)
@@ -107,7 +109,7 @@ def test_scorer_on_bare_estimator_and_none_step():
     pipe = Pipeline([("none", None), ("search", FakeRetriever())]).fit(X, y)
     get_scorer("map")(pipe, X[:5], y[:5])
     assert_array_equal(CALLS[-1]["X"], X[:5])
-    assert CALLS[-1]["n_neighbors"] is None
+    assert CALLS[-1]["n_neighbors"] == "all"
     assert CALLS[-1]["variant"] == "full"
 
 
