@@ -123,6 +123,11 @@ class _LossWatch(Callback):
             net.history.record(name, value)
 
 
+def _plain(value):
+    """A numpy scalar as the Python value, for messages (0, not np.int64(0))."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 class _EpochsDone(Callback):
     """Counts the epochs that ran to their end, every callback included.
 
@@ -279,9 +284,9 @@ class BaseCodeLearner(TransformerMixin, BaseEstimator):
             classes, y = np.unique(y, return_inverse=True)
             if len(classes) < 2:
                 raise ValueError(
-                    f"y has a single class ({classes[0]!r}): every pair would be "
-                    "similar and the codes could not learn anything. Pass labels "
-                    "of at least two classes."
+                    f"y has a single class ({_plain(classes[0])!r}): every pair "
+                    "would be similar and the codes could not learn anything. "
+                    "Pass labels of at least two classes."
                 )
             return y.astype(np.int64)
         if not np.isin(y, (0, 1)).all():
