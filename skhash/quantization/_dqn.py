@@ -360,12 +360,11 @@ class DQNQuantizer(BaseCodeLearner):
         )
 
     def _callbacks(self, rng):
-        self._codebook_callback = _ProductCodebooks(self, rng)
-        return [("codebooks", self._codebook_callback)]
+        # the callback lives in the net only: a failed fit leaves nothing on self
+        return [("codebooks", _ProductCodebooks(self, rng))]
 
     def _finish_fit(self, net, embeddings):
-        callback = self._codebook_callback
-        del self._codebook_callback
+        callback = dict(net.callbacks_)["codebooks"]
         Z = self._stack_z(embeddings, tuple(embeddings))
         codebooks = callback.fit_codebooks(Z)
         callback.release(net)
