@@ -785,6 +785,23 @@ def aqd(Q, codes, codebooks, *, metric):
 # --------------------------------------------------------------------------- #
 
 
+def _check_not_container(estimator, X):
+    """Reject the cross-modal containers with a message saying what to pass.
+
+    Without this check numpy turns a ``MultiModal`` (a dict) into an object
+    array and the user reads "float() argument must be ... not 'MultiModal'".
+    """
+    if isinstance(X, dict) and not scipy.sparse.issparse(X):  # MultiModal too
+        names = tuple(X.keys())
+        first = repr(names[0]) if names else "'img'"
+        raise TypeError(
+            f"{type(estimator).__name__} quantizes one 2-D array of embeddings; "
+            f"got a {type(X).__name__} of the modalities {names}. Pass one "
+            f"modality's array (X[{first}]), or use a cross-modal learner such "
+            "as skhash.DQNQuantizer."
+        )
+
+
 class _BaseQuantizer(TransformerMixin, BaseEstimator):
     """Shared transform / inverse_transform of the quantizers."""
 
@@ -813,6 +830,7 @@ class _BaseQuantizer(TransformerMixin, BaseEstimator):
             ``uint8`` when ``n_codewords <= 256``, else ``uint16``.
         """
         check_is_fitted(self)
+        _check_not_container(self, X)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         return encode(X, self.codebooks_, kind=self._kind, **self._transform_kwargs())
 
@@ -919,6 +937,7 @@ class ProductQuantizer(_BaseQuantizer):
         self : object
             The fitted quantizer.
         """
+        _check_not_container(self, X)
         X = validate_data(self, X, dtype=[np.float64, np.float32])
         if self.n_codebooks > X.shape[1]:
             raise ValueError(
@@ -1034,6 +1053,7 @@ class AdditiveQuantizer(_BaseQuantizer):
         self : object
             The fitted quantizer.
         """
+        _check_not_container(self, X)
         X = validate_data(self, X, dtype=[np.float64, np.float32])
         codebooks = kmeans_codebooks(
             X,
