@@ -121,7 +121,24 @@ def _check_label_pair(y_query, y_database):
 
 def _check_relevance_and_scores(y_true, y_score, score_name="y_score"):
     """Validate a binary (n_queries, n_database) matrix and matching scores."""
-    y_true = check_array(y_true, dtype=None, input_name="y_true")
+    y_true = check_array(
+        y_true,
+        dtype=None,
+        input_name="y_true",
+        ensure_min_samples=0,
+        ensure_min_features=0,
+    )
+    # sklearn would speak of samples and features: name the retrieval axes
+    if y_true.shape[0] == 0:
+        raise ValueError(
+            f"y_true has no query (shape {y_true.shape}); pass at least one row, "
+            "one per query."
+        )
+    if y_true.shape[1] == 0:
+        raise ValueError(
+            f"y_true has an empty database (shape {y_true.shape}); pass at least "
+            "one column, one per database item."
+        )
     _check_binary(y_true, "y_true")
     y_score = check_array(y_score, dtype=np.float64, input_name=score_name)
     if y_true.shape != y_score.shape:
