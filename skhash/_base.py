@@ -273,6 +273,13 @@ class BaseCodeLearner(TransformerMixin, BaseEstimator):
                 )
             return None
         y = np.asarray(y)
+        if y.dtype.kind in "fc" and np.isnan(y).any():
+            # np.unique would make NaN one more class, silently
+            raise ValueError(
+                f"y contains NaN ({int(np.isnan(y).sum())} values); labels must "
+                "be class ids or a 0/1 indicator matrix. Drop or impute the items "
+                "with missing labels."
+            )
         if y.ndim == 2 and y.shape[1] == 1:
             y = y.ravel()
         if y.ndim not in (1, 2) or y.shape[0] != n_samples:
