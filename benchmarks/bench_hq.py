@@ -38,7 +38,7 @@ def evaluate(learner, retriever, data):
 
 def fit(data, n_bits, **params):
     t0 = time.perf_counter()
-    model = HQHasher(n_bits=n_bits, random_state=RANDOM_STATE, **params)
+    model = HQHasher(n_bits=n_bits, random_state=RANDOM_STATE, n_jobs=1, **params)
     model.fit(data.X_train, data.y_train)
     return model, time.perf_counter() - t0
 
