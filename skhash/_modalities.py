@@ -191,5 +191,10 @@ def as_modalities(X, *, input_name="X"):
     try:
         return MultiModal(**{SINGLE_MODALITY: X})
     except (ValueError, TypeError) as exc:
-        msg = str(exc).replace(f"Modality {SINGLE_MODALITY!r}", input_name, 1)
+        # a plain array is not a modality to the user: name it as they did
+        msg = (
+            str(exc)
+            .replace(f"Modality {SINGLE_MODALITY!r}", input_name, 1)
+            .replace(f"Input modality {SINGLE_MODALITY!r}", f"Input {input_name}")
+        )
         raise type(exc)(msg) from exc
