@@ -69,7 +69,7 @@ class ModalityTransformer(TransformerMixin, _BaseComposition):
         Number of input features of each modality.
     n_features_in_ : int
         Number of input features, set only when fit on a plain array.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Column names, set only when fit on a DataFrame with string columns.
 
     See Also
