@@ -109,13 +109,8 @@ class _LossWatch(Callback):
     def on_batch_end(self, net, batch=None, training=None, **kwargs):
         loss = net.history[-1, "batches", -1].get("train_loss")
         if loss is not None and not math.isfinite(loss):
-            raise TrainingError(
-                f"{type(self.learner).__name__}: the training loss became {loss} at "
-                f"epoch {len(net.history)}. Lower the learning rate (lr="
-                f"{self.learner.lr}) or the loss weights "
-                f"({self.learner._loss_weights_repr()}), or check the input scale "
-                "(standardize=True). The estimator was left as it was before "
-                "fit (unfitted, or its previous fit)."
+            raise self.learner._diverged(
+                f"the training loss became {loss} at epoch {len(net.history)}"
             )
 
     def on_epoch_end(self, net, **kwargs):
@@ -484,6 +479,7 @@ class BaseCodeLearner(TransformerMixin, BaseEstimator):
         embeddings = {
             name: self._embed(net, name, inputs[name], device) for name in modalities
         }
+        self._check_embeddings(embeddings, "after the last epoch")
         state = self._finish_fit(net, embeddings)
         # fitted state is set only once everything succeeded
         self.modalities_ = modalities
@@ -513,10 +509,33 @@ class BaseCodeLearner(TransformerMixin, BaseEstimator):
 
     def _embed_training_data(self, net, X):
         """Embeddings of the training inputs (used by per-epoch callbacks)."""
-        return {
+        embeddings = {
             name: self._embed(net, name, X[name], net.device)
             for name in net.module_.towers
         }
+        self._check_embeddings(embeddings, f"at the end of epoch {len(net.history)}")
+        return embeddings
+
+    def _check_embeddings(self, embeddings, when):
+        # the last optimizer step can send the weights to NaN/inf while the
+        # loss of its batch was still finite; k-means or CodeSet would then
+        # fail on "Input X contains NaN" with no hint of the cause
+        for name, emb in embeddings.items():
+            if not np.isfinite(emb).all():
+                who = "" if name == SINGLE_MODALITY else f" of modality {name!r}"
+                raise self._diverged(
+                    f"the embeddings{who} of the training items became NaN or "
+                    f"infinite {when}"
+                )
+
+    def _diverged(self, what):
+        """The TrainingError of a diverging fit: what happened and the fixes."""
+        return TrainingError(
+            f"{type(self).__name__}: {what}. Lower the learning rate (lr="
+            f"{self.lr}) or the loss weights ({self._loss_weights_repr()}), or "
+            "check the input scale (standardize=True). The estimator was left "
+            "as it was before fit (unfitted, or its previous fit)."
+        )
 
     # -- transform -------------------------------------------------------------
     def transform(self, X):
