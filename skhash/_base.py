@@ -250,12 +250,20 @@ class BaseCodeLearner(TransformerMixin, BaseEstimator):
     # -- validation ---------------------------------------------------------
     @staticmethod
     def _dense_float32(mm):
-        return {
-            name: np.asarray(
-                value.toarray() if sp.issparse(value) else value, dtype=np.float32
-            )
-            for name, value in mm.items()
-        }
+        out = {}
+        for name, value in mm.items():
+            dense = value.toarray() if sp.issparse(value) else value
+            with np.errstate(over="ignore"):
+                a = np.asarray(dense, dtype=np.float32)
+            if not np.isfinite(a).all():  # finite input (checked): overflow
+                who = "X" if name == SINGLE_MODALITY else f"Modality {name!r}"
+                raise ValueError(
+                    f"{who} has values too large for float32 (largest magnitude "
+                    f"{float(np.abs(dense).max()):.3g}; float32 holds up to "
+                    "3.4e+38), in which the towers compute; rescale the features."
+                )
+            out[name] = a
+        return out
 
     def _validate_y(self, y, n_samples):
         if y is None:
