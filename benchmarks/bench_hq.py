@@ -28,6 +28,7 @@ def evaluate(learner, retriever, data):
     db = learner.transform(data.X_train)
     q = learner.transform(data.X_test)
     retriever.fit(db, data.y_train)
+    retriever.kneighbors(q[:1], direction="img->txt")  # warm-up (JIT compile)
     t0 = time.perf_counter()
     i2t = retriever.score(q, data.y_test, direction="img->txt")
     t2i = retriever.score(q, data.y_test, direction="txt->img")

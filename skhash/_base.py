@@ -11,6 +11,7 @@ from abc import abstractmethod
 import numpy as np
 import scipy.sparse as sp
 import torch
+from threadpoolctl import threadpool_limits
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
@@ -31,7 +32,7 @@ _ROUTED_PREFIXES = ("module__", "optimizer__")
 
 @contextlib.contextmanager
 def torch_threads(n_jobs):
-    """Use ``n_jobs`` torch CPU threads inside the block, then restore.
+    """Use ``n_jobs`` CPU threads (torch, BLAS, OpenMP) in the block, then restore.
 
     Parameters
     ----------
@@ -60,7 +61,10 @@ def torch_threads(n_jobs):
     n = (os.cpu_count() or 1) if n_jobs == -1 else max(1, int(n_jobs))
     torch.set_num_threads(n)
     try:
-        yield
+        # numpy's BLAS and OpenMP (k-means, codebook updates) follow suit, so
+        # that a given n_jobs also gives the same floating-point results
+        with threadpool_limits(limits=n):
+            yield
     finally:
         torch.set_num_threads(before)
 

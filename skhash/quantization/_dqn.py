@@ -219,9 +219,10 @@ class DQNQuantizer(BaseCodeLearner):
     verbose : int, default=0
         Show skorch's epoch table when > 0.
     n_jobs : int, default=None
-        Torch CPU threads used by ``fit`` and ``transform`` (set for the call
-        and restored afterwards); None keeps torch's setting, -1 uses all
-        cores. Small towers often train fastest on 1 thread, above all on a
+        CPU threads of torch, BLAS and OpenMP used by ``fit`` and
+        ``transform`` (set for the call and restored afterwards); None keeps
+        the current settings, -1 uses all cores. The same ``n_jobs`` and
+        ``random_state`` give bit-identical results on CPU. Small towers often train fastest on 1 thread, above all on a
         busy machine.
     **kwargs
         ``module__*`` and ``optimizer__*`` routed parameters.
