@@ -32,12 +32,8 @@ def _final_step_and_input(estimator, X):
     """
     steps = getattr(estimator, "steps", None)
     if steps is None:
+        _check_retriever(estimator, estimator)
         return estimator, X
-    Xt = X
-    for _, step in steps[:-1]:
-        if step is None or (isinstance(step, str) and step == "passthrough"):
-            continue
-        Xt = step.transform(Xt)
     final = steps[-1][1]
     if final is None or (isinstance(final, str) and final == "passthrough"):
         raise ValueError(
@@ -45,7 +41,28 @@ def _final_step_and_input(estimator, X):
             "retrieval scorer needs a final step with a score method, such as "
             "skhash's TwoStageRetriever."
         )
+    _check_retriever(final, estimator)
+    Xt = X
+    for _, step in steps[:-1]:
+        if step is None or (isinstance(step, str) and step == "passthrough"):
+            continue
+        Xt = step.transform(Xt)
     return final, Xt
+
+
+def _check_retriever(final, estimator):
+    """Fail early, and clearly, when the final step is not a retriever."""
+    if not hasattr(final, "score"):
+        where = (
+            ""
+            if final is estimator
+            else f" (the last step of {type(estimator).__name__})"
+        )
+        raise TypeError(
+            "A retrieval scorer needs a fitted retriever with a score method, or "
+            "a pipeline ending in one, such as skhash's TwoStageRetriever; got "
+            f"{type(final).__name__}{where}, which has no score method."
+        )
 
 
 class _RetrievalScorer:
