@@ -16,8 +16,6 @@ Run: ``python benchmarks/bench_hq.py`` (``--quick`` for 16 and 64 bits only).
 import argparse
 import time
 
-import numpy as np
-
 from skhash import HQHasher, TwoStageRetriever
 from skhash.datasets import load_wiki
 
@@ -85,8 +83,11 @@ def main(argv=None):
         i2t, t2i, harm, qps = evaluate(
             model, TwoStageRetriever(alpha=100, rerank="hamming-codes"), data
         )
-        print(f"{'HQ-b':<18}{n_bits:>5}{i2t:>8.3f}{t2i:>8.3f}{harm:>8.3f}"
-              f"{'':>8}{qps:>10.0f}", flush=True)
+        print(
+            f"{'HQ-b':<18}{n_bits:>5}{i2t:>8.3f}{t2i:>8.3f}{harm:>8.3f}"
+            f"{'':>8}{qps:>10.0f}",
+            flush=True,
+        )
     sweep_bits = 64 if 64 in hq_models else bits[-1]
     print(f"\nalpha sweep, HQ at {sweep_bits} bits (alpha = shortlist / database)")
     print(f"{'alpha':>6}{'I->T':>8}{'T->I':>8}{'harm':>8}{'q/s':>10}")

@@ -51,8 +51,10 @@ def main(argv=None):
             t0 = time.perf_counter()
             search.fit(wiki.X_train, wiki.y_train)
             elapsed = time.perf_counter() - t0
-        print(f"{n_bits} bits: {len(search.cv_results_['params'])} candidates x 3 "
-              f"folds in {elapsed:.0f} s; harmonic MAP@50 (mean over folds)")
+        print(
+            f"{n_bits} bits: {len(search.cv_results_['params'])} candidates x 3 "
+            f"folds in {elapsed:.0f} s; harmonic MAP@50 (mean over folds)"
+        )
         res = search.cv_results_
         order = res["rank_test_score"].argsort()
         for i in order:
@@ -63,8 +65,9 @@ def main(argv=None):
                 f"± {res['std_test_score'][i]:.3f}"
             )
         print(f"  best: {search.best_params_} -> {search.best_score_:.3f}")
-        print(f"  test split, refitted best: "
-              f"{search.score(wiki.X_test, wiki.y_test):.3f}")
+        print(
+            f"  test split, refitted best: {search.score(wiki.X_test, wiki.y_test):.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ from abc import abstractmethod
 import numpy as np
 import scipy.sparse as sp
 import torch
-from threadpoolctl import threadpool_limits
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
@@ -19,6 +18,7 @@ from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNet
 from skorch.callbacks import Callback
 from skorch.helper import SliceDict
+from threadpoolctl import threadpool_limits
 from torch import nn
 
 from skhash._modalities import SINGLE_MODALITY, MultiModal, as_modalities

@@ -504,7 +504,7 @@ class CodeSet:
         The embeddings count as stored (float32); ``"total"`` sums them, and
         ``"codebooks"`` gives the shared codebooks' size.
         """
-        sizes = {p: 0 for p in _PARTS}
+        sizes = dict.fromkeys(_PARTS, 0)
         for part in self._parts.values():
             for p, v in part.items():
                 if v is not None:

@@ -6,8 +6,8 @@ import numbers
 
 import numpy as np
 import scipy.sparse as sp
-from skorch.helper import SliceDict
 from sklearn.utils.validation import check_array
+from skorch.helper import SliceDict
 
 __all__ = ["MultiModal", "SINGLE_MODALITY", "as_modalities"]
 

@@ -180,8 +180,8 @@ class DJSRHHasher(BaseCodeLearner):
         CPU threads of torch, BLAS and OpenMP used by ``fit`` and
         ``transform`` (set for the call and restored afterwards); None keeps
         the current settings, -1 uses all cores. The same ``n_jobs`` and
-        ``random_state`` give bit-identical results on CPU. Small towers often train fastest on 1 thread, above all on a
-        busy machine.
+        ``random_state`` give bit-identical results on CPU. Small towers
+        often train fastest on 1 thread, above all on a busy machine.
     **kwargs
         ``module__*`` and ``optimizer__*`` routed parameters.
 

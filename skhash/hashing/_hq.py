@@ -208,8 +208,8 @@ class HQHasher(BaseCodeLearner):
         CPU threads of torch, BLAS and OpenMP used by ``fit`` and
         ``transform`` (set for the call and restored afterwards); None keeps
         the current settings, -1 uses all cores. The same ``n_jobs`` and
-        ``random_state`` give bit-identical results on CPU. Small towers often train fastest on 1 thread, above all on a
-        busy machine.
+        ``random_state`` give bit-identical results on CPU. Small towers
+        often train fastest on 1 thread, above all on a busy machine.
     **kwargs
         ``module__*`` and ``optimizer__*`` routed parameters.
 
@@ -250,7 +250,8 @@ class HQHasher(BaseCodeLearner):
     >>> from skhash import HQHasher, MultiModal
     >>> rng = np.random.RandomState(42)
     >>> y = rng.randint(0, 3, 60)
-    >>> X = MultiModal(img=rng.randn(60, 8) + y[:, None], txt=rng.randn(60, 5) - y[:, None])
+    >>> X = MultiModal(img=rng.randn(60, 8) + y[:, None],
+    ...                txt=rng.randn(60, 5) - y[:, None])
     >>> hq = HQHasher(n_bits=16, n_codebooks=2, n_codewords=8, max_epochs=3,
     ...               random_state=0).fit(X, y)
     >>> codes = hq.transform(X)

@@ -132,7 +132,8 @@ def test_single_modal_plain_array(small_cross_modal):
     hq = HQHasher(random_state=0, **FAST).fit(X_img, y)
     codes = hq.transform(X_img)
     assert codes.modalities == ("X",) and hq.n_features_in_ == 8
-    with pytest.raises(ValueError, match="X has 3 features, but HQHasher is expecting 8"):
+    msg = "X has 3 features, but HQHasher is expecting 8"
+    with pytest.raises(ValueError, match=msg):
         hq.transform(X_img[:, :3])
 
 
