@@ -55,7 +55,7 @@ def _check_matplotlib(caller):
 
 def _get_ax(ax, plt):
     if ax is None:
-        _, ax = plt.subplots()
+        _, ax = plt.subplots(layout="constrained")
     return ax
 
 
