@@ -187,7 +187,12 @@ def _resolve_alias(app, env, node, contnode):
         node["py:module"] = None
         node["py:class"] = None
         return domain.resolve_xref(
-            env, node["refdoc"], app.builder, node["reftype"], canonical, node,
+            env,
+            node["refdoc"],
+            app.builder,
+            node["reftype"],
+            canonical,
+            node,
             contnode,
         )
     return None

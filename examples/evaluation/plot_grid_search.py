@@ -48,8 +48,15 @@ wiki = load_wiki()
 cache = Memory(tempfile.mkdtemp(prefix="skhash-gallery-"), verbose=0)
 pipe = Pipeline(
     [
-        ("hq", HQHasher(n_bits=32, max_epochs=6, quantization_warmup=2,
-                        random_state=RANDOM_STATE)),
+        (
+            "hq",
+            HQHasher(
+                n_bits=32,
+                max_epochs=6,
+                quantization_warmup=2,
+                random_state=RANDOM_STATE,
+            ),
+        ),
         ("search", TwoStageRetriever(n_neighbors=50)),
     ],
     memory=cache,
@@ -76,12 +83,20 @@ fig, ax = plt.subplots(figsize=(5.5, 3.4), layout="constrained")
 labels = ["0", "20", "100", "1.0 (all)"]
 for lam in param_grid["hq__lambda_q"]:
     mask = np.array([p["hq__lambda_q"] == lam for p in results["params"]])
-    ax.errorbar(np.arange(4), results["mean_test_score"][mask],
-                yerr=results["std_test_score"][mask], marker="o", capsize=3,
-                label=f"λ_q = {lam}")
+    ax.errorbar(
+        np.arange(4),
+        results["mean_test_score"][mask],
+        yerr=results["std_test_score"][mask],
+        marker="o",
+        capsize=3,
+        label=f"λ_q = {lam}",
+    )
 ax.set_xticks(np.arange(4), labels)
-ax.set(xlabel="α (int: shortlist size, float: fraction of the database)",
-       ylabel="MAP@50 (3-fold CV)", title="GridSearchCV over HQ + search")
+ax.set(
+    xlabel="α (int: shortlist size, float: fraction of the database)",
+    ylabel="MAP@50 (3-fold CV)",
+    title="GridSearchCV over HQ + search",
+)
 ax.legend()
 plt.show()
 

@@ -66,8 +66,13 @@ for name, pipe in pipelines.items():
         pipe, wiki.X_test, wiki.y_test, direction="txt->img", name=name, ax=ax_pr
     )
     PrecisionAtTopRDisplay.from_estimator(
-        pipe, wiki.X_test, wiki.y_test, direction="txt->img", name=name,
-        r_values=[1, 10, 25, 50, 100, 200, 400, 600, 800, 1000], ax=ax_top
+        pipe,
+        wiki.X_test,
+        wiki.y_test,
+        direction="txt->img",
+        name=name,
+        r_values=[1, 10, 25, 50, 100, 200, 400, 600, 800, 1000],
+        ax=ax_top,
     )
 ax_pr.set_title("Precision–recall over Hamming radius")
 ax_top.set_title("Precision of the top R")

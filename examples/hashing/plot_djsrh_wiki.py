@@ -45,8 +45,9 @@ djsrh.fit(wiki.X_train)
 history = djsrh.history_
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3), layout="constrained")
 ax1.plot(history[:, "epoch"], history[:, "train_loss"], marker=".", label="total")
-ax1.plot(history[:, "epoch"], history[:, "loss_cross"], marker=".",
-         label="cross-modal term")
+ax1.plot(
+    history[:, "epoch"], history[:, "loss_cross"], marker=".", label="cross-modal term"
+)
 ax1.set(xlabel="epoch", ylabel="loss", title="Reconstruction loss")
 ax1.legend()
 ax2.plot(history[:, "epoch"], history[:, "alpha"], marker=".")
@@ -65,8 +66,9 @@ print(search.search_plan_)
 
 
 def both_directions(retriever, q):
-    return [retriever.score(q, wiki.y_test, direction=d)
-            for d in ("img->txt", "txt->img")]
+    return [
+        retriever.score(q, wiki.y_test, direction=d) for d in ("img->txt", "txt->img")
+    ]
 
 
 scores = {"DJSRH, 32-bit Hamming": both_directions(search, queries)}
@@ -85,16 +87,18 @@ cca = CCA(n_components=10, max_iter=1000).fit(
 
 
 def cca_codes(X):
-    img, txt = cca.transform(scalers["img"].transform(X["img"]),
-                             scalers["txt"].transform(X["txt"]))
+    img, txt = cca.transform(
+        scalers["img"].transform(X["img"]), scalers["txt"].transform(X["txt"])
+    )
     return CodeSet.from_modalities(
         img=CodeSet(embedding=img.astype(np.float32), modality="img"),
         txt=CodeSet(embedding=txt.astype(np.float32), modality="txt"),
     )
 
 
-cca_search = TwoStageRetriever(n_neighbors=50).fit(cca_codes(wiki.X_train),
-                                                   wiki.y_train)
+cca_search = TwoStageRetriever(n_neighbors=50).fit(
+    cca_codes(wiki.X_train), wiki.y_train
+)
 scores["CCA, 10 floats, cosine"] = both_directions(cca_search, cca_codes(wiki.X_test))
 
 for name, (i2t, t2i) in scores.items():

@@ -42,8 +42,9 @@ RANDOM_STATE = 0
 wiki = load_wiki()
 print(wiki.X_train, wiki.X_test)
 
-hq = HQHasher(n_bits=64, n_codebooks=4, n_codewords=256, max_epochs=15,
-              random_state=RANDOM_STATE)
+hq = HQHasher(
+    n_bits=64, n_codebooks=4, n_codewords=256, max_epochs=15, random_state=RANDOM_STATE
+)
 hq.fit(wiki.X_train, wiki.y_train)
 
 # %%
@@ -85,9 +86,11 @@ for name, retriever in [("Hamming only", hamming), ("two-stage", search)]:
         retriever.score(queries, wiki.y_test, direction=d)
         for d in ("img->txt", "txt->img")
     ]
-    print(f"{name:>13}: MAP@50 img->txt {results[name][0]:.3f}, "
-          f"txt->img {results[name][1]:.3f}, harmonic mean "
-          f"{retriever.score(queries, wiki.y_test):.3f}")
+    print(
+        f"{name:>13}: MAP@50 img->txt {results[name][0]:.3f}, "
+        f"txt->img {results[name][1]:.3f}, harmonic mean "
+        f"{retriever.score(queries, wiki.y_test):.3f}"
+    )
 
 # %%
 fig, ax = plt.subplots(figsize=(5, 3.2), layout="constrained")
@@ -107,5 +110,7 @@ ax.legend(loc="upper left")
 idx = search.kneighbors(queries[:4], 5, direction="img->txt", return_distance=False)
 names = wiki.target_names
 for i in range(4):
-    print(f"query {i} ({names[wiki.y_test[i]]}):",
-          ", ".join(str(names[c]) for c in wiki.y_train[idx[i]]))
+    print(
+        f"query {i} ({names[wiki.y_test[i]]}):",
+        ", ".join(str(names[c]) for c in wiki.y_train[idx[i]]),
+    )

@@ -30,8 +30,13 @@ RANDOM_STATE = 0
 
 digits = load_digits()
 X_db, X_query, y_db, y_query, img_db, img_query = train_test_split(
-    digits.data, digits.target, digits.images, test_size=0.25,
-    stratify=digits.target, random_state=RANDOM_STATE)
+    digits.data,
+    digits.target,
+    digits.images,
+    test_size=0.25,
+    stratify=digits.target,
+    random_state=RANDOM_STATE,
+)
 print(f"database {X_db.shape}, queries {X_query.shape}")
 
 # %%
@@ -39,14 +44,17 @@ print(f"database {X_db.shape}, queries {X_query.shape}")
 # ----------------
 # A plain array is the single modality ``"X"``: ``transform`` returns a
 # :class:`~skhash.CodeSet` with the embedding and the product codes.
-dqn = DQNQuantizer(n_codebooks=4, n_codewords=256, max_epochs=15,
-                   random_state=RANDOM_STATE)
+dqn = DQNQuantizer(
+    n_codebooks=4, n_codewords=256, max_epochs=15, random_state=RANDOM_STATE
+)
 dqn.fit(X_db, y_db)
 db = dqn.transform(X_db)
 queries = dqn.transform(X_query)
 print(db)
-print(f"{8 * db.compact_bytes_per_item:.0f} bits per image instead of "
-      f"{64 * 32} bits of float32 pixels")
+print(
+    f"{8 * db.compact_bytes_per_item:.0f} bits per image instead of "
+    f"{64 * 32} bits of float32 pixels"
+)
 
 # %%
 # Search and score
@@ -67,8 +75,9 @@ print(f"raw pixels, cosine    : MAP@50 = {pixels.score(X_query, y_query):.3f}")
 # AQD. A red title marks a retrieved image of another class.
 n_show, n_neighbors = 6, 8
 idx = search.kneighbors(queries[:n_show], n_neighbors, return_distance=False)
-fig, axes = plt.subplots(n_show, n_neighbors + 1, figsize=(7, 5.4),
-                         layout="constrained")
+fig, axes = plt.subplots(
+    n_show, n_neighbors + 1, figsize=(7, 5.4), layout="constrained"
+)
 for row in range(n_show):
     axes[row, 0].imshow(img_query[row], cmap="gray_r")
     axes[row, 0].set_title(f"query {y_query[row]}", fontsize=8)

@@ -39,8 +39,13 @@ wiki = load_wiki()
 results = {"aqd": [], "aqd-l2": []}
 bits = []
 for n_codebooks in (2, 4, 8):
-    dqn = DQNQuantizer(n_codebooks=n_codebooks, n_codewords=256, n_dims=64,
-                       max_epochs=10, random_state=RANDOM_STATE)
+    dqn = DQNQuantizer(
+        n_codebooks=n_codebooks,
+        n_codewords=256,
+        n_dims=64,
+        max_epochs=10,
+        random_state=RANDOM_STATE,
+    )
     dqn.fit(wiki.X_train, wiki.y_train)
     db, queries = dqn.transform(wiki.X_train), dqn.transform(wiki.X_test)
     bits.append(int(8 * db.compact_bytes_per_item))
@@ -61,8 +66,9 @@ fig, ax = plt.subplots(figsize=(5, 3.2), layout="constrained")
 for rerank, scores in results.items():
     label = {"aqd": "AQD, inner product", "aqd-l2": "AQD, squared L2 (eq. 5)"}[rerank]
     ax.plot(bits, scores, marker="o", label=label)
-ax.set(xlabel="bits per item", ylabel="harmonic MAP@50", xticks=bits,
-       title="DQN on Wiki")
+ax.set(
+    xlabel="bits per item", ylabel="harmonic MAP@50", xticks=bits, title="DQN on Wiki"
+)
 ax.legend()
 plt.show()
 
@@ -70,5 +76,7 @@ plt.show()
 # The codebooks are *product* codebooks: each of the ``M`` codebooks is
 # zero outside its own block of ``z`` (``codebook_kind="product"``).
 print(dqn.codebooks_.shape, db.codebook_kind)
-print("non-zero dimensions of each codebook:",
-      [int((abs(C).sum(axis=0) > 0).sum()) for C in dqn.codebooks_])
+print(
+    "non-zero dimensions of each codebook:",
+    [int((abs(C).sum(axis=0) > 0).sum()) for C in dqn.codebooks_],
+)

@@ -37,10 +37,12 @@ wiki = load_wiki()
 # -----------------------------------
 # Fitting the pipeline trains HQ on the database and indexes its codes;
 # ``score`` and the displays encode the queries with the same learner.
-pipe = Pipeline([
-    ("hq", HQHasher(n_bits=64, max_epochs=12, random_state=RANDOM_STATE)),
-    ("search", TwoStageRetriever(n_neighbors=50)),
-])
+pipe = Pipeline(
+    [
+        ("hq", HQHasher(n_bits=64, max_epochs=12, random_state=RANDOM_STATE)),
+        ("search", TwoStageRetriever(n_neighbors=50)),
+    ]
+)
 pipe.fit(wiki.X_train, wiki.y_train)
 
 # %%

@@ -65,8 +65,11 @@ def make_codes(n_items, parts=("embedding", "bits", "codes")):
     if "bits" in parts:
         kwargs.update(bits=pack_bits(emb), n_bits=n)
     if "codes" in parts:
-        kwargs.update(codes=rng.randint(k, size=(n_items, m)).astype(np.uint8),
-                      codebooks=codebooks, codebook_kind="additive")
+        kwargs.update(
+            codes=rng.randint(k, size=(n_items, m)).astype(np.uint8),
+            codebooks=codebooks,
+            codebook_kind="additive",
+        )
     return CodeSet(**kwargs)
 
 
@@ -124,16 +127,24 @@ for name in MODELS:
 # constants.
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
 names = list(MODELS)
-ax1.barh(names, [memory[name][-1] / sizes[-1] for name in names],
-         color=[f"C{i}" for i in range(len(names))])
-ax1.set(xscale="log", xlabel=f"bytes per item (N = {sizes[-1]:,})",
-        title="Index memory")
+ax1.barh(
+    names,
+    [memory[name][-1] / sizes[-1] for name in names],
+    color=[f"C{i}" for i in range(len(names))],
+)
+ax1.set(
+    xscale="log", xlabel=f"bytes per item (N = {sizes[-1]:,})", title="Index memory"
+)
 ax1.invert_yaxis()
 for i, name in enumerate(names):
-    ax2.plot(sizes, 1e6 * np.array(timing[name]), marker="o", color=f"C{i}",
-             label=name)
-ax2.set(xscale="log", yscale="log", xlabel="database size N",
-        ylabel="µs per query", title="Search time (default backend, 1 thread)")
+    ax2.plot(sizes, 1e6 * np.array(timing[name]), marker="o", color=f"C{i}", label=name)
+ax2.set(
+    xscale="log",
+    yscale="log",
+    xlabel="database size N",
+    ylabel="µs per query",
+    title="Search time (default backend, 1 thread)",
+)
 ax2.legend()
 plt.show()
 
