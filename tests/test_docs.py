@@ -32,6 +32,7 @@ PUBLIC_MODULES = [
     "skhash.plotting",
     "skhash.quantization",
     "skhash.retrieval",
+    "skhash.utils",
 ]
 
 # numpydoc validation codes every public name must pass:
