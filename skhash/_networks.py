@@ -85,5 +85,26 @@ class MultiTower(nn.Module):
 
     @torch.no_grad()
     def encode(self, modality, X):
-        """Output of one modality's tower (no gradient)."""
+        """Output of one modality's tower, without gradient.
+
+        Parameters
+        ----------
+        modality : str
+            Name of the tower.
+        X : torch.Tensor of shape (n_samples, n_features)
+            That modality's (standardised) features.
+
+        Returns
+        -------
+        out : torch.Tensor of shape (n_samples, n_outputs)
+            The tower's output.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from skhash.nn import MLPTower, MultiTower
+        >>> net = MultiTower({"img": MLPTower(4, 8, ())})
+        >>> net.encode("img", torch.zeros(3, 4)).shape
+        torch.Size([3, 8])
+        """
         return self.towers[modality](X)

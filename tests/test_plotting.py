@@ -2,10 +2,10 @@
 
 import sys
 
+import matplotlib  # noqa: E402  (in the tests extra)
 import numpy as np
 import pytest
 
-matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
