@@ -13,6 +13,7 @@ from skorch.callbacks import Callback
 from skhash._base import BaseCodeLearner, _Criterion
 from skhash._codes import CodeSet, pack_bits
 from skhash._losses import djsrh_affinity, djsrh_loss
+from skhash.utils._docstring import substitute
 
 __all__ = ["DJSRHHasher"]
 
@@ -96,6 +97,7 @@ class _StashInputs(Callback):
         net.criterion_.features = None
 
 
+@substitute
 class DJSRHHasher(BaseCodeLearner):
     """Unsupervised cross-modal hashing by joint-semantics reconstruction.
 
@@ -164,26 +166,11 @@ class DJSRHHasher(BaseCodeLearner):
         Training epochs.
     batch_size : int, default=32
         Items per batch, ``m`` (the paper's value).
-    lr : float, default=1e-3
-        Adam learning rate.
-    weight_decay : float, default=0.0
-        Adam weight decay.
-    device : str, default="auto"
-        ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``...
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, batch order and dropout. On CPU the same
         integer gives bit-identical codes. Global random state is never
         touched.
-    verbose : int, default=0
-        Show skorch's epoch table when > 0.
-    n_jobs : int, default=None
-        CPU threads of torch, BLAS and OpenMP used by ``fit`` and
-        ``transform`` (set for the call and restored afterwards); None keeps
-        the current settings, -1 uses all cores. The same ``n_jobs`` and
-        ``random_state`` give bit-identical results on CPU. Small towers
-        often train fastest on 1 thread, above all on a busy machine.
-    **kwargs
-        ``module__*`` and ``optimizer__*`` routed parameters.
+    {training_params}
 
     Attributes
     ----------
@@ -194,16 +181,7 @@ class DJSRHHasher(BaseCodeLearner):
         ``loss_cross`` and ``loss_within_<modality>``.
     alpha_ : float
         ``α`` of the last epoch, used for the embeddings ``tanh(α H)``.
-    modalities_ : tuple of str
-        Modality names seen in ``fit`` (``("X",)`` for a plain array).
-    n_features_in_ : int
-        Number of features, for a single-modality fit.
-    n_features_per_modality_ : dict
-        Number of features of each modality.
-    scaler_ : dict
-        Per-modality ``(mean, scale)`` used to standardise inputs.
-    device_ : str
-        The device used.
+    {learner_attributes}
 
     See Also
     --------
@@ -290,10 +268,10 @@ class DJSRHHasher(BaseCodeLearner):
         standardize=True,
         max_epochs=30,
         batch_size=32,
+        random_state=None,
         lr=1e-3,
         weight_decay=0.0,
         device="auto",
-        random_state=None,
         verbose=0,
         n_jobs=None,
         **kwargs,

@@ -24,6 +24,7 @@ from skhash.quantization._codebooks import (
     kmeans_codebooks,
     update_codebooks,
 )
+from skhash.utils._docstring import substitute
 
 __all__ = ["HQHasher"]
 
@@ -123,6 +124,7 @@ class _AlternateCodebooks(Callback):
         }
 
 
+@substitute
 class HQHasher(BaseCodeLearner):
     """Joint deep binary hashing and additive quantization (HQ).
 
@@ -192,26 +194,11 @@ class HQHasher(BaseCodeLearner):
         Training epochs.
     batch_size : int, default=128
         Items per batch.
-    lr : float, default=1e-3
-        Adam learning rate.
-    weight_decay : float, default=0.0
-        Adam weight decay.
-    device : str, default="auto"
-        ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``...
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, batch order, dropout and k-means. On CPU
         the same integer gives bit-identical codes. Global random state is
         never touched.
-    verbose : int, default=0
-        Show skorch's epoch table when > 0.
-    n_jobs : int, default=None
-        CPU threads of torch, BLAS and OpenMP used by ``fit`` and
-        ``transform`` (set for the call and restored afterwards); None keeps
-        the current settings, -1 uses all cores. The same ``n_jobs`` and
-        ``random_state`` give bit-identical results on CPU. Small towers
-        often train fastest on 1 thread, above all on a busy machine.
-    **kwargs
-        ``module__*`` and ``optimizer__*`` routed parameters.
+    {training_params}
 
     Attributes
     ----------
@@ -222,16 +209,7 @@ class HQHasher(BaseCodeLearner):
         ``loss_q``.
     codebooks_ : ndarray of shape (n_codebooks, n_codewords, n_bits) or None
         The additive codebooks (None when ``lambda_q == 0``).
-    modalities_ : tuple of str
-        Modality names seen in ``fit`` (``("X",)`` for a plain array).
-    n_features_in_ : int
-        Number of features, for a single-modality fit.
-    n_features_per_modality_ : dict
-        Number of features of each modality.
-    scaler_ : dict
-        Per-modality ``(mean, scale)`` used to standardise inputs.
-    device_ : str
-        The device used.
+    {learner_attributes}
 
     See Also
     --------
@@ -292,10 +270,10 @@ class HQHasher(BaseCodeLearner):
         standardize=True,
         max_epochs=20,
         batch_size=128,
+        random_state=None,
         lr=1e-3,
         weight_decay=0.0,
         device="auto",
-        random_state=None,
         verbose=0,
         n_jobs=None,
         **kwargs,

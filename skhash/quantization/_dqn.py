@@ -19,6 +19,7 @@ from skhash.quantization._codebooks import (
     kmeans_codebooks,
     update_codebooks,
 )
+from skhash.utils._docstring import substitute
 
 __all__ = ["DQNQuantizer"]
 
@@ -130,6 +131,7 @@ class _ProductCodebooks(Callback):
         net.criterion_.reconstruction = None
 
 
+@substitute
 class DQNQuantizer(BaseCodeLearner):
     """Deep quantization network: similarity-preserving towers + product codes.
 
@@ -206,26 +208,11 @@ class DQNQuantizer(BaseCodeLearner):
         Training epochs.
     batch_size : int, default=128
         Items per batch.
-    lr : float, default=1e-3
-        Adam learning rate.
-    weight_decay : float, default=0.0
-        Adam weight decay.
-    device : str, default="auto"
-        ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``...
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, batch order, dropout and k-means. On CPU
         the same integer gives bit-identical codes. Global random state is
         never touched.
-    verbose : int, default=0
-        Show skorch's epoch table when > 0.
-    n_jobs : int, default=None
-        CPU threads of torch, BLAS and OpenMP used by ``fit`` and
-        ``transform`` (set for the call and restored afterwards); None keeps
-        the current settings, -1 uses all cores. The same ``n_jobs`` and
-        ``random_state`` give bit-identical results on CPU. Small towers
-        often train fastest on 1 thread, above all on a busy machine.
-    **kwargs
-        ``module__*`` and ``optimizer__*`` routed parameters.
+    {training_params}
 
     Attributes
     ----------
@@ -237,16 +224,7 @@ class DQNQuantizer(BaseCodeLearner):
         codebooks exist and when ``lambda_q == 0``).
     codebooks_ : ndarray of shape (n_codebooks, n_codewords, n_dims)
         The shared product codebooks, zero outside their block of dimensions.
-    modalities_ : tuple of str
-        Modality names seen in ``fit`` (``("X",)`` for a plain array).
-    n_features_in_ : int
-        Number of features, for a single-modality fit.
-    n_features_per_modality_ : dict
-        Number of features of each modality.
-    scaler_ : dict
-        Per-modality ``(mean, scale)`` used to standardise inputs.
-    device_ : str
-        The device used.
+    {learner_attributes}
 
     See Also
     --------
@@ -316,10 +294,10 @@ class DQNQuantizer(BaseCodeLearner):
         standardize=True,
         max_epochs=50,
         batch_size=128,
+        random_state=None,
         lr=1e-3,
         weight_decay=0.0,
         device="auto",
-        random_state=None,
         verbose=0,
         n_jobs=None,
         **kwargs,
