@@ -343,9 +343,9 @@ def test_grid_search_over_lambda_q():
 
 
 def test_pipeline_with_retriever_and_map_scorer():
-    retrieval = pytest.importorskip("skhash.retrieval")
     from sklearn.pipeline import make_pipeline
 
+    from skhash import retrieval
     from skhash.metrics import make_map_scorer
 
     X, y = _data(n=90)
