@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import io
 import json
 import math
 import os
@@ -23,8 +25,12 @@ from skhash.metrics import (
     n_relevant,
     ranked_relevance,
 )
-from skhash.quantization import lookup_tables, reconstruction_sqnorms
-from skhash.retrieval._kernels import _CHUNK_BYTES, get_backend
+from skhash.quantization import (
+    lookup_tables,
+    product_blocks,
+    reconstruction_sqnorms,
+)
+from skhash.retrieval._kernels import _CHUNK_BYTES, get_backend, register_backend
 
 __all__ = ["TwoStageRetriever"]
 
@@ -32,6 +38,35 @@ _RERANKS = ("aqd", "aqd-l2", "hamming-codes", "exact", "none")
 _NEEDS_CODES = ("aqd", "aqd-l2", "hamming-codes")
 _FORMAT = "skhash.TwoStageRetriever"
 _FORMAT_VERSION = 1
+
+
+def _numba_backend():
+    try:
+        from skhash.retrieval._numba import NumbaBackend
+    except ImportError as exc:
+        raise ImportError(
+            "The search backend 'numba' needs numba (pip install numba); use "
+            "backend='numpy' or 'auto' without it."
+        ) from exc
+    return NumbaBackend()
+
+
+def _auto_backend():
+    try:
+        return get_backend("numba")
+    except ImportError:
+        return get_backend("numpy")
+
+
+register_backend("numba", _numba_backend)
+register_backend("auto", _auto_backend)
+
+
+@functools.lru_cache(maxsize=1)
+def _threadpool_controller():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
 
 
 class TwoStageRetriever(BaseEstimator):
@@ -82,9 +117,13 @@ class TwoStageRetriever(BaseEstimator):
     n_jobs : int, default=None
         Number of threads over chunks of queries. ``None`` means 1, ``-1``
         all processors (joblib's convention). Results do not depend on it.
-    backend : str, default="numpy"
-        Name of the search kernels, see :func:`~skhash.retrieval.get_backend`.
-        Read at query time.
+        BLAS is held to one thread inside a search, so ``n_jobs`` threads
+        are all the search uses.
+    backend : str, default="auto"
+        Name of the search kernels, see :func:`~skhash.retrieval.get_backend`:
+        ``"numba"`` (compiled, several times faster), ``"numpy"`` (the
+        reference) or ``"auto"``, numba when it can be imported and numpy
+        otherwise. Both return identical results. Read at query time.
 
     Attributes
     ----------
@@ -139,7 +178,21 @@ class TwoStageRetriever(BaseEstimator):
     Only the compact codes are indexed (packed bits, quantization codes, the
     shared codebooks, and for ``"aqd-l2"`` with additive codebooks one float
     per item); the float embeddings are kept only with ``rerank="exact"`` or
-    for a modality that has neither bits nor codes.
+    for a modality that has neither bits nor codes. Quantization codes are
+    stored as ``uint8`` (``K <= 256``) or ``uint16``, so an index of ``N``
+    items takes ``N * (ceil(n_bits / 8) + M * ceil(log2 K) / 8)`` bytes per
+    modality, plus the labels and the codebooks.
+
+    **Large databases.** Queries are searched in chunks: stage 1 streams the
+    database codes through the cache and keeps per query only its shortlist
+    state (never a distance matrix), and stage 2 touches only the ``L``
+    candidates, so the memory of a search does not grow with ``N`` (except
+    for the stage-2-only plans, which score the database in chunks of a few
+    queries). An index saved with :meth:`save` to a directory is plain
+    ``.npy`` arrays; ``load(path, mmap_mode="r")`` memory-maps them and the
+    search streams them from disk with the same results. :meth:`add`
+    appends items to a fitted index without touching the others: in memory,
+    or to the files on disk for an index loaded with ``mmap_mode="r+"``.
 
     References
     ----------
@@ -183,7 +236,7 @@ class TwoStageRetriever(BaseEstimator):
     }
 
     def __init__(
-        self, alpha=100, n_neighbors=50, *, rerank="aqd", n_jobs=None, backend="numpy"
+        self, alpha=100, n_neighbors=50, *, rerank="aqd", n_jobs=None, backend="auto"
     ):
         self.alpha = alpha
         self.n_neighbors = n_neighbors
@@ -242,27 +295,8 @@ default=None
                     f"y must have one row per indexed item: X has {n} items but "
                     f"y has shape {y.shape}."
                 )
-        index = {}
-        for m in codes.modalities:
-            bits = codes.get(m, "bits")
-            qcodes = codes.get(m, "codes")
-            emb = codes.get(m, "embedding")
-            entry = {}
-            if bits is not None:
-                entry["bits"] = _clean_bits(bits, codes.n_bits)
-            if qcodes is not None:
-                entry["codes"] = qcodes
-                if self.rerank == "aqd-l2" and codes.codebook_kind == "additive":
-                    entry["sqnorms"] = reconstruction_sqnorms(qcodes, codes.codebooks)
-            if self.rerank == "exact" or (bits is None and qcodes is None):
-                if emb is None:
-                    raise ValueError(
-                        f"rerank='exact' compares float embeddings, but modality "
-                        f"{m!r} of X has none; pass a CodeSet with embeddings or "
-                        "choose rerank='aqd'."
-                    )
-                entry["embedding"] = emb
-            index[m] = entry
+        index = {m: _index_entry(codes, m, self.rerank) for m in codes.modalities}
+        self._store = None
         self._set_index(
             index,
             n_samples=n,
@@ -285,6 +319,141 @@ default=None
         self.y_ = y
         self._plans = {m: _plan(e, rerank) for m, e in index.items()}
         self.search_plan_ = {m: _describe(*plan) for m, plan in self._plans.items()}
+        self._lut_blocks = _lut_blocks(codebooks, kind)
+
+    def add(self, X, y=None):
+        """Append items to the fitted index, without re-indexing the others.
+
+        The index after ``fit(A, y_a).add(B, y_b)`` equals the index of
+        ``fit(A ⊕ B, y_a ⊕ y_b)`` (``⊕`` appends the items of B after those
+        of A); new items get the indices ``N, N + 1, ...``. Only the new
+        items are processed: their bits, quantization codes (and, where the
+        index stores them, squared norms or embeddings) are appended to the
+        index arrays. Search parameters are unchanged.
+
+        For an index loaded with ``load(directory, mmap_mode="r+")`` the
+        items are appended to the ``.npy`` files on disk (and ``meta.json``
+        is updated) and the arrays re-mapped, so a database larger than
+        memory grows in place. Otherwise the arrays are extended in memory
+        (a memory map opened ``"r"`` or ``"c"`` is read into memory; the
+        files are not changed).
+
+        Parameters
+        ----------
+        X : CodeSet or array-like of shape (n_new, d)
+            The new items, with the same modalities and parts as the indexed
+            ones, the same ``n_bits`` and the same codebooks (a plain array
+            only for an index fit on a plain array).
+        y : array-like of shape (n_new,) or (n_new, n_labels), default=None
+            Their labels; required when the index holds labels, and not
+            accepted when it does not.
+
+        Returns
+        -------
+        self : object
+            The retriever, with ``n_samples_fit_`` increased by ``n_new``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skhash import CodeSet, pack_bits
+        >>> from skhash.retrieval import TwoStageRetriever
+        >>> rng = np.random.RandomState(42)
+        >>> bits = pack_bits(rng.randn(30, 16))
+        >>> search = TwoStageRetriever(n_neighbors=3).fit(CodeSet(bits=bits[:20]))
+        >>> search.add(CodeSet(bits=bits[20:])).n_samples_fit_
+        30
+        >>> full = TwoStageRetriever(n_neighbors=3).fit(CodeSet(bits=bits))
+        >>> q = CodeSet(bits=bits[:5])
+        >>> np.array_equal(search.kneighbors(q)[1], full.kneighbors(q)[1])
+        True
+        """
+        check_is_fitted(self)
+        if isinstance(X, CodeSet):
+            codes = X
+        else:
+            if not hasattr(self, "n_features_in_"):
+                raise ValueError(
+                    "This index was fit on a CodeSet; add items as a CodeSet "
+                    f"with the modalities {self.modalities_}."
+                )
+            X = validate_data(self, X, reset=False, dtype=[np.float32, np.float64])
+            codes = CodeSet(embedding=X, modality=SINGLE_MODALITY)
+        n_new = len(codes)
+        if set(codes.modalities) != set(self.modalities_):
+            raise ValueError(
+                f"X holds the modalities {codes.modalities} but the index holds "
+                f"{self.modalities_}; add items with the same modalities."
+            )
+        if self.n_bits_ is not None and codes.n_bits != self.n_bits_:
+            raise ValueError(
+                f"X has n_bits={codes.n_bits} but the index was built with "
+                f"n_bits={self.n_bits_}; encode the new items with the same hasher."
+            )
+        if self.codebooks_ is not None and (
+            codes.codebooks is None
+            or codes.codebook_kind != self.codebook_kind_
+            or not np.array_equal(codes.codebooks, self.codebooks_)
+        ):
+            raise ValueError(
+                "X was quantized with other codebooks than the indexed items; "
+                "encode the new items with the same quantizer."
+            )
+        if (self.y_ is None) != (y is None):
+            raise ValueError(
+                "y must be given exactly when the index holds labels: the index "
+                f"{'has' if self.y_ is not None else 'has no'} labels, and y is "
+                f"{'None' if y is None else 'given'}."
+            )
+        if y is not None:
+            y = check_array(y, ensure_2d=False, dtype=None, input_name="y")
+            if y.shape[0] != n_new or y.shape[1:] != self.y_.shape[1:]:
+                raise ValueError(
+                    f"y must have one row per new item, shaped like the indexed "
+                    f"labels {self.y_.shape[1:]}: X has {n_new} items but y has "
+                    f"shape {y.shape}."
+                )
+        new = {}
+        for m in self.modalities_:
+            entry = _index_entry(codes, m, self._fit_rerank)
+            if set(entry) != set(self._index[m]):
+                raise ValueError(
+                    f"Modality {m!r} of X carries the parts {sorted(entry)} but "
+                    f"the index stores {sorted(self._index[m])}; pass the same "
+                    "parts as at fit."
+                )
+            for p, a in entry.items():
+                new[f"{m}.{p}"] = a
+        if y is not None:
+            new["y"] = y
+        old = self._arrays()
+        store = getattr(self, "_store", None)  # (directory, mmap_mode) of load
+        if store is not None and store[1] == "r+":
+            path, mode = store
+            merged = {
+                name: _append_npy(os.path.join(path, f"{name}.npy"), a, mode)
+                for name, a in new.items()
+            }
+        else:
+            merged = {
+                name: np.concatenate([np.asarray(old[name]), a.astype(old[name].dtype)])
+                for name, a in new.items()
+            }
+        index = {m: {p: merged[f"{m}.{p}"] for p in e} for m, e in self._index.items()}
+        self._set_index(
+            index,
+            n_samples=self.n_samples_fit_ + n_new,
+            n_bits=self.n_bits_,
+            codebooks=self.codebooks_,
+            kind=self.codebook_kind_,
+            y=merged.get("y"),
+            rerank=self._fit_rerank,
+        )
+        if store is not None and store[1] == "r+":
+            meta_path = os.path.join(store[0], "meta.json")
+            with open(meta_path, "w", encoding="utf-8") as f:
+                json.dump(self._meta(), f)
+        return self
 
     # ------------------------------------------------------------------ #
     # queries
@@ -550,11 +719,12 @@ default=None
             rows = np.arange(sl.start, sl.stop) if exclude_self else None
             return self._search_chunk(backend, q, rows, dst, k, L)
 
-        if n_threads == 1 or len(slices) == 1:
-            results = [run(sl) for sl in slices]
-        else:
-            with ThreadPoolExecutor(max_workers=min(n_threads, len(slices))) as ex:
-                results = list(ex.map(run, slices))
+        with _threadpool_controller().limit(limits=1, user_api="blas"):
+            if n_threads == 1 or len(slices) == 1:
+                results = [run(sl) for sl in slices]
+            else:
+                with ThreadPoolExecutor(max_workers=min(n_threads, len(slices))) as ex:
+                    results = list(ex.map(run, slices))
         dist = np.concatenate([r[0] for r in results], axis=0)
         idx = np.concatenate([r[1] for r in results], axis=0)
         return dist, idx
@@ -595,21 +765,48 @@ default=None
             return 1.0 - cos.astype(np.float64)
         emb = q["embedding"]
         if mode == "aqd":
-            luts = lookup_tables(emb, self.codebooks_, metric="ip")
+            luts = self._lookup_tables(emb, "ip")
             return -backend.rerank_aqd(luts, cand, db["codes"]).astype(np.float64)
         # aqd-l2: ‖q‖² + Σ_m (‖C_m‖² − 2⟨q, C_m⟩) for product codebooks;
         # ‖q‖² − 2⟨q, x⟩ + ‖x‖² (stored) for additive ones.
         q_sq = np.einsum("qd,qd->q", emb, emb, dtype=np.float64)[:, None]
         if self.codebook_kind_ == "additive":
-            luts = lookup_tables(emb, self.codebooks_, metric="ip")
+            luts = self._lookup_tables(emb, "ip")
             ip = backend.rerank_aqd(luts, cand, db["codes"]).astype(np.float64)
-            sq = db["sqnorms"].astype(np.float64)
+            sq = np.asarray(db["sqnorms"], dtype=np.float64)
             sq = sq[None, :] if cand is None else sq[cand]
             d = q_sq - 2.0 * ip + sq
         else:
-            luts = lookup_tables(emb, self.codebooks_, metric="l2")
+            luts = self._lookup_tables(emb, "l2")
             d = q_sq + backend.rerank_aqd(luts, cand, db["codes"])
         return np.maximum(d, 0.0)
+
+    def _lookup_tables(self, emb, metric):
+        """:func:`~skhash.quantization.lookup_tables`, block by block for
+        block-diagonal (product) codebooks: ``M`` times fewer flops."""
+        if self._lut_blocks is None:
+            return lookup_tables(emb, self.codebooks_, metric=metric)
+        C = self.codebooks_
+        n_books, n_codewords, d = C.shape
+        if d % n_books == 0:  # equal blocks: one batched product
+            w = d // n_books
+            blocks = np.stack([C[m, :, m * w : (m + 1) * w] for m in range(n_books)])
+            blocks = blocks.astype(emb.dtype, copy=False)
+            per_block = emb.reshape(-1, n_books, w).transpose(1, 0, 2)
+            luts = np.matmul(per_block, blocks.transpose(0, 2, 1))  # (M, n, K)
+            if metric == "l2":
+                luts *= -2.0
+                luts += np.einsum("mkw,mkw->mk", blocks, blocks)[:, None, :]
+            return np.ascontiguousarray(luts.transpose(1, 0, 2), dtype=np.float32)
+        luts = np.empty((emb.shape[0], n_books, n_codewords), dtype=np.float32)
+        for m, (a, b) in enumerate(self._lut_blocks):
+            block = C[m, :, a:b].astype(emb.dtype, copy=False)
+            lut = emb[:, a:b] @ block.T
+            if metric == "l2":
+                lut *= -2.0
+                lut += np.einsum("kd,kd->k", block, block)
+            luts[:, m, :] = lut
+        return luts
 
     # ------------------------------------------------------------------ #
     # score
@@ -743,20 +940,35 @@ default=None
         20
         """
         check_is_fitted(self)
-        arrays = {}
-        for m, entry in self._index.items():
-            for p, a in entry.items():
-                arrays[f"{m}.{p}"] = a
+        arrays = self._arrays()
         if self.codebooks_ is not None:
             arrays["codebooks"] = self.codebooks_
+        if self.y_ is not None and self.y_.dtype.hasobject:
+            raise ValueError(
+                "The database labels y_ have dtype object, which cannot be "
+                "saved without pickle; fit with numeric or string labels."
+            )
+        meta = self._meta()
+        path = os.fspath(path)
+        if path.endswith(".npz"):
+            np.savez(path, __meta__=np.array(json.dumps(meta)), **arrays)
+        else:
+            os.makedirs(path, exist_ok=True)
+            for name, a in arrays.items():
+                np.save(os.path.join(path, f"{name}.npy"), np.asarray(a))
+            with open(os.path.join(path, "meta.json"), "w", encoding="utf-8") as f:
+                json.dump(meta, f)
+        return path
+
+    def _arrays(self):
+        """The per-item arrays, by file name (``"<modality>.<part>"``, ``"y"``)."""
+        arrays = {f"{m}.{p}": a for m, e in self._index.items() for p, a in e.items()}
         if self.y_ is not None:
-            if self.y_.dtype.hasobject:
-                raise ValueError(
-                    "The database labels y_ have dtype object, which cannot be "
-                    "saved without pickle; fit with numeric or string labels."
-                )
             arrays["y"] = self.y_
-        meta = {
+        return arrays
+
+    def _meta(self):
+        return {
             "format": _FORMAT,
             "version": _FORMAT_VERSION,
             "params": {k: _jsonable(v) for k, v in self.get_params().items()},
@@ -769,16 +981,6 @@ default=None
             "codebook_kind": self.codebook_kind_,
             "n_features_in": getattr(self, "n_features_in_", None),
         }
-        path = os.fspath(path)
-        if path.endswith(".npz"):
-            np.savez(path, __meta__=np.array(json.dumps(meta)), **arrays)
-        else:
-            os.makedirs(path, exist_ok=True)
-            for name, a in arrays.items():
-                np.save(os.path.join(path, f"{name}.npy"), np.asarray(a))
-            with open(os.path.join(path, "meta.json"), "w", encoding="utf-8") as f:
-                json.dump(meta, f)
-        return path
 
     @classmethod
     def load(cls, path, mmap_mode=None):
@@ -813,6 +1015,10 @@ default=None
         True
         """
         path = os.fspath(path)
+        if mmap_mode not in (None, "r", "r+", "c"):
+            raise ValueError(
+                f"mmap_mode must be None, 'r', 'r+' or 'c'; got {mmap_mode!r}."
+            )
         if os.path.isdir(path):
             with open(os.path.join(path, "meta.json"), encoding="utf-8") as f:
                 meta = json.load(f)
@@ -849,6 +1055,7 @@ default=None
         )
         if meta["n_features_in"] is not None:
             est.n_features_in_ = int(meta["n_features_in"])
+        est._store = (path, mmap_mode) if os.path.isdir(path) and mmap_mode else None
         return est
 
 
@@ -880,6 +1087,95 @@ def _plan(entry, rerank):
     if has_codes and rerank == "none":
         return False, "aqd"
     return False, "exact"
+
+
+def _index_entry(codes, m, rerank):
+    """The arrays indexed for modality ``m`` of the CodeSet ``codes``."""
+    bits = codes.get(m, "bits")
+    qcodes = codes.get(m, "codes")
+    emb = codes.get(m, "embedding")
+    entry = {}
+    if bits is not None:
+        entry["bits"] = _clean_bits(bits, codes.n_bits)
+    if qcodes is not None:
+        n_codewords = codes.codebooks.shape[1]
+        dtype = np.uint8 if n_codewords <= 256 else np.uint16
+        entry["codes"] = np.asarray(qcodes).astype(dtype, copy=False)
+        if rerank == "aqd-l2" and codes.codebook_kind == "additive":
+            entry["sqnorms"] = reconstruction_sqnorms(qcodes, codes.codebooks)
+    if rerank == "exact" or (bits is None and qcodes is None):
+        if emb is None:
+            raise ValueError(
+                f"rerank='exact' compares float embeddings, but modality "
+                f"{m!r} of X has none; pass a CodeSet with embeddings or "
+                "choose rerank='aqd'."
+            )
+        entry["embedding"] = emb
+    return entry
+
+
+def _lut_blocks(codebooks, kind):
+    """``[(start, stop)]`` per codebook when the codebooks are block-diagonal
+    product codebooks (so their look-up tables need only their block)."""
+    if codebooks is None or kind != "product":
+        return None
+    n_books, _, d = codebooks.shape
+    if n_books > d:
+        return None
+    blocks = [(int(b[0]), int(b[-1]) + 1) for b in product_blocks(d, n_books)]
+    for m, (a, b) in enumerate(blocks):
+        if np.any(codebooks[m, :, :a]) or np.any(codebooks[m, :, b:]):
+            return None
+    return blocks
+
+
+def _append_npy(path, new, mmap_mode):
+    """Append the rows ``new`` to the ``.npy`` file ``path``; re-map it.
+
+    The header is rewritten in place (numpy leaves room for the first axis
+    to grow); when it does not fit, the file is rewritten.
+    """
+    fmt = np.lib.format
+    with open(path, "r+b") as f:
+        version = fmt.read_magic(f)
+        if version == (1, 0):
+            read, write = fmt.read_array_header_1_0, fmt.write_array_header_1_0
+        else:
+            read, write = fmt.read_array_header_2_0, fmt.write_array_header_2_0
+        shape, fortran, dtype = read(f)
+        offset = f.tell()
+        if fortran or shape[1:] != new.shape[1:]:
+            raise ValueError(
+                f"Cannot append rows of shape {new.shape[1:]} to {path!r}, which "
+                f"holds an array of shape {shape}."
+            )
+        header = {
+            "descr": fmt.dtype_to_descr(dtype),
+            "fortran_order": False,
+            "shape": (shape[0] + new.shape[0],) + tuple(shape[1:]),
+        }
+        buf = io.BytesIO()
+        write(buf, header)
+        if len(buf.getvalue()) == offset:
+            f.seek(0, os.SEEK_END)
+            f.write(np.ascontiguousarray(new, dtype=dtype).tobytes())
+            f.flush()
+            f.seek(0)
+            f.write(buf.getvalue())
+            rewritten = False
+        else:
+            rewritten = True
+    if rewritten:
+        old = np.load(path, mmap_mode="r")
+        out = fmt.open_memmap(
+            path + ".tmp", mode="w+", dtype=dtype, shape=header["shape"]
+        )
+        out[: shape[0]] = old
+        out[shape[0] :] = new
+        out.flush()
+        del out, old
+        os.replace(path + ".tmp", path)
+    return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
 
 
 def _clean_bits(bits, n_bits):

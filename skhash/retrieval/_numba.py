@@ -1,0 +1,876 @@
+"""Compiled search kernels (numba): the ``"numba"`` backend.
+
+Same interface and results as :class:`~skhash.retrieval._kernels.NumpyBackend`
+(the reference), ties included, with the two hot paths compiled:
+
+* **Stage 1** (:meth:`NumbaBackend.shortlist`) fuses the XOR-popcount with
+  the selection of the ``L`` nearest codes, with no distance matrix and no
+  sort of the ``N`` distances. The database streams through the cache in
+  chunks of about 16 KiB, copied into a scratch of zero-padded 32- or
+  64-bit words (so any bit length works, from any array of packed bytes,
+  memory-mapped or not); every query of a block scans the chunk while it
+  is hot, so the database is read once per block of queries, and a block of
+  queries is as large as a bounded amount of per-query state allows (all
+  queries of a call for ``L = 100``). Per query, a *running threshold* ``t``
+  (the smallest distance with at least ``L`` items at or below it among the
+  items seen so far) rejects items 64 at a time with one vectorised
+  compare; the rare survivors go to a bounded buffer of ``2 L + 64``
+  entries and a histogram of their distances. As the database is scanned
+  in index order, an item at distance ``t`` is never better than the ``L``
+  already kept, so ``d < t`` is the exact acceptance test and ties keep
+  the lower database index. When the buffer fills it is compacted back to
+  the current ``L`` best. At the end a counting sort over the distance
+  orders the ``L`` by (distance, database index).
+* **Stage 2** (:meth:`NumbaBackend.rerank_aqd`) sums the look-up-table
+  entries of each candidate in float32, codebook after codebook, exactly
+  as the numpy reference does (so the sums are bit-identical), prefetching
+  the scattered code rows of the candidates ahead of use, and
+  :meth:`NumbaBackend.topk` selects the ``k`` best by (distance, index)
+  with an insertion buffer (``k <= 64``) or a bounded heap.
+
+Every kernel is compiled with ``cache=True`` (the machine code is stored
+next to this file, in ``__pycache__``, and reused by later processes) and
+``nogil=True``, so the estimator runs them on several threads at once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from skhash.retrieval._kernels import NumpyBackend, _check_bits
+
+__all__ = ["NumbaBackend", "warmup"]
+
+# Items per group: one vectorised threshold test covers GROUP items.
+GROUP = 64
+# Bytes of database words per streamed chunk (L1-sized).
+_CHUNK_BYTES = 16 * 2**10
+# Bytes of per-query selection state (buffers, histograms) of one block.
+_STATE_BYTES = 32 * 2**20
+# Candidates ahead whose codes stage 2 prefetches.
+_PREFETCH = 16
+# Shortest shortlist that starts from a sampled threshold (for shorter ones
+# the running threshold settles after few acceptances).
+_SAMPLE_MIN_L = 4096
+
+
+# --------------------------------------------------------------------------- #
+# Bit intrinsics
+# --------------------------------------------------------------------------- #
+
+
+@intrinsic
+def _popcount(typingctx, x):
+    """Number of set bits of an unsigned integer (``llvm.ctpop``).
+
+    Returns a signed integer of the same width, so sums stay integers (an
+    ``int64 + uint64`` is a float in numba). LLVM vectorises it, with
+    ``vpopcntq`` where the CPU has AVX-512 VPOPCNTDQ.
+    """
+    if not isinstance(x, types.Integer):
+        return None
+    ret = types.int64 if x.bitwidth == 64 else types.int32
+
+    def codegen(context, builder, signature, args):
+        val = builder.ctpop(args[0])
+        if x.bitwidth < ret.bitwidth:
+            val = builder.zext(val, context.get_value_type(ret))
+        return val
+
+    return ret(x), codegen
+
+
+@intrinsic
+def _trailing_zeros(typingctx, x):
+    """Index of the lowest set bit of a non-zero uint64 (``llvm.cttz``)."""
+    if not (isinstance(x, types.Integer) and x.bitwidth == 64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        flag = context.get_constant(types.boolean, True)
+        return builder.cttz(args[0], flag)
+
+    return types.int64(x), codegen
+
+
+@intrinsic
+def _prefetch(typingctx, arr, idx):
+    """Hint the CPU to fetch ``arr.flat[idx]`` into the cache (``llvm.prefetch``)."""
+    if not (isinstance(arr, types.Array) and arr.ndim == 1):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(
+            context, builder, signature.args[0], ary, [args[1]], wraparound=False
+        )
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
+        # read, high temporal locality, data cache
+        flags = [ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)]
+        builder.call(fn, [builder.bitcast(ptr, i8p)] + flags)
+        return context.get_dummy_value()
+
+    return types.none(arr, idx), codegen
+
+
+# --------------------------------------------------------------------------- #
+# Stage 1: fused popcount + selection
+# --------------------------------------------------------------------------- #
+# Selection state of query q (rows of arrays shared by a block of queries):
+#   hist[q, d]  number of buffered items at distance d
+#   bd[q, :n]   buffered distances, bi[q, :n] their database indices (in
+#               index order, as scanned)
+#   st[q]       (n, count of buffered items at distance <= t, t)
+# Invariant: t = min(sentinel, smallest d with count(<= d) >= L); an item is
+# accepted iff its distance is < t.
+
+
+@njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _accept(hist, bd, bi, st, q, d, idx, n_cand):
+    """Buffer item ``idx`` at distance ``d`` (< t) and lower t; return t."""
+    cap = bd.shape[1]
+    t = st[q, 2]
+    n = st[q, 0]
+    if n == cap:  # compact: keep the n_cand best, in index order
+        below = st[q, 1] - hist[q, t]
+        need = n_cand - below
+        w = 0
+        for r in range(cap):
+            dr = bd[q, r]
+            if dr < t or (dr == t and need > 0):
+                if dr == t:
+                    need -= 1
+                bd[q, w] = dr
+                bi[q, w] = bi[q, r]
+                w += 1
+        for b in range(t + 1, hist.shape[1]):
+            hist[q, b] = 0
+        hist[q, t] = n_cand - below
+        st[q, 1] = n_cand
+        n = w
+    bd[q, n] = d
+    bi[q, n] = idx
+    st[q, 0] = n + 1
+    hist[q, d] += 1
+    c = st[q, 1] + 1
+    while c - hist[q, t] >= n_cand:
+        c -= hist[q, t]
+        t -= 1
+    st[q, 1] = c
+    st[q, 2] = t
+    return t
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _scan_one_word(blk, start, qv, q, n_cand, hist, bd, bi, st):
+    """Scan ``(n_groups, GROUP)`` single-word codes for query ``q``."""
+    t = st[q, 2]
+    for g in range(blk.shape[0]):
+        hit = False
+        for j in range(GROUP):
+            hit |= _popcount(qv ^ blk[g, j]) < t
+        if hit:
+            mask = np.uint64(0)
+            for j in range(GROUP):
+                mask |= np.uint64(_popcount(qv ^ blk[g, j]) < t) << np.uint64(j)
+            while mask:
+                j = _trailing_zeros(mask)
+                mask &= mask - np.uint64(1)
+                d = np.int64(_popcount(qv ^ blk[g, j]))
+                if d < t:
+                    t = _accept(hist, bd, bi, st, q, d, start + g * GROUP + j, n_cand)
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _scan_two_words(blk, start, qa, qb, q, n_cand, hist, bd, bi, st):
+    """Scan ``(n_groups, 2, GROUP)`` two-word (65 to 128-bit) codes."""
+    t = st[q, 2]
+    for g in range(blk.shape[0]):
+        hit = False
+        for j in range(GROUP):
+            hit |= _popcount(qa ^ blk[g, 0, j]) + _popcount(qb ^ blk[g, 1, j]) < t
+        if hit:
+            for j in range(GROUP):
+                d = np.int64(
+                    _popcount(qa ^ blk[g, 0, j]) + _popcount(qb ^ blk[g, 1, j])
+                )
+                if d < t:
+                    t = _accept(hist, bd, bi, st, q, d, start + g * GROUP + j, n_cand)
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _scan_words(blk, start, qrow, q, n_cand, acc, hist, bd, bi, st):
+    """Scan ``(n_groups, W, GROUP)`` multi-word codes for query ``q``."""
+    t = st[q, 2]
+    n_words = blk.shape[1]
+    for g in range(blk.shape[0]):
+        for j in range(GROUP):
+            acc[j] = 0
+        for w in range(n_words):
+            qv = qrow[w]
+            for j in range(GROUP):
+                acc[j] += _popcount(qv ^ blk[g, w, j])
+        hit = False
+        for j in range(GROUP):
+            hit |= acc[j] < t
+        if hit:
+            for j in range(GROUP):
+                d = acc[j]
+                if d < t:
+                    t = _accept(hist, bd, bi, st, q, d, start + g * GROUP + j, n_cand)
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _scan_tail(blk, n_items, start, qrow, q, n_cand, hist, bd, bi, st):
+    """Scan the first ``n_items`` of a ``(1, W, GROUP)`` partial group."""
+    t = st[q, 2]
+    for j in range(n_items):
+        d = 0
+        for w in range(blk.shape[1]):
+            d += _popcount(qrow[w] ^ blk[0, w, j])
+        if d < t:
+            t = _accept(hist, bd, bi, st, q, np.int64(d), start + j, n_cand)
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _load_chunk(src, bytes_per_word, start, stop, n_words, scratch):
+    """Copy items ``[start, stop)`` into ``scratch`` as ``(groups, W, GROUP)``.
+
+    ``src`` holds packed bytes, assembled little-endian into words of
+    ``bytes_per_word`` bytes (4 or 8), zero-padded past the last byte.
+    """
+    n_groups = (stop - start + GROUP - 1) // GROUP
+    n_src = src.shape[1]
+    if n_src == bytes_per_word * n_words:
+        # whole words: constant-size assemblies, which LLVM turns into loads
+        for j in range(stop - start):
+            base = (j // GROUP) * n_words * GROUP + j % GROUP
+            row = src[start + j]
+            for w in range(n_words):
+                v = np.uint64(0)
+                if bytes_per_word == 8:
+                    for b in range(8):
+                        v |= np.uint64(row[8 * w + b]) << np.uint64(8 * b)
+                else:
+                    for b in range(4):
+                        v |= np.uint64(row[4 * w + b]) << np.uint64(8 * b)
+                scratch[base + w * GROUP] = v
+        if (stop - start) % GROUP:  # zero the rest of the last group
+            for j in range(stop - start, n_groups * GROUP):
+                base = (j // GROUP) * n_words * GROUP + j % GROUP
+                for w in range(n_words):
+                    scratch[base + w * GROUP] = 0
+        return n_groups
+    for i in range(n_groups * n_words * GROUP):
+        scratch[i] = 0
+    for j in range(stop - start):
+        base = (j // GROUP) * n_words * GROUP + j % GROUP
+        row = src[start + j]
+        for b in range(n_src):
+            w = b // bytes_per_word
+            shift = np.uint64(8 * (b % bytes_per_word))
+            scratch[base + w * GROUP] |= np.uint64(row[b]) << shift
+    return n_groups
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _finish(q, n_cand, hist, bd, bi, st, out_idx, out_dist):
+    """Write the ``n_cand`` best of query ``q`` (rows out_*) by (distance, index)."""
+    n, t = st[q, 0], st[q, 2]
+    below = st[q, 1] - hist[q, t]
+    # offsets of a counting sort over distances 0..t (hist[t] -> the need)
+    hist[q, t] = n_cand - below
+    pos = 0
+    for d in range(t + 1):
+        c = hist[q, d]
+        hist[q, d] = pos
+        pos += c
+    need = n_cand - below
+    for r in range(n):
+        d = bd[q, r]
+        if d < t or (d == t and need > 0):
+            if d == t:
+                need -= 1
+            p = hist[q, d]
+            hist[q, d] = p + 1
+            out_idx[p] = bi[q, r]
+            out_dist[p] = d
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _sampled_threshold(src, bytes_per_word, qrow, n_sample, n_cand, counts):
+    """A starting threshold from every ``N // n_sample``-th item.
+
+    With ``n_sample = 16 N / L``: the smallest distance ``s`` with 32 sampled
+    items at or below it; ``s + 1`` then lets through about ``2 L`` items of
+    the whole database, instead of every item until the running threshold
+    settles (about ``L ln(N / L)`` items). If fewer than ``L`` items fall
+    below it (an unlucky sample, probability about 1e-4), the query is
+    searched again without it.
+    """
+    n, n_src = src.shape
+    stride = n // n_sample
+    whole = n_src == bytes_per_word * qrow.shape[0]
+    counts[:] = 0
+    for i in range(n_sample):
+        row = src[i * stride]
+        d = 0
+        for w in range(qrow.shape[0]):
+            v = np.uint64(0)
+            if whole and bytes_per_word == 8:
+                for b in range(8):
+                    v |= np.uint64(row[8 * w + b]) << np.uint64(8 * b)
+            else:
+                for b in range(
+                    w * bytes_per_word, min(n_src, (w + 1) * bytes_per_word)
+                ):
+                    v |= np.uint64(row[b]) << np.uint64(8 * (b - w * bytes_per_word))
+            d += _popcount(np.uint64(qrow[w]) ^ v)
+        counts[d] += 1
+    want = 2.0 * n_cand * n_sample / n
+    c = 0
+    for t in range(counts.shape[0]):
+        c += counts[t]
+        if c >= want:
+            return t + 1
+    return counts.shape[0] - 1
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _shortlist_kernel(
+    q_words,
+    src,
+    bytes_per_word,
+    n_cand,
+    chunk_items,
+    block,
+    n_sample,
+    out_idx,
+    out_dist,
+    ok,
+):
+    """Stage 1 for all queries; see the module docstring.
+
+    ``q_words`` is ``(n_queries, W)`` zero-padded words (uint32 or uint64),
+    ``src`` the packed database bytes; ``block`` queries share one pass
+    over the database. With ``n_sample > 0`` each query starts from a
+    sampled threshold (:func:`_sampled_threshold`); ``ok[q]`` is False where
+    that threshold proved too low (the query must be searched again with
+    ``n_sample = 0``).
+    """
+    n_q, n_words = q_words.shape
+    n = src.shape[0]
+    max_d = n_words * 8 * q_words.itemsize
+    cap = 2 * n_cand + 64
+    block = min(block, n_q)
+    hist = np.zeros((block, max_d + 2), np.int64)
+    bd = np.empty((block, cap), np.int64)
+    bi = np.empty((block, cap), np.int64)
+    st = np.zeros((block, 3), np.int64)
+    acc = np.zeros(GROUP, np.int64)
+    scratch = np.zeros(chunk_items * n_words, q_words.dtype)
+    n_full = (n // GROUP) * GROUP
+    for q0 in range(0, n_q, block):
+        q1 = min(n_q, q0 + block)
+        hist[:] = 0
+        st[:, 0] = 0
+        st[:, 1] = 0
+        st[:, 2] = max_d + 1
+        if n_sample > 0:
+            for q in range(q0, q1):
+                st[q - q0, 2] = _sampled_threshold(
+                    src, bytes_per_word, q_words[q], n_sample, n_cand, hist[q - q0]
+                )
+            hist[:] = 0
+        for start in range(0, n, chunk_items):
+            stop = min(n, start + chunk_items)
+            full_stop = min(stop, n_full) if start < n_full else start
+            if full_stop > start:
+                n_groups = _load_chunk(
+                    src, bytes_per_word, start, full_stop, n_words, scratch
+                )
+                size = n_groups * n_words * GROUP
+                if n_words == 1:
+                    blk = scratch[:size].reshape(n_groups, GROUP)
+                    for q in range(q0, q1):
+                        _scan_one_word(
+                            blk, start, q_words[q, 0], q - q0, n_cand, hist, bd, bi, st
+                        )
+                elif n_words == 2:
+                    blk3 = scratch[:size].reshape(n_groups, n_words, GROUP)
+                    for q in range(q0, q1):
+                        _scan_two_words(
+                            blk3,
+                            start,
+                            q_words[q, 0],
+                            q_words[q, 1],
+                            q - q0,
+                            n_cand,
+                            hist,
+                            bd,
+                            bi,
+                            st,
+                        )
+                else:
+                    blk3 = scratch[:size].reshape(n_groups, n_words, GROUP)
+                    for q in range(q0, q1):
+                        _scan_words(
+                            blk3,
+                            start,
+                            q_words[q],
+                            q - q0,
+                            n_cand,
+                            acc,
+                            hist,
+                            bd,
+                            bi,
+                            st,
+                        )
+            if stop > full_stop:  # the last, partial group
+                _load_chunk(src, bytes_per_word, full_stop, stop, n_words, scratch)
+                tail = scratch[: n_words * GROUP].reshape(1, n_words, GROUP)
+                for q in range(q0, q1):
+                    _scan_tail(
+                        tail,
+                        stop - full_stop,
+                        full_stop,
+                        q_words[q],
+                        q - q0,
+                        n_cand,
+                        hist,
+                        bd,
+                        bi,
+                        st,
+                    )
+        for q in range(q0, q1):
+            ok[q] = st[q - q0, 1] >= n_cand
+            if ok[q]:
+                _finish(q - q0, n_cand, hist, bd, bi, st, out_idx[q], out_dist[q])
+
+
+# --------------------------------------------------------------------------- #
+# Stage 2 and top-k
+# --------------------------------------------------------------------------- #
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _aqd_candidates(luts, cand, codes, out):
+    """``out[q, j] = Σ_m luts[q, m, codes[cand[q, j], m]]`` in float32.
+
+    The candidates' code rows are scattered over the database: each is
+    prefetched ``_PREFETCH`` candidates ahead, so their cache misses overlap.
+    """
+    n_books = luts.shape[1]
+    flat = codes.reshape(-1)
+    n_cand = cand.shape[1]
+    for q in range(cand.shape[0]):
+        for j in range(min(_PREFETCH, n_cand)):
+            _prefetch(flat, cand[q, j] * n_books)
+        for j in range(n_cand):
+            if j + _PREFETCH < n_cand:
+                _prefetch(flat, cand[q, j + _PREFETCH] * n_books)
+            r = cand[q, j]
+            s = np.float32(0.0)
+            for m in range(n_books):
+                s += luts[q, m, codes[r, m]]
+            out[q, j] = s
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _aqd_all(luts, codes, out):
+    """``out[q, i] = Σ_m luts[q, m, codes[i, m]]`` for every item, float32."""
+    n_books = luts.shape[1]
+    for q in range(luts.shape[0]):
+        lq = luts[q]
+        for i in range(codes.shape[0]):
+            s = np.float32(0.0)
+            for m in range(n_books):
+                s += lq[m, codes[i, m]]
+            out[q, i] = s
+
+
+@njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _worse(d1, i1, d2, i2):
+    """(d1, i1) ranks after (d2, i2)."""
+    return d1 > d2 or (d1 == d2 and i1 > i2)
+
+
+@njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _sift_down(hd, hi, pos, size):
+    d, i = hd[pos], hi[pos]
+    while True:
+        child = 2 * pos + 1
+        if child >= size:
+            break
+        if child + 1 < size and _worse(
+            hd[child + 1], hi[child + 1], hd[child], hi[child]
+        ):
+            child += 1
+        if not _worse(hd[child], hi[child], d, i):
+            break
+        hd[pos] = hd[child]
+        hi[pos] = hi[child]
+        pos = child
+    hd[pos] = d
+    hi[pos] = i
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _topk_insertion(dist, cand, has_cand, q, k, od, oi):
+    """Row ``q``'s ``k`` best into ``od``/``oi`` by insertion (small ``k``)."""
+    n = 0
+    for j in range(dist.shape[1]):
+        d = dist[q, j]
+        i = cand[q, j] if has_cand else j
+        if n == k:
+            if not _worse(od[k - 1], oi[k - 1], d, i):
+                continue
+            p = k - 1
+        else:
+            p = n
+            n += 1
+        while p > 0 and _worse(od[p - 1], oi[p - 1], d, i):
+            od[p] = od[p - 1]
+            oi[p] = oi[p - 1]
+            p -= 1
+        od[p] = d
+        oi[p] = i
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _topk_heap(dist, cand, has_cand, q, k, od, oi):
+    """Row ``q``'s ``k`` best into ``od``/``oi`` with a max-heap (large ``k``)."""
+    for j in range(k):
+        od[j] = dist[q, j]
+        oi[j] = cand[q, j] if has_cand else j
+    for pos in range(k // 2 - 1, -1, -1):
+        _sift_down(od, oi, pos, k)
+    for j in range(k, dist.shape[1]):
+        d = dist[q, j]
+        i = cand[q, j] if has_cand else j
+        if _worse(od[0], oi[0], d, i):
+            od[0] = d
+            oi[0] = i
+            _sift_down(od, oi, 0, k)
+    for size in range(k - 1, 0, -1):  # heap sort: move the worst to the back
+        d, i = od[0], oi[0]
+        od[0], oi[0] = od[size], oi[size]
+        od[size], oi[size] = d, i
+        _sift_down(od, oi, 0, size)
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _topk_kernel(dist, cand, has_cand, k, out_idx, out_dist):
+    """The ``k`` smallest (distance, index) of each row, ascending."""
+    for q in range(dist.shape[0]):
+        if k <= 64:
+            _topk_insertion(dist, cand, has_cand, q, k, out_dist[q], out_idx[q])
+        else:
+            _topk_heap(dist, cand, has_cand, q, k, out_dist[q], out_idx[q])
+
+
+# --------------------------------------------------------------------------- #
+# The backend
+# --------------------------------------------------------------------------- #
+
+
+def _word_layout(n_bytes):
+    """``(word dtype, bytes per word)``: one uint32 for 25 to 32-bit codes
+    (twice the SIMD lanes), else uint64 words."""
+    return (np.uint32, 4) if n_bytes == 4 else (np.uint64, 8)
+
+
+def _readonly(a):
+    """A read-only view: the kernels see one array type, memory-mapped or not
+    (numba compiles writable and read-only arguments separately)."""
+    view = a.view()
+    view.flags.writeable = False
+    return view
+
+
+def _query_words(q_bits, dtype):
+    """Queries as zero-padded words of ``dtype``, shape ``(n, W)``."""
+    size = np.dtype(dtype).itemsize
+    n, n_bytes = q_bits.shape
+    n_words = max(1, -(-n_bytes // size))
+    padded = np.zeros((n, n_words * size), dtype=np.uint8)
+    padded[:, :n_bytes] = q_bits
+    return padded.view(dtype)
+
+
+class NumbaBackend(NumpyBackend):
+    """Compiled search kernels (the backend ``"numba"``).
+
+    Returns exactly what :class:`~skhash.retrieval._kernels.NumpyBackend`
+    returns (indices, distances and tie order), with :meth:`shortlist`,
+    :meth:`rerank_aqd` and :meth:`topk` compiled by numba; the other methods
+    are the numpy ones. The kernels release the GIL, so
+    :class:`~skhash.retrieval.TwoStageRetriever` runs them on ``n_jobs``
+    threads.
+
+    Parameters
+    ----------
+    chunk_bytes : int, default=64 MiB
+        Temporary memory of the inherited numpy methods.
+    state_bytes : int, default=32 MiB
+        Memory of the stage-1 selection state of one block of queries
+        (about ``24 L`` bytes per query for a shortlist of ``L``). All
+        queries of a call share one pass over the database when their state
+        fits; a larger ``L`` splits them into blocks, one pass each.
+
+    Attributes
+    ----------
+    name : str
+        ``"numba"``.
+
+    See Also
+    --------
+    skhash.retrieval.get_backend : Look a backend up by name.
+    skhash.retrieval.TwoStageRetriever : The estimator that drives the kernels.
+
+    Notes
+    -----
+    Stage 1 holds no distance matrix: its memory is the selection state
+    (bounded by ``state_bytes``) plus a 16 KiB chunk of the database, so a
+    memory-mapped database is streamed from disk, once per block of
+    queries. The first call of each kernel compiles it (a few seconds);
+    the machine code is cached on disk (``cache=True``) and later processes
+    load it in a fraction of a second. :func:`warmup` compiles the common
+    variants ahead of time.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skhash import pack_bits
+    >>> from skhash.retrieval import get_backend
+    >>> rng = np.random.RandomState(42)
+    >>> db, q = pack_bits(rng.randn(500, 33)), pack_bits(rng.randn(3, 33))
+    >>> idx, dist = get_backend("numba").shortlist(q, db, 10)
+    >>> ref_idx, ref_dist = get_backend("numpy").shortlist(q, db, 10)
+    >>> bool((idx == ref_idx).all() and (dist == ref_dist).all())
+    True
+    """
+
+    name = "numba"
+
+    def __init__(self, chunk_bytes=64 * 2**20, state_bytes=_STATE_BYTES):
+        super().__init__(chunk_bytes=chunk_bytes)
+        self.state_bytes = state_bytes
+
+    def __repr__(self):
+        return (
+            f"NumbaBackend(chunk_bytes={self.chunk_bytes}, "
+            f"state_bytes={self.state_bytes})"
+        )
+
+    def shortlist(self, q_bits, db_bits, n_candidates):
+        """The ``L`` nearest database items of each query in Hamming distance.
+
+        Same contract as :meth:`NumpyBackend.shortlist
+        <skhash.retrieval._kernels.NumpyBackend.shortlist>`: ordered by
+        (Hamming distance, database index).
+
+        Parameters
+        ----------
+        q_bits : ndarray of shape (n_queries, n_bytes), dtype uint8
+            Packed query codes.
+        db_bits : ndarray of shape (n_items, n_bytes), dtype uint8
+            Packed database codes (may be a memory map).
+        n_candidates : int
+            ``L``; values above ``n_items`` are clipped to it.
+
+        Returns
+        -------
+        indices : ndarray of shape (n_queries, L), dtype int64
+            Database rows, nearest first.
+        distances : ndarray of shape (n_queries, L), dtype int32
+            Their Hamming distances, ascending.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skhash.retrieval import get_backend
+        >>> db = np.array([[3], [1], [0], [1]], dtype=np.uint8)
+        >>> get_backend("numba").shortlist(np.array([[1]], dtype=np.uint8), db, 3)
+        (array([[1, 3, 0]]), array([[0, 0, 1]], dtype=int32))
+        """
+        q, db = _check_bits(q_bits, db_bits)
+        n_q, n = q.shape[0], db.shape[0]
+        if n_candidates < 0:
+            raise ValueError(f"n_candidates must be >= 0; got {n_candidates}.")
+        L = int(min(n_candidates, n))
+        indices = np.empty((n_q, L), dtype=np.int64)
+        distances = np.empty((n_q, L), dtype=np.int32)
+        if L == 0 or n_q == 0:
+            return indices, distances
+        dtype, bytes_per_word = _word_layout(q.shape[1])
+        qw = _query_words(q, dtype)
+        n_words = qw.shape[1]
+        word_bytes = n_words * qw.itemsize
+        chunk = max(GROUP, (_CHUNK_BYTES // word_bytes) // GROUP * GROUP)
+        per_query = 16 * (2 * L + 64) + 8 * (8 * word_bytes + 2) + 24
+        block = int(max(1, min(n_q, self.state_bytes // per_query)))
+        # a sampled starting threshold pays off for long shortlists
+        n_sample = -(-16 * n // L) if L >= _SAMPLE_MIN_L else n
+        n_sample = n_sample if n_sample <= n // 8 else 0
+        db = _readonly(db)
+        dist64 = np.empty((n_q, L), dtype=np.int64)
+        ok = np.empty(n_q, dtype=np.bool_)
+        _shortlist_kernel(
+            qw, db, bytes_per_word, L, chunk, block, n_sample, indices, dist64, ok
+        )
+        if not ok.all():  # unlucky samples: search those queries again
+            redo = np.flatnonzero(~ok)
+            idx2 = np.empty((len(redo), L), dtype=np.int64)
+            dist2 = np.empty((len(redo), L), dtype=np.int64)
+            _shortlist_kernel(
+                np.ascontiguousarray(qw[redo]),
+                db,
+                bytes_per_word,
+                L,
+                chunk,
+                block,
+                0,
+                idx2,
+                dist2,
+                np.empty(len(redo), dtype=np.bool_),
+            )
+            indices[redo], dist64[redo] = idx2, dist2
+        distances[:] = dist64
+        return indices, distances
+
+    def rerank_aqd(self, luts, cand_idx, db_codes):
+        """Sum look-up-table entries of the candidates' quantization codes.
+
+        Same contract (and bit-identical float32 sums) as
+        :meth:`NumpyBackend.rerank_aqd
+        <skhash.retrieval._kernels.NumpyBackend.rerank_aqd>`.
+
+        Parameters
+        ----------
+        luts : ndarray of shape (n_queries, M, K), float32
+            Per-query tables.
+        cand_idx : ndarray of shape (n_queries, L), int64, or None
+            Candidate rows per query; ``None`` scores every database item.
+        db_codes : ndarray of shape (n_items, M), uint8 or uint16
+            Quantization codes of the database.
+
+        Returns
+        -------
+        sums : ndarray of shape (n_queries, L) or (n_queries, n_items), float32
+            The summed table entries.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skhash.retrieval import get_backend
+        >>> luts = np.arange(8, dtype=np.float32).reshape(1, 2, 4)
+        >>> codes = np.array([[0, 0], [3, 1]], dtype=np.uint8)
+        >>> get_backend("numba").rerank_aqd(luts, np.array([[1, 0]]), codes)
+        array([[8., 4.]], dtype=float32)
+        """
+        luts = np.ascontiguousarray(luts, dtype=np.float32)
+        codes = np.asarray(db_codes)
+        if codes.dtype not in (np.uint8, np.uint16) or not codes.flags.c_contiguous:
+            codes = np.ascontiguousarray(
+                codes, dtype=codes.dtype if codes.dtype.kind == "u" else np.intp
+            )
+        luts, codes = _readonly(luts), _readonly(codes)
+        if cand_idx is None:
+            out = np.empty((luts.shape[0], codes.shape[0]), dtype=np.float32)
+            _aqd_all(luts, codes, out)
+            return out
+        cand = _readonly(np.ascontiguousarray(cand_idx, dtype=np.int64))
+        out = np.empty(cand.shape, dtype=np.float32)
+        _aqd_candidates(luts, cand, codes, out)
+        return out
+
+    def topk(self, distances, n_neighbors, cand_idx=None):
+        """The ``k`` smallest distances of each row, by (distance, index).
+
+        Same contract as :meth:`NumpyBackend.topk
+        <skhash.retrieval._kernels.NumpyBackend.topk>`; per row a sorted
+        insertion buffer for ``k <= 64``, else a bounded max-heap
+        (``O(L log k)``).
+
+        Parameters
+        ----------
+        distances : ndarray of shape (n_queries, L)
+            Distances (smaller is closer); ``inf`` marks excluded items.
+        n_neighbors : int
+            ``k``; clipped to ``L``.
+        cand_idx : ndarray of shape (n_queries, L), int64, default=None
+            The database row of each column; ``None`` means column ``j`` is
+            item ``j``.
+
+        Returns
+        -------
+        indices : ndarray of shape (n_queries, k), int64
+            Database rows, nearest first; equal distances put the lower
+            database index first.
+        distances : ndarray of shape (n_queries, k), float64
+            Their distances, ascending.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skhash.retrieval import get_backend
+        >>> get_backend("numba").topk(np.array([[0.5, 0.1, 0.5, 0.2]]), 3)
+        (array([[1, 3, 0]]), array([[0.1, 0.2, 0.5]]))
+        """
+        dist = np.ascontiguousarray(distances, dtype=np.float64)
+        n_q, L = dist.shape
+        k = int(min(n_neighbors, L))
+        out_idx = np.empty((n_q, k), dtype=np.int64)
+        out_dist = np.empty((n_q, k), dtype=np.float64)
+        if k == 0 or n_q == 0:
+            return out_idx, out_dist
+        if cand_idx is None:
+            cand, has_cand = np.zeros((1, 1), dtype=np.int64), False
+        else:
+            cand, has_cand = np.ascontiguousarray(cand_idx, dtype=np.int64), True
+        _topk_kernel(_readonly(dist), _readonly(cand), has_cand, k, out_idx, out_dist)
+        return out_idx, out_dist
+
+
+def warmup():
+    """Compile (or load from the on-disk cache) the common kernel variants.
+
+    Runs each kernel once on tiny inputs: stage 1 for 32-bit words (codes
+    of 25 to 32 bits) and 64-bit words (any other length), stage 2 for
+    uint8 and uint16 codes, and top-k. Call it at start-up to keep the
+    compile time off the first query; it returns the seconds it took.
+
+    Returns
+    -------
+    seconds : float
+        Wall time of the warm-up (compile time on a cold cache).
+
+    Examples
+    --------
+    >>> from skhash.retrieval._numba import warmup
+    >>> warmup() >= 0.0
+    True
+    """
+    import time
+
+    t0 = time.perf_counter()
+    be = NumbaBackend()
+    rng = np.random.RandomState(0)
+    for n_bytes in (4, 8):
+        db = rng.randint(256, size=(70, n_bytes)).astype(np.uint8)
+        be.shortlist(db[:2], db, 3)
+    luts = np.zeros((1, 2, 4), dtype=np.float32)
+    for dtype in (np.uint8, np.uint16):
+        codes = np.zeros((3, 2), dtype=dtype)
+        be.rerank_aqd(luts, np.zeros((1, 2), dtype=np.int64), codes)
+        be.rerank_aqd(luts, None, codes)
+    be.topk(np.zeros((1, 3)), 2, np.zeros((1, 3), dtype=np.int64))
+    be.topk(np.zeros((1, 3)), 2)
+    return time.perf_counter() - t0
