@@ -159,8 +159,8 @@ def to_faiss(retriever_or_codes, modality=None, kind="binary", *, metric=None):
     >>> from skhash.retrieval._faiss import to_faiss
     >>> rng = np.random.RandomState(42)
     >>> codes = CodeSet(bits=pack_bits(rng.randn(100, 32)))
-    >>> index = to_faiss(codes)  # doctest: +SKIP
-    >>> index.ntotal, index.d  # doctest: +SKIP
+    >>> index = to_faiss(codes)
+    >>> index.ntotal, index.d
     (100, 32)
     """
     if kind not in ("binary", "pq"):

@@ -280,6 +280,12 @@ default=None
             if hasattr(self, "n_features_in_"):
                 del self.n_features_in_
             codes = X
+        elif isinstance(X, dict):  # MultiModal: raw features, not codes
+            raise TypeError(
+                "TwoStageRetriever indexes codes, not raw features: pass "
+                "learner.transform(X) (a CodeSet) or a 2-D array of embeddings; "
+                f"got a {type(X).__name__} of {tuple(X)}."
+            )
         else:
             X = validate_data(self, X, reset=True, dtype=[np.float32, np.float64])
             codes = CodeSet(embedding=X, modality=SINGLE_MODALITY)
@@ -1019,7 +1025,10 @@ default=None
             raise ValueError(
                 f"mmap_mode must be None, 'r', 'r+' or 'c'; got {mmap_mode!r}."
             )
+        foreign = ValueError(f"{path!r} was not written by TwoStageRetriever.save.")
         if os.path.isdir(path):
+            if not os.path.isfile(os.path.join(path, "meta.json")):
+                raise foreign
             with open(os.path.join(path, "meta.json"), encoding="utf-8") as f:
                 meta = json.load(f)
 
@@ -1032,13 +1041,15 @@ default=None
         else:
             with np.load(path, allow_pickle=False) as f:
                 stored = {name: f[name] for name in f.files}
+            if "__meta__" not in stored:
+                raise foreign
             meta = json.loads(str(stored.pop("__meta__")))
 
             def get(name):
                 return stored[name]
 
         if meta.get("format") != _FORMAT:
-            raise ValueError(f"{path!r} was not written by TwoStageRetriever.save.")
+            raise foreign
         est = cls(**meta["params"])
         index = {
             m: {p: get(f"{m}.{p}") for p in meta["parts"][m]}

@@ -1228,10 +1228,6 @@ rejects(
     lambda ctx: TwoStageRetriever().fit(ctx.X),
     TypeError,
     "CodeSet",
-    xfail="fit turns the MultiModal into an object array; it should say that it "
-    "indexes codes: pass learner.transform(X) (a CodeSet) or a 2-D array",
-    current="TypeError: float() argument must be a string or a real number, not "
-    "'MultiModal'",
 )
 rejects(
     G,
@@ -1240,9 +1236,6 @@ rejects(
     lambda ctx: TwoStageRetriever.load(_foreign_npz(ctx)),
     ValueError,
     "was not written by TwoStageRetriever.save.",
-    xfail="load reads the '__meta__' entry before checking the format, so a "
-    "foreign .npz raises KeyError instead of the intended ValueError",
-    current="KeyError: '__meta__'",
 )
 rejects(
     G,
