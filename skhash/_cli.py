@@ -264,8 +264,6 @@ def format_table(results, data):
 
 
 def _plot(results, data, path):
-    from skhash.metrics import precision_at_top_r, precision_recall_hamming
-
     try:
         import matplotlib
 
@@ -273,38 +271,32 @@ def _plot(results, data, path):
         import matplotlib.pyplot as plt
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise SystemExit("--plot needs matplotlib: pip install skhash[plot]") from exc
-    from skhash import unpack_bits
-    from skhash.metrics import relevance
+    from skhash.plotting import PrecisionAtTopRDisplay, PrecisionRecallDisplay
 
-    models = results["models"]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    rel = relevance(data.y_query, data.y_db)
     r_values = np.arange(10, min(1000, len(data.y_db)) + 1, 10)
-    for (method, n_bits), (learner, retriever, db, q) in sorted(models.items()):
+    for (method, n_bits), (_, retriever, _, q) in sorted(results["models"].items()):
         label = f"{method} {n_bits} bits"
         if q["img"].bits is not None:
-            qs = unpack_bits(q["img"].bits, n_bits).astype(np.float32)
-            ds = unpack_bits(db["txt"].bits, n_bits).astype(np.float32)
-            ham = (n_bits - qs @ ds.T) / 2
-            prec, rec, _ = precision_recall_hamming(rel, ham, n_bits=n_bits)
-            axes[0].plot(rec, prec, marker=".", label=label)
-        idx = retriever.kneighbors(
+            PrecisionRecallDisplay.from_estimator(
+                retriever,
+                q,
+                data.y_query,
+                direction="img->txt",
+                name=label,
+                ax=axes[0],
+            )
+        PrecisionAtTopRDisplay.from_estimator(
+            retriever,
             q,
-            n_neighbors=int(r_values[-1]),
+            data.y_query,
+            r_values=r_values,
             direction="img->txt",
-            return_distance=False,
+            name=label,
+            ax=axes[1],
         )
-        score = np.zeros(rel.shape, dtype=np.float32)
-        np.put_along_axis(score, idx, np.arange(idx.shape[1], 0, -1), axis=1)
-        axes[1].plot(
-            r_values, precision_at_top_r(rel, score, r_values=r_values), label=label
-        )
-    axes[0].set(
-        title="Precision-recall over Hamming radius (img->txt)",
-        xlabel="recall",
-        ylabel="precision",
-    )
-    axes[1].set(title="Precision@top-R (img->txt)", xlabel="R", ylabel="precision")
+    axes[0].set_title("Precision-recall over Hamming radius (img->txt)")
+    axes[1].set_title("Precision@top-R (img->txt)")
     sweep = results["alpha_sweep"]
     if sweep:
         axes[2].plot(
