@@ -7,7 +7,6 @@ import torch
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 from sklearn.utils._param_validation import InvalidParameterError
-from sklearn.utils.estimator_checks import parametrize_with_checks
 from skorch.callbacks import Callback
 
 from skhash import MultiModal, unpack_bits
@@ -146,26 +145,6 @@ def test_criterion_outside_fit_raises():
 
 
 # -- the estimator ---------------------------------------------------------------
-
-EXPECTED_FAILED = {
-    "check_transformer_data_not_an_array": "transform returns a CodeSet, not an array",
-    "check_transformer_general": "transform returns a CodeSet, not an array",
-    "check_methods_sample_order_invariance": "transform returns a CodeSet",
-    "check_methods_subset_invariance": "transform returns a CodeSet",
-    "check_fit_idempotent": (
-        "transform returns a CodeSet; see test_same_seed_same_codes_refit"
-    ),
-    "check_pipeline_consistency": "transform returns a CodeSet, not an array",
-    "check_estimators_pickle": "transform returns a CodeSet; see test_pickle_roundtrip",
-}
-
-
-@parametrize_with_checks(
-    [DJSRHHasher(random_state=0, **{**FAST, "max_epochs": 2})],
-    expected_failed_checks=lambda est: EXPECTED_FAILED,
-)
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
 
 
 def test_transform_codeset_contract(fitted, data):

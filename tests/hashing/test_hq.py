@@ -5,7 +5,6 @@ import pytest
 import torch
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
-from sklearn.utils.estimator_checks import parametrize_with_checks
 from torch import nn
 
 from skhash import MultiModal
@@ -36,28 +35,6 @@ def data(small_cross_modal):
 def fitted(data):
     X, y = data
     return HQHasher(random_state=0, **FAST).fit(X, y)
-
-
-EXPECTED_FAILED = {
-    "check_transformer_data_not_an_array": (
-        "transform returns a CodeSet of packed codes, not an array"
-    ),
-    "check_transformer_general": "transform returns a CodeSet, not an array",
-    "check_transformer_preserve_dtypes": "transform returns a CodeSet",
-    "check_methods_sample_order_invariance": "transform returns a CodeSet",
-    "check_methods_subset_invariance": "transform returns a CodeSet",
-    "check_fit_idempotent": "transform returns a CodeSet",
-    "check_pipeline_consistency": "transform returns a CodeSet, not an array",
-    "check_estimators_pickle": "transform returns a CodeSet; see test_pickle_roundtrip",
-}
-
-
-@parametrize_with_checks(
-    [HQHasher(random_state=0, **{**FAST, "max_epochs": 1})],
-    expected_failed_checks=lambda est: EXPECTED_FAILED,
-)
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
 
 
 def test_transform_codeset_contract(fitted, data):

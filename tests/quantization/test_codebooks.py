@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.utils._param_validation import InvalidParameterError
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skhash.quantization import (
     AdditiveQuantizer,
@@ -426,16 +425,3 @@ def test_error_invalid_parameters():
         AdditiveQuantizer(n_codewords=0).fit(_data())
     with pytest.raises(ValueError, match="3-D array"):
         decode([[0]], np.zeros((4, 5)))
-
-
-@parametrize_with_checks(
-    [
-        ProductQuantizer(n_codebooks=2, n_codewords=4, n_iter=5, random_state=0),
-        AdditiveQuantizer(
-            n_codebooks=2, n_codewords=4, n_iter=2, n_icm_iter=2, random_state=0
-        ),
-    ],
-    expected_failed_checks=lambda est: {},
-)
-def test_sklearn_compatible_estimator(estimator, check):
-    check(estimator)

@@ -9,7 +9,6 @@ from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 from sklearn.utils._param_validation import InvalidParameterError
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skhash import CodeSet, MultiModal
 from skhash._losses import pairwise_cosine_loss, quantization_loss
@@ -401,32 +400,3 @@ def test_bad_inputs_raise():
         DQNQuantizer(**FAST).fit(X)
     with pytest.raises(ValueError, match="single class"):
         DQNQuantizer(**FAST).fit(X, np.zeros(len(X)))
-
-
-# --------------------------------------------------------------------------- #
-# scikit-learn's estimator checks
-# --------------------------------------------------------------------------- #
-
-# Every expected failure compares transform outputs as arrays, and transform
-# returns a CodeSet (embeddings + product codes + codebooks), which refuses
-# np.asarray on purpose. The contract each check asserts is tested above on
-# the CodeSet parts instead (named in each reason).
-_CODESET = "transform returns a CodeSet, not an array; "
-EXPECTED_FAILED_CHECKS = {
-    "check_transformer_data_not_an_array": _CODESET + "see test_plain_array_*",
-    "check_transformer_general": _CODESET + "see test_transform_gives_product_codes",
-    "check_pipeline_consistency": _CODESET + "see test_pipeline_with_retriever_*",
-    "check_estimators_pickle": _CODESET + "see test_pickle_round_trip",
-    "check_methods_sample_order_invariance": _CODESET
-    + "see test_transform_is_per_item",
-    "check_methods_subset_invariance": _CODESET + "see test_transform_is_per_item",
-    "check_fit_idempotent": _CODESET + "see test_same_seed_same_codes_*",
-}
-
-
-@parametrize_with_checks(
-    [DQNQuantizer(**FAST)],
-    expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS,
-)
-def test_sklearn_compatible(estimator, check):
-    check(estimator)

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
 from sklearn.utils._param_validation import InvalidParameterError
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skhash import CodeSet, pack_bits
 from skhash.metrics import harmonic_mean
@@ -299,16 +298,6 @@ def test_score_single_modality_with_multilabel_y():
 # --------------------------------------------------------------------------- #
 # scikit-learn conventions and errors
 # --------------------------------------------------------------------------- #
-
-
-@parametrize_with_checks(
-    [TwoStageRetriever(n_neighbors=3)],
-    # No expected failure: on plain arrays the retriever is an exact cosine
-    # nearest-neighbour index, which passes every common check.
-    expected_failed_checks=lambda est: {},
-)
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
 
 
 def test_bad_inputs_raise_clear_errors():
