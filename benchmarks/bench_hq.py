@@ -18,6 +18,7 @@ import time
 
 from skhash import HQHasher, TwoStageRetriever
 from skhash.datasets import load_wiki
+from skhash.metrics import harmonic_mean
 
 RANDOM_STATE = 0
 
@@ -31,7 +32,7 @@ def evaluate(learner, retriever, data):
     i2t = retriever.score(q, data.y_test, direction="img->txt")
     t2i = retriever.score(q, data.y_test, direction="txt->img")
     search = time.perf_counter() - t0
-    harm = 2 * i2t * t2i / (i2t + t2i) if i2t + t2i else 0.0
+    harm = harmonic_mean(i2t, t2i)
     return i2t, t2i, harm, 2 * len(data.y_test) / search
 
 

@@ -163,6 +163,8 @@ def run_benchmark(
     """
     from tqdm.auto import tqdm
 
+    from skhash.metrics import harmonic_mean
+
     tasks = [(m, b) for b in bits for m in methods]
     rows, models = [], {}
     bar = tqdm(
@@ -193,7 +195,7 @@ def run_benchmark(
             row[d] = retriever.score(q, data.y_query, direction=d)
         search_s = time.perf_counter() - t0
         a, b = row["img->txt"], row["txt->img"]
-        row["harmonic"] = 2 * a * b / (a + b) if a + b else 0.0
+        row["harmonic"] = harmonic_mean(a, b)
         row["queries_per_s"] = 2 * len(q) / search_s
         row["bytes_per_item"] = db["img"].compact_bytes_per_item or 4.0 * n_bits
         rows.append(row)
@@ -223,7 +225,7 @@ def run_benchmark(
                         "bits": key[1],
                         "img->txt": a,
                         "txt->img": b,
-                        "harmonic": 2 * a * b / (a + b) if a + b else 0.0,
+                        "harmonic": harmonic_mean(a, b),
                         "queries_per_s": 2 * len(q) / dt,
                     }
                 )
