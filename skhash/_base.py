@@ -378,6 +378,110 @@ class BaseCodeLearner(TransformerMixin, BaseEstimator):
             towers[name] = tower
         return MultiTower(towers)
 
+    def _make_net(
+        self,
+        input_shapes,
+        n_train,
+        device,
+        *,
+        rng=None,
+        generator=None,
+        epochs_done=None,
+    ):
+        """Build the (uninitialised) skorch net of this learner's parameters.
+
+        Parameters
+        ----------
+        input_shapes : dict of str to tuple of int
+            The per-item input shape of each modality, in the order of the
+            modalities (``{"img": (4096,), "txt": (1000,)}``).
+        n_train : int or None
+            Number of training items (caps the batch size); None when the
+            net is built for a fitted learner without training.
+        device : str
+            The resolved device.
+        rng : RandomState, default=None
+            The fit's random state, handed to the subclass's callbacks.
+        generator : torch.Generator, default=None
+            Shuffles the training batches.
+        epochs_done : _EpochsDone, default=None
+            The last callback, counting completed epochs.
+
+        Returns
+        -------
+        net : skorch.NeuralNet
+            Its module (the towers) is built, with weights drawn from torch's
+            current global generator: call it under a seeded ``fork_rng``.
+        """
+        modalities = tuple(input_shapes)
+        n_features = {
+            name: int(np.prod(shape, dtype=np.int64))
+            for name, shape in input_shapes.items()
+        }
+        module = self._build_towers(n_features)
+        criterion = self._make_criterion(
+            modalities, n_train if n_train is not None else 0
+        )
+        batch_size = (
+            self.batch_size if n_train is None else min(self.batch_size, n_train)
+        )
+        iterator_train = {"iterator_train__shuffle": True}
+        if generator is not None:
+            iterator_train["iterator_train__generator"] = generator
+        if n_train is not None:
+            iterator_train["iterator_train__drop_last"] = n_train > batch_size
+        return NeuralNet(
+            module=module,
+            criterion=criterion,
+            optimizer=torch.optim.Adam,
+            lr=self.lr,
+            optimizer__weight_decay=self.weight_decay,
+            max_epochs=self.max_epochs,
+            batch_size=batch_size,
+            train_split=None,
+            callbacks=[
+                ("loss_watch", _LossWatch(self)),
+                *self._callbacks(rng if rng is not None else np.random.RandomState(0)),
+                (
+                    "epochs_done",
+                    epochs_done if epochs_done is not None else _EpochsDone(),
+                ),
+            ],
+            device=device,
+            verbose=int(self.verbose),
+            **iterator_train,
+            **{f"optimizer__{k}": v for k, v in self._routed("optimizer__").items()},
+        )
+
+    def _initialized_net(self):
+        """A freshly built, ``initialize()``-d net of the fitted architecture.
+
+        The towers have the fitted learner's structure (the modalities,
+        input shapes and device of ``fit``) and fresh weights: nothing is
+        trained. Load a state into ``net.module_`` to restore a fitted
+        learner without pickle. Global random state is not touched.
+
+        Returns
+        -------
+        net : skorch.NeuralNet
+            Initialised (``net.module_``, ``net.criterion_``,
+            ``net.optimizer_`` exist).
+        """
+        check_is_fitted(self, "net_")
+        input_shapes = getattr(self, "input_shapes_", None)
+        if input_shapes is None:
+            input_shapes = {
+                name: (width,) for name, width in self.n_features_per_modality_.items()
+            }
+        fork_devices = (
+            [torch.cuda.current_device()] if self.device_.startswith("cuda") else []
+        )
+        with torch.random.fork_rng(devices=fork_devices):
+            torch.manual_seed(0)
+            net = self._make_net(input_shapes, None, self.device_)
+            net.initialize()
+        return net
+
     def fit(self, X, y=None):
         """Train the towers and learn the codes.
 
@@ -441,6 +545,7 @@ class BaseCodeLearner(TransformerMixin, BaseEstimator):
             name: (a - scaler[name][0]) / scaler[name][1] for name, a in arrays.items()
         }
         n_features = {name: a.shape[1] for name, a in arrays.items()}
+        input_shapes = {name: tuple(a.shape[1:]) for name, a in arrays.items()}
         modalities = tuple(arrays)
 
         generator = torch.Generator().manual_seed(seed)
@@ -450,31 +555,13 @@ class BaseCodeLearner(TransformerMixin, BaseEstimator):
         )
         with torch.random.fork_rng(devices=fork_devices):
             torch.manual_seed(seed)
-            module = self._build_towers(n_features)
-            criterion = self._make_criterion(modalities, n)
-            batch_size = min(self.batch_size, n)
-            net = NeuralNet(
-                module=module,
-                criterion=criterion,
-                optimizer=torch.optim.Adam,
-                lr=self.lr,
-                optimizer__weight_decay=self.weight_decay,
-                max_epochs=self.max_epochs,
-                batch_size=batch_size,
-                train_split=None,
-                iterator_train__shuffle=True,
-                iterator_train__generator=generator,
-                iterator_train__drop_last=n > batch_size,
-                callbacks=[
-                    ("loss_watch", _LossWatch(self)),
-                    *self._callbacks(rng),
-                    ("epochs_done", epochs_done),
-                ],
-                device=device,
-                verbose=int(self.verbose),
-                **{
-                    f"optimizer__{k}": v for k, v in self._routed("optimizer__").items()
-                },
+            net = self._make_net(
+                input_shapes,
+                n,
+                device,
+                rng=rng,
+                generator=generator,
+                epochs_done=epochs_done,
             )
             train_X = SliceDict(**inputs, index=np.arange(n))
             target = np.zeros(n, dtype=np.int64) if y_checked is None else y_checked
@@ -498,6 +585,7 @@ class BaseCodeLearner(TransformerMixin, BaseEstimator):
         if len(modalities) == 1:
             self.n_features_in_ = n_features[modalities[0]]
         self.n_features_per_modality_ = n_features
+        self.input_shapes_ = input_shapes
         self.device_ = device
         self.scaler_ = scaler
         self.net_ = net
