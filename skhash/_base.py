@@ -23,6 +23,7 @@ from torch import nn
 
 from skhash._modalities import SINGLE_MODALITY, MultiModal, as_modalities
 from skhash._networks import MLPTower, MultiTower
+from skhash._state import PortableState
 from skhash.exceptions import TrainingError
 
 __all__ = ["BaseCodeLearner", "resolve_device"]
@@ -170,7 +171,7 @@ class _Criterion(nn.Module):
             self._sums[k] = self._sums.get(k, 0.0) + float(v)
 
 
-class BaseCodeLearner(TransformerMixin, BaseEstimator):
+class BaseCodeLearner(PortableState, TransformerMixin, BaseEstimator):
     """Base class of skhash's code learners (not for direct use).
 
     It owns what the three learners share: input validation (a plain 2-D

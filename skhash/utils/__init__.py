@@ -13,26 +13,23 @@ def trusted_types():
     skops' defaults). scikit-learn, numpy and scipy types are trusted by
     skops already.
 
-    What skops can persist:
+    What skops can persist: every skhash estimator, fitted or not, and
+    :class:`~skhash.Pipeline` objects made of them (and of scikit-learn
+    steps): the learners (:class:`~skhash.HQHasher`,
+    :class:`~skhash.hashing.DJSRHHasher`, :class:`~skhash.DQNQuantizer`),
+    :class:`~skhash.quantization.ProductQuantizer`,
+    :class:`~skhash.quantization.AdditiveQuantizer`,
+    :class:`~skhash.TwoStageRetriever` and
+    :class:`~skhash.compose.ModalityTransformer`.
 
-    - :class:`~skhash.quantization.ProductQuantizer`,
-      :class:`~skhash.quantization.AdditiveQuantizer`,
-      :class:`~skhash.TwoStageRetriever` and
-      :class:`~skhash.compose.ModalityTransformer`, fitted or not, and
-      :class:`~skhash.Pipeline` objects made of them (and of scikit-learn
-      steps);
-    - the learners (:class:`~skhash.HQHasher`,
-      :class:`~skhash.hashing.DJSRHHasher`, :class:`~skhash.DQNQuantizer`)
-      *unfitted* only, i.e. their parameters.
-
-    A *fitted* learner cannot be written by skops 0.16: its ``net_`` holds
-    torch tensors, which skops has no handler for, and ``skops.io.dump``
-    raises ``RuntimeError: Cannot directly construct TensorBase``. Persist
-    fitted learners with :mod:`pickle` or :mod:`joblib` (only load files you
-    trust), and a retriever's index without pickle through
-    :meth:`TwoStageRetriever.save <skhash.TwoStageRetriever.save>`. So no
-    torch or skorch type name is listed here: none can appear in a skops
-    file of skhash objects.
+    A fitted learner's state holds no torch object: its network is written
+    as the module's weights (numpy arrays) and its training history (lists
+    of numbers), and is rebuilt from the learner's parameters on load. So no
+    torch or skorch type name is needed for skhash's own objects, and a model
+    trained on CUDA loads on a CPU-only machine (with a
+    :class:`~skhash.exceptions.DeviceWarning`). A user's own tower class
+    (``module=``) or callbacks are types of the user's: skops reports them
+    as untrusted, and they are trusted by adding their names.
 
     Returns
     -------

@@ -230,15 +230,21 @@ def test_skops_round_trip_with_trusted_types(name, ctx, tmp_path):
 
 
 @pytest.mark.parametrize("name", [*LEARNERS, "Pipeline(HQHasher, TwoStageRetriever)"])
-def test_skops_cannot_write_a_fitted_learner(name, ctx, tmp_path):
-    """The limit, asserted: skops 0.16 has no handler for torch tensors, so a
-    fitted learner (its ``net_``) cannot be dumped. Use pickle/joblib for
-    learners, and TwoStageRetriever.save or skops for the index. If this test
-    starts failing, skops (or skhash) learned to do it: switch these cases to
-    test_skops_round_trip_with_trusted_types."""
+def test_skops_writes_a_fitted_learner(name, ctx, tmp_path):
+    """A fitted learner (its ``net_``) and a fitted pipeline of one go through
+    skops with skhash's trusted types, and give the same codes and results
+    (tests/test_persistence.py has the rest of the contract)."""
     est = ctx.pipeline if name.startswith("Pipeline") else ctx.learner(name)
-    with pytest.raises(RuntimeError, match="Cannot directly construct TensorBase"):
-        sio.dump(est, tmp_path / "est.skops")
+    path = tmp_path / "est.skops"
+    sio.dump(est, path)
+    assert set(sio.get_untrusted_types(file=path)) <= set(trusted_types())
+    loaded = sio.load(path, trusted=trusted_types())
+    if name.startswith("Pipeline"):
+        assert loaded.score(ctx.X_img, ctx.X_txt, ctx.y) == est.score(
+            ctx.X_img, ctx.X_txt, ctx.y
+        )
+    else:
+        assert same_codes(loaded.transform(ctx.X), est.transform(ctx.X))
 
 
 def test_trusted_types_are_skhash_estimators():
