@@ -61,8 +61,9 @@ def fitted(request):
 @pytest.fixture(scope="module")
 def pipelines():
     return {
-        name: Pipeline([("learn", make()), ("search", TwoStageRetriever(alpha=20))])
-        .fit(X_IMG, X_TXT, Y)
+        name: Pipeline(
+            [("learn", make()), ("search", TwoStageRetriever(alpha=20))]
+        ).fit(X_IMG, X_TXT, Y)
         for name, make in LEARNERS.items()
     }
 
@@ -207,4 +208,5 @@ def test_a_loaded_learner_refits_like_a_fresh_one(fitted):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         refit = loaded.fit(X, Y)
-    _same_codes(refit.transform(X), type(est)(**est.get_params()).fit(X, Y).transform(X))
+    fresh = type(est)(**est.get_params()).fit(X, Y)
+    _same_codes(refit.transform(X), fresh.transform(X))
