@@ -2,7 +2,13 @@
 
 from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
 
-__all__ = ["SkhashError", "NotFittedError", "TrainingError", "DeviceWarning"]
+__all__ = [
+    "SkhashError",
+    "NotFittedError",
+    "TrainingError",
+    "ShardUnavailableError",
+    "DeviceWarning",
+]
 
 
 class SkhashError(Exception):
@@ -42,6 +48,21 @@ class TrainingError(SkhashError, RuntimeError):
     >>> from skhash.exceptions import TrainingError
     >>> str(TrainingError("loss became nan at epoch 3"))
     'loss became nan at epoch 3'
+    """
+
+
+class ShardUnavailableError(SkhashError, RuntimeError):
+    """Raised when a shard of a sharded index does not answer a query.
+
+    :class:`~skhash.retrieval.ShardedRetriever` needs every shard's results
+    to return the exact top-k, so the loss of a worker holding a shard that
+    cannot be rebuilt raises this instead of returning a partial result.
+
+    Examples
+    --------
+    >>> from skhash.exceptions import ShardUnavailableError, SkhashError
+    >>> issubclass(ShardUnavailableError, SkhashError)
+    True
     """
 
 

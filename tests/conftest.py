@@ -31,3 +31,21 @@ def small_cross_modal():
     X_img = centers_img[y] + rng.randn(120, 8)
     X_txt = centers_txt[y] + rng.randn(120, 5)
     return X_img, X_txt, y
+
+
+@pytest.fixture(scope="session")
+def dask_client():
+    """A dask LocalCluster of 2 worker processes (one thread each), started
+    once for the tests of the Dask integration (sharded search, tuning)."""
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        silence_logs=50,
+    )
+    client = distributed.Client(cluster)
+    yield client
+    client.close()
+    cluster.close()

@@ -20,6 +20,7 @@ from skhash import DQNQuantizer, HQHasher, TwoStageRetriever
 from skhash.compose import ModalityTransformer
 from skhash.hashing import DJSRHHasher
 from skhash.quantization import AdditiveQuantizer, ProductQuantizer
+from skhash.retrieval import ShardedRetriever
 
 _TOWER = {"hidden_layer_sizes": (16,), "device": "cpu", "random_state": 0}
 
@@ -43,6 +44,7 @@ INSTANCES = [
     ),
     # on plain arrays the retriever is an exact cosine nearest-neighbour index
     TwoStageRetriever(n_neighbors=3),
+    ShardedRetriever(n_neighbors=3, n_shards=2),
     ModalityTransformer([("X", StandardScaler())]),
     ModalityTransformer([("X", MinMaxScaler())], remainder="drop"),
     ModalityTransformer([("X", "passthrough")]),

@@ -1,0 +1,1224 @@
+"""ShardedRetriever: a TwoStageRetriever split into shards, over Dask workers."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+from concurrent.futures import CancelledError, ThreadPoolExecutor
+from numbers import Integral
+
+import numpy as np
+from sklearn.base import BaseEstimator, _fit_context
+from sklearn.utils import check_array
+from sklearn.utils._param_validation import HasMethods, Interval
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from skhash._codes import CodeSet
+from skhash.exceptions import ShardUnavailableError
+from skhash.metrics import (
+    average_precision_from_ranking,
+    harmonic_mean,
+    n_relevant,
+    ranked_relevance,
+)
+from skhash.retrieval._retriever import TwoStageRetriever
+
+__all__ = ["ShardedRetriever"]
+
+_FORMAT = "skhash.ShardedRetriever"
+_FORMAT_VERSION = 1
+_MANIFEST = "manifest.json"
+_SHARD_PARAMS = ("alpha", "n_neighbors", "rerank", "n_jobs", "backend")
+# Query rows sent to the shards per round trip (bounds the per-shard results
+# of (rows, max(L, k)) distances and indices held at once).
+_QUERY_BATCH_BYTES = 64 * 2**20
+
+
+class ShardedRetriever(BaseEstimator):
+    """Two-stage search over a database split into shards on Dask workers.
+
+    The database is cut into ``n_shards`` contiguous shards, each indexed by
+    its own :class:`TwoStageRetriever` held by a worker of a
+    :class:`dask.distributed.Client` (or, without a client, in this process
+    and searched from local threads). Every query batch is sent to every
+    shard, and the per-shard results are merged so that :meth:`kneighbors`
+    and :meth:`score` return **exactly** what one ``TwoStageRetriever`` fit on
+    all the items returns: the same indices, distances and tie order.
+
+    Read more in the :ref:`User Guide <distributed>`.
+
+    Parameters
+    ----------
+    alpha : int or float, default=100
+        Size ``L`` of the stage-1 shortlist, as for
+        :class:`TwoStageRetriever`: an int is ``L`` itself, a float in [0, 1]
+        the fraction ``round(alpha * N)`` of the **whole** database (all
+        shards). Read at query time.
+    n_neighbors : int, default=50
+        Number of neighbours ``k`` returned by :meth:`kneighbors` and the
+        cut-off of :meth:`score`. Read at query time.
+    rerank : {"aqd", "aqd-l2", "hamming-codes", "exact", "none"}, default="aqd"
+        The stage-2 distance, as for :class:`TwoStageRetriever`. Applied at
+        fit.
+    n_jobs : int, default=None
+        Threads of each shard's search (``TwoStageRetriever(n_jobs=...)``);
+        ``None`` means 1, which is right for Dask workers that run one task
+        per core.
+    backend : str, default="auto"
+        Search kernels of every shard, see
+        :func:`~skhash.retrieval.get_backend`. Read at query time.
+    n_shards : int, default=None
+        Number of shards made by :meth:`fit`. None makes one per worker of
+        ``client``, or one per CPU without a client. Never more than the
+        number of items; see also ``max_shard_size``. Results do not depend
+        on it.
+    max_shard_size : int, default=None
+        Largest number of items of a shard. :meth:`fit` makes at least
+        ``ceil(N / max_shard_size)`` shards, and :meth:`add` fills the last
+        shard up to this size, then starts new ones. None: no limit (``add``
+        grows the last shard).
+    client : dask.distributed.Client, default=None
+        The cluster holding the shards. None keeps the shards in this
+        process and searches them from one thread per shard.
+
+    Attributes
+    ----------
+    n_samples_fit_ : int
+        Number of indexed items ``N``, over all shards.
+    shard_sizes_ : ndarray of shape (n_shards_,), dtype int64
+        Number of items of each shard; shard ``s`` holds the items
+        ``shard_offsets_[s] .. shard_offsets_[s] + shard_sizes_[s] - 1``.
+    shard_offsets_ : ndarray of shape (n_shards_,), dtype int64
+        Global index of the first item of each shard.
+    n_shards_ : int
+        Number of shards.
+    modalities_ : tuple of str
+        The indexed modalities.
+    n_bits_ : int or None
+        Bits of the binary codes, or None when none were indexed.
+    codebooks_ : ndarray of shape (M, K, d) or None
+        The shared codebooks.
+    codebook_kind_ : {"additive", "product"} or None
+        How the codebooks combine.
+    search_plan_ : dict of str to str
+        How each modality is searched, as for :class:`TwoStageRetriever`.
+    n_features_in_ : int
+        Embedding width, set only when fit on a plain array.
+
+    See Also
+    --------
+    TwoStageRetriever : The single-process index each shard is.
+    skhash.retrieval.build_sharded_index : Write a sharded index larger than
+        memory, chunk by chunk.
+
+    Notes
+    -----
+    **Exact merge.** The two-stage search is not decomposable naively: a
+    shortlist of ``L`` items per shard is not the global shortlist of ``L``.
+    For each query batch every shard ``s`` returns, in one round trip, its
+    own Hamming ranking of ``max(L, k)`` items and the stage-2 re-ranking of
+    its own first ``min(L, N_s)`` Hamming items. The driver merges the
+    Hamming rankings by (distance, global index) into the global stage-1
+    ranking, whose first ``L`` items are the global shortlist; since shards
+    are contiguous, the part of the shortlist in shard ``s`` is a prefix of
+    that shard's Hamming ranking, so it lies inside what the shard
+    re-ranked. The re-ranked items of the global shortlist are merged by
+    (distance, global index), and when ``L < k`` the global stage-1 items
+    ``L .. k-1`` follow. ``alpha`` as a fraction uses the global ``N``. The
+    network carries per query and shard ``max(L, k) + min(L, N_s)`` pairs
+    (distance, index) of 16 bytes, and the merge sorts ``n_shards`` times
+    that per query.
+
+    Each shard is searched through :meth:`TwoStageRetriever.kneighbors`, so
+    stage 1 runs twice per shard (once for the Hamming ranking, once inside
+    the re-ranking call).
+
+    **Failures.** The results of every shard are needed: if a worker dies
+    during a query, a shard loaded from files (:meth:`load`) is re-mapped by
+    another worker and the query completes; a shard fit from memory is lost
+    with its worker and the query raises
+    :class:`~skhash.exceptions.ShardUnavailableError`. A partial top-k is
+    never returned.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skhash import CodeSet, pack_bits
+    >>> from skhash.quantization import encode
+    >>> from skhash.retrieval import ShardedRetriever, TwoStageRetriever
+    >>> rng = np.random.RandomState(42)
+    >>> emb = rng.randn(300, 16).astype(np.float32)
+    >>> C = rng.randn(4, 8, 16).astype(np.float32)
+    >>> db = CodeSet(
+    ...     embedding=emb, bits=pack_bits(emb), codes=encode(emb, C, kind="additive"),
+    ...     codebooks=C, codebook_kind="additive")
+    >>> sharded = ShardedRetriever(alpha=0.1, n_neighbors=10, n_shards=3).fit(db)
+    >>> sharded.shard_sizes_
+    array([100, 100, 100])
+    >>> single = TwoStageRetriever(alpha=0.1, n_neighbors=10).fit(db)
+    >>> d1, i1 = sharded.kneighbors(db[:5])
+    >>> d2, i2 = single.kneighbors(db[:5])
+    >>> np.array_equal(i1, i2) and np.array_equal(d1, d2)
+    True
+    """
+
+    _parameter_constraints: dict = {
+        **TwoStageRetriever._parameter_constraints,
+        "n_shards": [None, Interval(Integral, 1, None, closed="left")],
+        "max_shard_size": [None, Interval(Integral, 1, None, closed="left")],
+        "client": [None, HasMethods(["submit", "gather", "scatter"])],
+    }
+
+    def __init__(
+        self,
+        alpha=100,
+        n_neighbors=50,
+        *,
+        rerank="aqd",
+        n_jobs=None,
+        backend="auto",
+        n_shards=None,
+        max_shard_size=None,
+        client=None,
+    ):
+        self.alpha = alpha
+        self.n_neighbors = n_neighbors
+        self.rerank = rerank
+        self.n_jobs = n_jobs
+        self.backend = backend
+        self.n_shards = n_shards
+        self.max_shard_size = max_shard_size
+        self.client = client
+
+    # ------------------------------------------------------------------ #
+    # running tasks on the shards
+    # ------------------------------------------------------------------ #
+    def _shard_params(self):
+        return {p: getattr(self, p) for p in _SHARD_PARAMS}
+
+    def _workers(self):
+        return sorted(self.client.scheduler_info()["workers"])
+
+    def _submit_all(self, fn, args_list, *, workers=None):
+        """Start ``fn(*args)`` for each args; shard futures lead the args."""
+        client = self.client
+        if client is None:
+            return [("local", fn, args) for args in args_list]
+        futures = []
+        for i, args in enumerate(args_list):
+            kw = {}
+            if workers is not None:
+                kw = dict(workers=[workers[i % len(workers)]], allow_other_workers=True)
+            futures.append(client.submit(fn, *args, pure=False, **kw))
+        return futures
+
+    def _gather(self, futures, shard_ids):
+        """Results of ``_submit_all``, all or an error (never a subset)."""
+        if self.client is None:
+            local = [(fn, args) for _, fn, args in futures]
+            if len(local) == 1:
+                return [local[0][0](*local[0][1])]
+            with ThreadPoolExecutor(max_workers=len(local)) as ex:
+                running = [ex.submit(fn, *args) for fn, args in local]
+                return [f.result() for f in running]
+        from distributed import KilledWorker
+        from distributed.comm import CommClosedError
+
+        try:
+            return self.client.gather(futures)
+        except (CancelledError, KilledWorker, CommClosedError) as exc:
+            for f in futures:
+                f.cancel()
+            lost = [
+                int(s)
+                for s, f in zip(shard_ids, futures)
+                if s is not None and f.status != "finished"
+            ]
+            raise ShardUnavailableError(
+                f"Shard(s) {lost or shard_ids} of {len(self._shards)} did not "
+                f"answer: a worker holding them was lost ({type(exc).__name__}: "
+                f"{exc}). No partial result is returned. A shard fit from memory "
+                "is lost with its worker: refit, or save() the index to a shared "
+                "file system and load() it, so that another worker can re-map "
+                "a lost shard."
+            ) from exc
+
+    def _run_on_shards(self, fn, args_list, shard_ids=None, shards=None):
+        shards = self._shards if shards is None else shards
+        ids = list(range(len(shards))) if shard_ids is None else shard_ids
+        self._check_shards_alive(shards, ids)
+        futures = self._submit_all(fn, [(s, *a) for s, a in zip(shards, args_list)])
+        return self._gather(futures, ids)
+
+    def _check_shards_alive(self, shards, ids):
+        if self.client is None:
+            return
+        dead = [i for i, s in zip(ids, shards) if s.status in ("cancelled", "lost")]
+        if dead:
+            raise ShardUnavailableError(
+                f"Shard(s) {dead} of {len(self._shards)} were lost with their "
+                "worker; a shard fit from memory cannot be recovered. Refit, or "
+                "save() the index to a shared file system and load() it so that "
+                "another worker can re-map a lost shard."
+            )
+
+    # ------------------------------------------------------------------ #
+    # fit
+    # ------------------------------------------------------------------ #
+    def _check_database(self, X, *, reset):
+        if isinstance(X, CodeSet):
+            return X
+        if isinstance(X, dict):  # MultiModal: raw features, not codes
+            raise TypeError(
+                "ShardedRetriever indexes codes, not raw features: pass "
+                "learner.transform(X) (a CodeSet) or a 2-D array of embeddings; "
+                f"got a {type(X).__name__} of {tuple(X)}."
+            )
+        if not reset and not hasattr(self, "n_features_in_"):
+            raise ValueError(
+                "This index was fit on a CodeSet; add items as a CodeSet "
+                f"with the modalities {self.modalities_}."
+            )
+        X = validate_data(self, X, reset=reset, dtype=[np.float32, np.float64])
+        return X
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Split the database ``X`` into shards and index each on a worker.
+
+        Parameters
+        ----------
+        X : CodeSet or array-like of shape (n_samples, d)
+            The database codes, as for :meth:`TwoStageRetriever.fit`.
+        y : array-like of shape (n_samples,) or (n_samples, n_labels), \
+default=None
+            Labels of the items; needed only by :meth:`score`.
+
+        Returns
+        -------
+        self : object
+            The fitted retriever.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skhash.retrieval import ShardedRetriever
+        >>> rng = np.random.RandomState(42)
+        >>> ShardedRetriever(n_shards=4).fit(rng.randn(30, 4)).shard_sizes_
+        array([8, 8, 7, 7])
+        """
+        if isinstance(X, CodeSet) and hasattr(self, "n_features_in_"):
+            del self.n_features_in_
+        X = self._check_database(X, reset=True)
+        n = len(X)
+        if n == 0:
+            raise ValueError(
+                "X holds 0 items; fit needs a database of at least one item."
+            )
+        y = self._check_y(y, n)
+        n_shards = self.n_shards
+        if n_shards is None:
+            n_shards = (
+                len(self._workers()) if self.client is not None else os.cpu_count()
+            ) or 1
+        if self.max_shard_size is not None:
+            n_shards = max(n_shards, math.ceil(n / self.max_shard_size))
+        n_shards = min(n_shards, n)
+        sizes = np.full(n_shards, n // n_shards, dtype=np.int64)
+        sizes[: n % n_shards] += 1
+        bounds = np.concatenate([[0], np.cumsum(sizes)])
+        pieces = [
+            (X[a:b], None if y is None else y[a:b])
+            for a, b in zip(bounds[:-1], bounds[1:])
+        ]
+        shards, infos = self._build_shards(pieces)
+        self._commit(shards, infos)
+        return self
+
+    @staticmethod
+    def _check_y(y, n):
+        if y is None:
+            return None
+        y = check_array(y, ensure_2d=False, dtype=None, input_name="y")
+        if y.ndim not in (1, 2) or y.shape[0] != n:
+            raise ValueError(
+                f"y must have one row per indexed item: X has {n} items but "
+                f"y has shape {y.shape}."
+            )
+        return y
+
+    def _build_shards(self, pieces):
+        """Fit one TwoStageRetriever per (X, y) piece where it will live."""
+        params = self._shard_params()
+        if self.client is None:
+            shards = [_fit_shard(params, X, y) for X, y in pieces]
+            return shards, [_shard_info(s) for s in shards]
+        workers = self._workers()
+        first = len(getattr(self, "_shards", ()))
+        shards = []
+        try:
+            for i, (X, y) in enumerate(pieces):
+                w = workers[(first + i) % len(workers)]
+                # scattered to its worker once; the fitted shard stays there
+                data = self.client.scatter((X, y), workers=[w], hash=False)
+                shards.append(
+                    self.client.submit(
+                        _fit_shard_from, params, data, workers=[w], pure=False
+                    )
+                )
+            infos = self._gather(
+                [self.client.submit(_shard_info, s, pure=False) for s in shards],
+                [None] * len(shards),
+            )
+        except BaseException:
+            for s in shards:
+                s.cancel()
+            raise
+        return shards, infos
+
+    def _commit(self, shards, infos):
+        ref = infos[0]
+        for i, info in enumerate(infos[1:], 1):
+            _check_same_index(ref, info, f"shard {i}")
+        sizes = np.array([info["n"] for info in infos], dtype=np.int64)
+        self._shards = list(shards)
+        self._has_y = ref["has_y"]
+        self._y_tail = ref["y_tail"]
+        self.shard_sizes_ = sizes
+        self.shard_offsets_ = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(
+            np.int64
+        )
+        self.n_shards_ = len(shards)
+        self.n_samples_fit_ = int(sizes.sum())
+        self.modalities_ = tuple(ref["modalities"])
+        self.n_bits_ = ref["n_bits"]
+        self.codebooks_ = ref["codebooks"]
+        self.codebook_kind_ = ref["kind"]
+        self.search_plan_ = dict(ref["plan"])
+        self._fit_rerank = ref["rerank"]
+
+    # ------------------------------------------------------------------ #
+    # add
+    # ------------------------------------------------------------------ #
+    def add(self, X, y=None):
+        """Append items, to the last shard and then to new shards.
+
+        The index after ``fit(A, y_a).add(B, y_b)`` searches like
+        ``fit(A ⊕ B, y_a ⊕ y_b)``; new items get the indices ``N, N + 1,
+        ...``. The last shard is filled up to ``max_shard_size`` (without a
+        limit it takes all the new items); the rest goes to new shards of
+        ``max_shard_size`` items, placed on the workers in turn. The shards
+        are replaced only once every part succeeded, so a failure leaves the
+        index as it was. A shard loaded from files is read into its worker's
+        memory when it grows (the files are not changed).
+
+        Parameters
+        ----------
+        X : CodeSet or array-like of shape (n_new, d)
+            The new items, with the same modalities, parts, ``n_bits`` and
+            codebooks as the indexed ones.
+        y : array-like of shape (n_new,) or (n_new, n_labels), default=None
+            Their labels; required exactly when the index holds labels.
+
+        Returns
+        -------
+        self : object
+            The retriever, with ``n_samples_fit_`` increased by ``n_new``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skhash import CodeSet, pack_bits
+        >>> from skhash.retrieval import ShardedRetriever
+        >>> bits = pack_bits(np.random.RandomState(0).randn(30, 16))
+        >>> search = ShardedRetriever(max_shard_size=8).fit(CodeSet(bits=bits[:20]))
+        >>> search.add(CodeSet(bits=bits[20:])).shard_sizes_
+        array([7, 7, 6, 8, 2])
+        """
+        check_is_fitted(self)
+        X = self._check_database(X, reset=False)
+        n_new = len(X)
+        if n_new == 0:
+            raise ValueError("X holds 0 items; pass at least one item to add.")
+        if self._has_y != (y is not None):
+            raise ValueError(
+                "y must be given exactly when the index holds labels: the index "
+                f"{'has' if self._has_y else 'has no'} labels, and y is "
+                f"{'None' if y is None else 'given'}."
+            )
+        y = self._check_y(y, n_new)
+        if y is not None and tuple(y.shape[1:]) != tuple(self._y_tail):
+            raise ValueError(
+                f"y must be shaped like the indexed labels (n, "
+                f"{', '.join(map(str, self._y_tail))}); got {y.shape}."
+            )
+        cap = self.max_shard_size
+        room = n_new if cap is None else max(0, cap - int(self.shard_sizes_[-1]))
+        room = min(room, n_new)
+        last = self._shards[-1]
+        new_last = None
+        if room:
+            self._check_shards_alive([last], [self.n_shards_ - 1])
+            part = (X[:room], None if y is None else y[:room])
+            if self.client is None:
+                new_last = _add_to_shard(last, *part)
+            else:
+                new_last = self.client.submit(_add_to_shard, last, *part, pure=False)
+        bounds = list(range(room, n_new, cap or n_new)) + [n_new]
+        pieces = [
+            (X[a:b], None if y is None else y[a:b])
+            for a, b in zip(bounds[:-1], bounds[1:])
+        ]
+        try:
+            new_shards, new_infos = self._build_shards(pieces) if pieces else ([], [])
+            ref = _info_of(self)
+            for info in new_infos:
+                _check_same_index(ref, info, "X", adding=True)
+            if new_last is not None:
+                (info,) = self._run_on_shards(
+                    _shard_info, [()], [self.n_shards_ - 1], [new_last]
+                )
+                shards = [*self._shards[:-1], new_last]
+                infos = [*self._infos_of_unchanged(self.n_shards_ - 1), info]
+            else:
+                shards = list(self._shards)
+                infos = self._infos_of_unchanged(self.n_shards_)
+        except BaseException:
+            if self.client is not None and new_last is not None:
+                new_last.cancel()
+            raise
+        self._commit(shards + new_shards, infos + new_infos)
+        return self
+
+    def _infos_of_unchanged(self, n):
+        """Infos of the first ``n`` shards (unchanged), for :meth:`_commit`."""
+        ref = _info_of(self)
+        return [dict(ref, n=int(self.shard_sizes_[i])) for i in range(n)]
+
+    # ------------------------------------------------------------------ #
+    # queries
+    # ------------------------------------------------------------------ #
+    def _resolve_direction(self, direction, X):
+        mods = self.modalities_
+        valid = [f"{a}->{b}" for a in mods for b in mods]
+        if direction is None:
+            if len(mods) != 1:
+                raise ValueError(
+                    f"This retriever indexes the modalities {mods}; pass "
+                    f"direction=, one of {valid}."
+                )
+            dst = mods[0]
+            if X is None or not isinstance(X, CodeSet) or dst in X.modalities:
+                return dst, dst
+            if len(X.modalities) == 1:
+                return X.modalities[0], dst
+            raise ValueError(
+                f"X holds the modalities {X.modalities} and the database "
+                f"{mods}; pass direction='<query modality>->{dst}'."
+            )
+        if not isinstance(direction, str) or direction.count("->") != 1:
+            raise ValueError(
+                f"direction must look like 'img->txt' (query modality -> "
+                f"database modality); got {direction!r}. Valid: {valid}."
+            )
+        src, dst = (s.strip() for s in direction.split("->"))
+        if dst not in mods:
+            raise ValueError(
+                f"Unknown direction {direction!r}: the database modality {dst!r} "
+                f"is not indexed (indexed: {mods}). Valid directions: {valid}."
+            )
+        if X is None and src not in mods:
+            raise ValueError(
+                f"Unknown direction {direction!r}: with X=None the queries are "
+                f"indexed items, and {src!r} is not indexed (indexed: {mods}). "
+                f"Valid directions: {valid}."
+            )
+        return src, dst
+
+    def _n_candidates(self, n_search):
+        if isinstance(self.alpha, Integral):
+            L = int(self.alpha)
+        else:
+            L = round(float(self.alpha) * self.n_samples_fit_)
+        return int(min(max(L, 0), n_search))
+
+    def _check_queries(self, X):
+        if isinstance(X, CodeSet):
+            if len(X) == 0:
+                raise ValueError(
+                    "X holds 0 queries; pass at least one query to kneighbors/score."
+                )
+            return X
+        if isinstance(X, (str, bytes, dict)) or not hasattr(X, "__len__"):
+            raise TypeError(
+                "X must be a CodeSet or a 2-D array of query embeddings; got "
+                f"{type(X).__name__}."
+            )
+        if hasattr(self, "n_features_in_"):
+            return validate_data(self, X, reset=False, dtype=[np.float32, np.float64])
+        return check_array(X, dtype=[np.float32, np.float64], input_name="X")
+
+    def kneighbors(
+        self, X=None, n_neighbors=None, *, direction=None, return_distance=True
+    ):
+        """Find the ``k`` nearest database items of each query, over all shards.
+
+        Returns exactly what :meth:`TwoStageRetriever.kneighbors` returns for
+        a single index of all the items (see the class Notes for how).
+
+        Parameters
+        ----------
+        X : CodeSet or array-like of shape (n_queries, d), default=None
+            The queries, as for :meth:`TwoStageRetriever.kneighbors`. ``None``
+            queries the indexed items themselves, each excluding itself; the
+            items of every shard are then sent to every other shard.
+        n_neighbors : int, default=None
+            ``k``; defaults to the ``n_neighbors`` parameter. Must not exceed
+            the number of searchable items (``N``, or ``N - 1`` for X=None);
+            it may exceed the size of a shard.
+        direction : str, default=None
+            ``"<query modality>-><database modality>"``, e.g. ``"img->txt"``.
+        return_distance : bool, default=True
+            Whether to return the distances.
+
+        Returns
+        -------
+        distances : ndarray of shape (n_queries, k), float64
+            Smaller is closer. Only if ``return_distance=True``.
+        indices : ndarray of shape (n_queries, k), int64
+            Global database rows, nearest first.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skhash import CodeSet, pack_bits
+        >>> from skhash.retrieval import ShardedRetriever
+        >>> bits = pack_bits(np.random.RandomState(0).randn(40, 16))
+        >>> search = ShardedRetriever(n_neighbors=5, n_shards=3)
+        >>> search.fit(CodeSet(bits=bits)).kneighbors(return_distance=False).shape
+        (40, 5)
+        """
+        check_is_fitted(self)
+        self._validate_params()
+        k = self.n_neighbors if n_neighbors is None else n_neighbors
+        if not isinstance(k, Integral) or isinstance(k, bool) or k < 1:
+            raise ValueError(
+                f"n_neighbors must be a positive int; got {k!r}. Pass n_neighbors >= 1."
+            )
+        k = int(k)
+        src, dst = self._resolve_direction(direction, X)
+        n = self.n_samples_fit_
+        exclude_self = X is None
+        n_search = n - 1 if exclude_self else n
+        if k > n_search:
+            extra = " minus the query itself (X=None)" if exclude_self else ""
+            raise ValueError(
+                f"n_neighbors={k} must be <= the number of indexed items N={n}"
+                f"{extra}; pass a smaller n_neighbors."
+            )
+        L = self._n_candidates(n_search)
+        plan = self.search_plan_[dst]
+        stage1 = plan == "hamming" or plan.startswith("hamming->")
+        rerank = plan != "hamming"
+        if stage1 and rerank and L > 0:
+            n_h, n_r = max(L, k), L
+        elif stage1:
+            n_h, n_r = k, 0
+        else:
+            n_h, n_r = 0, k
+        spec = (direction, n_h, n_r, stage1, self.backend, self.n_jobs)
+        if exclude_self:
+            dist, idx = self._search_self(src, spec, k, L)
+        else:
+            X = self._check_queries(X)
+            n_q = len(X)
+            width = self.n_shards_ * (n_h + n_r) + max(n_h, n_r)
+            step = max(1, _QUERY_BATCH_BYTES // (16 * max(width, 1)))
+            parts = []
+            for start in range(0, n_q, step):
+                Xb = X[start : start + step]
+                blocks = self._run_on_shards(
+                    _search_shard, [([Xb], spec)] * self.n_shards_
+                )
+                parts.append(self._merge(blocks, k, L, stage1, n_r > 0 and stage1))
+            dist = np.concatenate([p[0] for p in parts], axis=0)
+            idx = np.concatenate([p[1] for p in parts], axis=0)
+        return (dist, idx) if return_distance else idx
+
+    def _search_self(self, src, spec, k, L):
+        """kneighbors(X=None): every shard's items query every shard."""
+        n_s = self.n_shards_
+        if self.client is None:
+            exported = [_export_items(s, src) for s in self._shards]
+        else:
+            exported = [
+                self.client.submit(_export_items, s, src, pure=False)
+                for s in self._shards
+            ]
+        args = []
+        for t in range(n_s):
+            blocks = [None if j == t else exported[j] for j in range(n_s)]
+            args.append((blocks, spec))
+        blocks = self._run_on_shards(_search_shard, args)
+        n_r, stage1 = spec[2], spec[3]
+        return self._merge(blocks, k, L, stage1, n_r > 0 and stage1)
+
+    def _merge(self, shard_results, k, L, stage1, two_stage):
+        """Global top-k from each shard's (Hamming, re-ranked) lists."""
+        sentinel = self.n_samples_fit_
+        h_d, h_i, r_d, r_i = [], [], [], []
+        for off, blocks in zip(self.shard_offsets_, shard_results):
+            h, r = _stack(blocks, 0, off, sentinel), _stack(blocks, 1, off, sentinel)
+            if h is not None:
+                h_d.append(h[0])
+                h_i.append(h[1])
+            if r is not None:
+                r_d.append(r[0])
+                r_i.append(r[1])
+        if stage1:
+            hd, hi = _top(np.hstack(h_d), np.hstack(h_i), max(k, L if two_stage else 0))
+            if not two_stage:
+                return hd[:, :k], hi[:, :k]
+            rd, ri = np.hstack(r_d), np.hstack(r_i)
+            short = hi[:, :L]
+            rows = np.arange(len(ri), dtype=np.int64)[:, None] * (sentinel + 1)
+            member = np.isin(ri + rows, short + rows)
+            top_d, top_i = _top(rd, ri, min(k, L), ~member)
+            if L >= k:
+                return top_d, top_i
+            return (
+                np.concatenate([top_d, hd[:, L:k]], axis=1),
+                np.concatenate([top_i, hi[:, L:k]], axis=1),
+            )
+        return _top(np.hstack(r_d), np.hstack(r_i), k)
+
+    # ------------------------------------------------------------------ #
+    # score
+    # ------------------------------------------------------------------ #
+    def score(
+        self, X, y, *, n_neighbors=None, direction=None, variant="djsrh", metric="map"
+    ):
+        """MAP@K (or precision@K) of the queries ``X``, over all shards.
+
+        Equals :meth:`TwoStageRetriever.score` of a single index of all the
+        items. The labels stay with the shards: each returns the labels of
+        its retrieved items (and, for ``variant="full"``, its count of
+        relevant items).
+
+        Parameters
+        ----------
+        X : CodeSet or array-like of shape (n_queries, d)
+            The queries, as for :meth:`kneighbors`.
+        y : array-like of shape (n_queries,) or (n_queries, n_labels)
+            Their labels, in the form of the ``y`` given to :meth:`fit`.
+        n_neighbors : int or "all", default=None
+            The cut-off ``K``; None uses the ``n_neighbors`` parameter, "all"
+            ranks the whole database. Clipped to ``N``.
+        direction : str, default=None
+            As for :meth:`TwoStageRetriever.score` (None with two modalities
+            is the harmonic mean of both cross directions).
+        variant : {"djsrh", "deephash", "full"}, default="djsrh"
+            Normalisation of AP@K, see
+            :func:`skhash.metrics.average_precision_from_ranking`.
+        metric : {"map", "precision"}, default="map"
+            Mean average precision or mean precision at ``K``.
+
+        Returns
+        -------
+        score : float
+            The score, in [0, 1]; greater is better.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skhash.retrieval import ShardedRetriever
+        >>> rng = np.random.RandomState(42)
+        >>> X, y = rng.randn(60, 5), rng.randint(2, size=60)
+        >>> search = ShardedRetriever(n_neighbors=10, n_shards=2).fit(X[:40], y[:40])
+        >>> round(search.score(X[40:], y[40:], metric="precision"), 3)
+        0.53
+        """
+        check_is_fitted(self)
+        if metric not in ("map", "precision"):
+            raise ValueError(f"metric must be 'map' or 'precision'; got {metric!r}.")
+        if variant not in ("djsrh", "deephash", "full"):
+            raise ValueError(
+                f"variant must be 'djsrh', 'deephash' or 'full'; got {variant!r}."
+            )
+        if not self._has_y:
+            raise ValueError(
+                "score needs the labels of the database items; fit with "
+                "fit(X, y) to index them."
+            )
+        if isinstance(n_neighbors, str) and n_neighbors == "all":
+            k = self.n_samples_fit_
+        else:
+            k = self.n_neighbors if n_neighbors is None else n_neighbors
+            if not isinstance(k, Integral) or k < 1:
+                raise ValueError(
+                    f"n_neighbors must be a positive int, 'all' or None; got {k!r}."
+                )
+            k = min(int(k), self.n_samples_fit_)
+        mods = self.modalities_
+        if direction is None and len(mods) == 2:
+            directions = [f"{mods[0]}->{mods[1]}", f"{mods[1]}->{mods[0]}"]
+        else:
+            directions = [direction]
+        y = np.asarray(y)
+        n_rel = None
+        scores = []
+        for d in directions:
+            idx = self.kneighbors(X, k, direction=d, return_distance=False)
+            if y.shape[0] != idx.shape[0]:
+                raise ValueError(
+                    f"y has {y.shape[0]} rows but X holds {idx.shape[0]} queries."
+                )
+            y_top = self._labels_of(idx)
+            flat = np.arange(idx.size, dtype=np.int64).reshape(idx.shape)
+            rel = ranked_relevance(y, y_top, flat)
+            if metric == "precision":
+                scores.append(float(rel.mean()))
+                continue
+            if variant == "full" and n_rel is None:
+                counts = self._run_on_shards(_count_relevant, [(y,)] * self.n_shards_)
+                n_rel = np.sum(counts, axis=0).astype(np.int64)
+            ap = average_precision_from_ranking(
+                rel, n_rel if variant == "full" else None, variant=variant
+            )
+            ap = ap[~np.isnan(ap)]
+            scores.append(float(ap.mean()) if ap.size else 0.0)
+        if len(scores) == 2:
+            return harmonic_mean(*scores)
+        return scores[0]
+
+    def _labels_of(self, idx):
+        """Labels of the global rows ``idx``, fetched from their shards."""
+        flat = idx.ravel()
+        ends = self.shard_offsets_ + self.shard_sizes_
+        owner = np.searchsorted(ends, flat, side="right")
+        args, ids, picks = [], [], []
+        for s in range(self.n_shards_):
+            pick = np.flatnonzero(owner == s)
+            if pick.size:
+                args.append((flat[pick] - self.shard_offsets_[s],))
+                ids.append(s)
+                picks.append(pick)
+        labels = self._run_on_shards(
+            _labels_at, args, ids, [self._shards[s] for s in ids]
+        )
+        out = np.empty((flat.size, *self._y_tail), dtype=labels[0].dtype)
+        for pick, lab in zip(picks, labels):
+            out[pick] = lab
+        return out
+
+    # ------------------------------------------------------------------ #
+    # tags, persistence
+    # ------------------------------------------------------------------ #
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = True
+        tags.target_tags.required = False
+        tags.input_tags.two_d_array = True
+        tags.input_tags.sparse = False
+        return tags
+
+    def save(self, path):
+        """Save every shard to its own directory, then a manifest.
+
+        Shard ``s`` is written by its worker with
+        :meth:`TwoStageRetriever.save` to ``path/shard-<s>/`` (plain ``.npy``
+        files), so ``path`` must be on a file system the workers and this
+        process see (a shared file system for a real cluster). The manifest
+        ``path/manifest.json`` (parameters, shard directories and sizes) is
+        written last, atomically: a save that fails half-way leaves no
+        manifest, which :meth:`load` refuses. An older manifest in ``path``
+        is removed before the shards are written.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The directory (created if needed).
+
+        Returns
+        -------
+        path : str
+            The absolute path written.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> from skhash.retrieval import ShardedRetriever
+        >>> rng = np.random.RandomState(42)
+        >>> search = ShardedRetriever(n_shards=2).fit(rng.randn(20, 4))
+        >>> path = search.save(os.path.join(tempfile.mkdtemp(), "index"))
+        >>> sorted(os.listdir(path))
+        ['manifest.json', 'shard-00000', 'shard-00001']
+        """
+        check_is_fitted(self)
+        path = os.path.abspath(os.fspath(path))
+        os.makedirs(path, exist_ok=True)
+        manifest = os.path.join(path, _MANIFEST)
+        if os.path.exists(manifest):
+            os.remove(manifest)
+        names = [_shard_dir(s) for s in range(self.n_shards_)]
+        self._run_on_shards(_save_shard, [(os.path.join(path, d),) for d in names])
+        _write_manifest(
+            path,
+            params={p: getattr(self, p) for p in _saved_params()},
+            shards=names,
+            sizes=self.shard_sizes_,
+            n_features_in=getattr(self, "n_features_in_", None),
+        )
+        return path
+
+    @classmethod
+    def load(cls, path, client=None, *, mmap_mode="r"):
+        """Open a sharded index saved with :meth:`save` or built on disk.
+
+        Each shard is opened by :meth:`TwoStageRetriever.load` on the worker
+        that will hold it (in turn over the workers of ``client``), which
+        memory-maps its files: ``path`` must be visible from the workers. If a
+        worker is lost later, its shards are re-mapped by another worker.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A directory with a ``manifest.json`` written by :meth:`save` or
+            :func:`~skhash.retrieval.build_sharded_index`.
+        client : dask.distributed.Client, default=None
+            The cluster to hold the shards; None opens them in this process.
+        mmap_mode : {"r", "c", None}, default="r"
+            How each shard maps its files (``None`` reads them into memory).
+            ``"r+"`` is refused: shards are never grown on disk in place.
+
+        Returns
+        -------
+        retriever : ShardedRetriever
+            The fitted retriever; its results equal the saved one's.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> from skhash.retrieval import ShardedRetriever
+        >>> rng = np.random.RandomState(42)
+        >>> X = rng.randn(20, 4)
+        >>> search = ShardedRetriever(n_neighbors=3, n_shards=2).fit(X)
+        >>> loaded = ShardedRetriever.load(search.save(tempfile.mkdtemp()))
+        >>> np.array_equal(loaded.kneighbors(X)[1], search.kneighbors(X)[1])
+        True
+        """
+        if mmap_mode not in (None, "r", "c"):
+            raise ValueError(
+                f"mmap_mode must be 'r', 'c' or None; got {mmap_mode!r} (shards "
+                "are never grown on disk in place: add() works in memory)."
+            )
+        path = os.path.abspath(os.fspath(path))
+        meta = _read_manifest(path)
+        est = cls(**meta["params"], client=client)
+        dirs = [os.path.join(path, d) for d in meta["shards"]]
+        params = est._shard_params()
+        if client is None:
+            shards = [_load_shard(d, mmap_mode, params) for d in dirs]
+            infos = [_shard_info(s) for s in shards]
+        else:
+            shards = est._submit_all(
+                _load_shard,
+                [(d, mmap_mode, params) for d in dirs],
+                workers=est._workers(),
+            )
+            infos = est._gather(
+                [client.submit(_shard_info, s, pure=False) for s in shards],
+                list(range(len(shards))),
+            )
+        for i, (info, n) in enumerate(zip(infos, meta["sizes"])):
+            if info["n"] != n:
+                raise ValueError(
+                    f"{dirs[i]!r} holds {info['n']} items but the manifest of "
+                    f"{path!r} says {n}; the index was changed after it was "
+                    "written. Save or build it again."
+                )
+        est._commit(shards, infos)
+        if meta.get("n_features_in") is not None:
+            est.n_features_in_ = int(meta["n_features_in"])
+        return est
+
+
+# ---------------------------------------------------------------------- #
+# manifest
+# ---------------------------------------------------------------------- #
+def _saved_params():
+    return (*_SHARD_PARAMS, "n_shards", "max_shard_size")
+
+
+def _shard_dir(s):
+    return f"shard-{s:05d}"
+
+
+def _write_manifest(path, *, params, shards, sizes, n_features_in=None):
+    """Write ``path/manifest.json`` atomically (a temporary file, then rename)."""
+    meta = {
+        "format": _FORMAT,
+        "version": _FORMAT_VERSION,
+        "params": {k: _jsonable(v) for k, v in params.items()},
+        "shards": list(shards),
+        "sizes": [int(n) for n in sizes],
+        "n_samples_fit": int(np.sum(sizes)),
+        "n_features_in": None if n_features_in is None else int(n_features_in),
+    }
+    tmp = os.path.join(path, f".{_MANIFEST}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(meta, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, os.path.join(path, _MANIFEST))
+
+
+def _read_manifest(path):
+    """The validated manifest of a sharded index directory."""
+    file = os.path.join(path, _MANIFEST)
+    if not os.path.isfile(file):
+        raise ValueError(
+            f"{path!r} is not a sharded index: it has no {_MANIFEST} (written "
+            "last by ShardedRetriever.save and build_sharded_index, so a save "
+            "or build that did not finish has none). Save or build it again."
+        )
+    try:
+        with open(file, encoding="utf-8") as f:
+            meta = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{file!r} is not a valid manifest: {exc}.") from exc
+    if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+        raise ValueError(f"{file!r} was not written by ShardedRetriever.save.")
+    if meta.get("version") != _FORMAT_VERSION:
+        raise ValueError(
+            f"{file!r} has format version {meta.get('version')!r}; this skhash "
+            f"reads version {_FORMAT_VERSION}."
+        )
+    shards, sizes = meta.get("shards"), meta.get("sizes")
+    if (
+        not isinstance(shards, list)
+        or not isinstance(sizes, list)
+        or len(shards) != len(sizes)
+        or not shards
+        or not all(isinstance(s, str) and os.sep not in s for s in shards)
+        or not all(isinstance(n, int) and n > 0 for n in sizes)
+        or not isinstance(meta.get("params"), dict)
+    ):
+        raise ValueError(f"{file!r} is damaged: its shard list is not valid.")
+    unknown = set(meta["params"]) - set(_saved_params())
+    if unknown:
+        raise ValueError(f"{file!r} has unknown parameters {sorted(unknown)}.")
+    return meta
+
+
+def _jsonable(value):
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, Integral):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        return float(value)
+    return value
+
+
+# ---------------------------------------------------------------------- #
+# what runs on a worker (module-level, so Dask pickles it by reference)
+# ---------------------------------------------------------------------- #
+def _fit_shard(params, X, y):
+    return TwoStageRetriever(**params).fit(X, y)
+
+
+def _fit_shard_from(params, data):
+    X, y = data
+    return _fit_shard(params, X, y)
+
+
+def _load_shard(path, mmap_mode, params):
+    shard = TwoStageRetriever.load(path, mmap_mode=mmap_mode)
+    return shard.set_params(**params)
+
+
+def _add_to_shard(shard, X, y):
+    # on a shallow copy: the held shard is unchanged until add() commits
+    return copy.copy(shard).add(X, y)
+
+
+def _save_shard(shard, path):
+    return shard.save(path)
+
+
+def _shard_info(shard):
+    y = shard.y_
+    return {
+        "n": int(shard.n_samples_fit_),
+        "modalities": list(shard.modalities_),
+        "n_bits": shard.n_bits_,
+        "codebooks": None if shard.codebooks_ is None else np.asarray(shard.codebooks_),
+        "kind": shard.codebook_kind_,
+        "plan": dict(shard.search_plan_),
+        "rerank": shard.rerank,
+        "has_y": y is not None,
+        "y_tail": () if y is None else tuple(y.shape[1:]),
+        "n_features_in": getattr(shard, "n_features_in_", None),
+    }
+
+
+def _info_of(est):
+    return {
+        "modalities": list(est.modalities_),
+        "n_bits": est.n_bits_,
+        "codebooks": est.codebooks_,
+        "kind": est.codebook_kind_,
+        "plan": dict(est.search_plan_),
+        "rerank": est._fit_rerank,
+        "has_y": est._has_y,
+        "y_tail": tuple(est._y_tail),
+        "n_features_in": getattr(est, "n_features_in_", None),
+    }
+
+
+def _check_same_index(ref, info, what, adding=False):
+    """Raise unless two shards index the same kind of codes."""
+    fix = (
+        "encode the new items with the same learner and quantizer"
+        if adding
+        else "every shard must be built with the same learner and parameters"
+    )
+    if list(info["modalities"]) != list(ref["modalities"]):
+        raise ValueError(
+            f"{what} holds the modalities {tuple(info['modalities'])} but the index "
+            f"holds {tuple(ref['modalities'])}; {fix}."
+        )
+    if info["n_bits"] != ref["n_bits"]:
+        raise ValueError(
+            f"{what} has n_bits={info['n_bits']} but the index was built with "
+            f"n_bits={ref['n_bits']}; {fix}."
+        )
+    a, b = ref["codebooks"], info["codebooks"]
+    if (a is None) != (b is None) or (
+        a is not None
+        and (
+            info["kind"] != ref["kind"]
+            or a.shape != b.shape
+            or not np.array_equal(a, b)
+        )
+    ):
+        raise ValueError(
+            f"{what} was quantized with other codebooks than the indexed items; {fix}."
+        )
+    if info["plan"] != ref["plan"] or info["rerank"] != ref["rerank"]:
+        raise ValueError(
+            f"{what} is searched as {info['plan']} (rerank={info['rerank']!r}) but "
+            f"the index as {ref['plan']} (rerank={ref['rerank']!r}); pass the same "
+            f"parts as at fit ({fix})."
+        )
+    if info["has_y"] != ref["has_y"] or tuple(info["y_tail"]) != tuple(ref["y_tail"]):
+        raise ValueError(
+            f"{what} has labels {'of shape tail ' + str(info['y_tail']) if info['has_y'] else 'missing'}"  # noqa: E501
+            f" but the index {'has labels' if ref['has_y'] else 'has none'}; {fix}."
+        )
+
+
+def _indexed_codes(shard, modality):
+    """The indexed parts of ``modality`` as a CodeSet (queries for X=None).
+
+    Uses ``TwoStageRetriever.indexed_codes(modality)`` when it exists (the
+    hook this module asks for); until then it reads the retriever's private
+    index dict, in this one place.
+    """
+    hook = getattr(shard, "indexed_codes", None)
+    if callable(hook):
+        return hook(modality)
+    entry = shard._index[modality]
+    has_codes = "codes" in entry
+    return CodeSet(
+        embedding=entry.get("embedding"),
+        bits=entry.get("bits"),
+        codes=entry.get("codes"),
+        n_bits=shard.n_bits_ if "bits" in entry else None,
+        codebooks=shard.codebooks_ if has_codes else None,
+        codebook_kind=shard.codebook_kind_ if has_codes else None,
+        modality=modality,
+    )
+
+
+def _export_items(shard, modality):
+    if modality not in shard.modalities_:
+        return None  # the direction check of the own-shard query raises
+    return _indexed_codes(shard, modality)
+
+
+def _query(shard, X, k, alpha, direction, backend, n_jobs):
+    # a shallow copy per call: concurrent queries never see another's alpha
+    view = copy.copy(shard)
+    view.backend, view.n_jobs = backend, n_jobs
+    if alpha is not None:
+        view.alpha = int(alpha)
+    dist, idx = view.kneighbors(X, k, direction=direction)
+    return dist, idx
+
+
+def _search_shard(shard, blocks, spec):
+    """Per block of queries (``None``: this shard's own items, each
+    excluding itself): the shard's Hamming ranking of ``n_h`` items and its
+    re-ranking of its own first ``min(n_r, N_s)`` Hamming items."""
+    direction, n_h, n_r, stage1, backend, n_jobs = spec
+    order = sorted(range(len(blocks)), key=lambda b: blocks[b] is not None)
+    out = [None] * len(blocks)
+    for b in order:  # the own block first: it raises what X=None would
+        X = blocks[b]
+        n_search = shard.n_samples_fit_ - (X is None)
+        h = r = None
+        if n_h and min(n_h, n_search) > 0:
+            h = _query(shard, X, min(n_h, n_search), 0, direction, backend, n_jobs)
+        if n_r and min(n_r, n_search) > 0:
+            kr = min(n_r, n_search)
+            alpha = kr if stage1 else None
+            r = _query(shard, X, kr, alpha, direction, backend, n_jobs)
+        n_q = shard.n_samples_fit_ if X is None else len(X)
+        out[b] = (n_q, h, r)
+    return out
+
+
+def _labels_at(shard, local):
+    return np.asarray(shard.y_[local])
+
+
+def _count_relevant(shard, y):
+    return n_relevant(y, np.asarray(shard.y_))
+
+
+# ---------------------------------------------------------------------- #
+# merging
+# ---------------------------------------------------------------------- #
+def _stack(blocks, which, offset, sentinel):
+    """Rows of all query blocks of one shard, global indices, padded."""
+    got = [b[1 + which] for b in blocks]
+    if all(g is None for g in got):
+        return None
+    width = max(g[0].shape[1] for g in got if g is not None)
+    d_rows, i_rows = [], []
+    for (n_q, *_), g in zip(blocks, got):
+        d = np.full((n_q, width), np.inf)
+        i = np.full((n_q, width), sentinel, dtype=np.int64)
+        if g is not None:
+            w = g[0].shape[1]
+            d[:, :w] = g[0]
+            i[:, :w] = g[1] + offset
+        d_rows.append(d)
+        i_rows.append(i)
+    return np.concatenate(d_rows, axis=0), np.concatenate(i_rows, axis=0)
+
+
+def _top(dist, idx, k, drop=None):
+    """First ``k`` of each row by (drop, distance, index)."""
+    keys = (idx, dist) if drop is None else (idx, dist, drop)
+    order = np.lexsort(keys, axis=1)[:, :k]
+    return (
+        np.take_along_axis(dist, order, axis=1),
+        np.take_along_axis(idx, order, axis=1),
+    )
