@@ -10,16 +10,15 @@ from tqdm.auto import tqdm
 
 from skhash._codes import CodeSet
 from skhash.retrieval._retriever import TwoStageRetriever
-from skhash.retrieval._sharded import (
+from skhash.retrieval._shard_manifest import (
     _MANIFEST,
     _SHARD_PARAMS,
-    ShardedRetriever,
-    _check_same_index,
     _saved_params,
     _shard_dir,
-    _shard_info,
     _write_manifest,
 )
+from skhash.retrieval._shard_tasks import _check_same_index, _shard_info
+from skhash.retrieval._sharded import ShardedRetriever
 
 __all__ = ["build_sharded_index"]
 

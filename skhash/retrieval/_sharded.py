@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-import json
 import math
 import os
 from concurrent.futures import CancelledError, ThreadPoolExecutor
@@ -20,17 +18,36 @@ from skhash.exceptions import ShardUnavailableError
 from skhash.metrics import (
     average_precision_from_ranking,
     harmonic_mean,
-    n_relevant,
     ranked_relevance,
 )
 from skhash.retrieval._retriever import TwoStageRetriever
+from skhash.retrieval._shard_manifest import (
+    _MANIFEST,
+    _SHARD_PARAMS,
+    _read_manifest,
+    _saved_params,
+    _shard_dir,
+    _write_manifest,
+)
+from skhash.retrieval._shard_tasks import (
+    _add_to_shard,
+    _check_same_index,
+    _count_relevant,
+    _export_items,
+    _fit_shard,
+    _fit_shard_from,
+    _info_of,
+    _labels_at,
+    _load_shard,
+    _save_shard,
+    _search_shard,
+    _shard_info,
+    _stack,
+    _top,
+)
 
 __all__ = ["ShardedRetriever"]
 
-_FORMAT = "skhash.ShardedRetriever"
-_FORMAT_VERSION = 1
-_MANIFEST = "manifest.json"
-_SHARD_PARAMS = ("alpha", "n_neighbors", "rerank", "n_jobs", "backend")
 # Query rows sent to the shards per round trip (bounds the per-shard results
 # of (rows, max(L, k)) distances and indices held at once).
 _QUERY_BATCH_BYTES = 64 * 2**20
@@ -945,280 +962,3 @@ default=None
         if meta.get("n_features_in") is not None:
             est.n_features_in_ = int(meta["n_features_in"])
         return est
-
-
-# ---------------------------------------------------------------------- #
-# manifest
-# ---------------------------------------------------------------------- #
-def _saved_params():
-    return (*_SHARD_PARAMS, "n_shards", "max_shard_size")
-
-
-def _shard_dir(s):
-    return f"shard-{s:05d}"
-
-
-def _write_manifest(path, *, params, shards, sizes, n_features_in=None):
-    """Write ``path/manifest.json`` atomically (a temporary file, then rename)."""
-    meta = {
-        "format": _FORMAT,
-        "version": _FORMAT_VERSION,
-        "params": {k: _jsonable(v) for k, v in params.items()},
-        "shards": list(shards),
-        "sizes": [int(n) for n in sizes],
-        "n_samples_fit": int(np.sum(sizes)),
-        "n_features_in": None if n_features_in is None else int(n_features_in),
-    }
-    tmp = os.path.join(path, f".{_MANIFEST}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(meta, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, os.path.join(path, _MANIFEST))
-
-
-def _read_manifest(path):
-    """The validated manifest of a sharded index directory."""
-    file = os.path.join(path, _MANIFEST)
-    if not os.path.isfile(file):
-        raise ValueError(
-            f"{path!r} is not a sharded index: it has no {_MANIFEST} (written "
-            "last by ShardedRetriever.save and build_sharded_index, so a save "
-            "or build that did not finish has none). Save or build it again."
-        )
-    try:
-        with open(file, encoding="utf-8") as f:
-            meta = json.load(f)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{file!r} is not a valid manifest: {exc}.") from exc
-    if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
-        raise ValueError(f"{file!r} was not written by ShardedRetriever.save.")
-    if meta.get("version") != _FORMAT_VERSION:
-        raise ValueError(
-            f"{file!r} has format version {meta.get('version')!r}; this skhash "
-            f"reads version {_FORMAT_VERSION}."
-        )
-    shards, sizes = meta.get("shards"), meta.get("sizes")
-    if (
-        not isinstance(shards, list)
-        or not isinstance(sizes, list)
-        or len(shards) != len(sizes)
-        or not shards
-        or not all(isinstance(s, str) and os.sep not in s for s in shards)
-        or not all(isinstance(n, int) and n > 0 for n in sizes)
-        or not isinstance(meta.get("params"), dict)
-    ):
-        raise ValueError(f"{file!r} is damaged: its shard list is not valid.")
-    unknown = set(meta["params"]) - set(_saved_params())
-    if unknown:
-        raise ValueError(f"{file!r} has unknown parameters {sorted(unknown)}.")
-    return meta
-
-
-def _jsonable(value):
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, Integral):
-        return int(value)
-    if isinstance(value, float | np.floating):
-        return float(value)
-    return value
-
-
-# ---------------------------------------------------------------------- #
-# what runs on a worker (module-level, so Dask pickles it by reference)
-# ---------------------------------------------------------------------- #
-def _fit_shard(params, X, y):
-    return TwoStageRetriever(**params).fit(X, y)
-
-
-def _fit_shard_from(params, data):
-    X, y = data
-    return _fit_shard(params, X, y)
-
-
-def _load_shard(path, mmap_mode, params):
-    shard = TwoStageRetriever.load(path, mmap_mode=mmap_mode)
-    return shard.set_params(**params)
-
-
-def _add_to_shard(shard, X, y):
-    # on a shallow copy: the held shard is unchanged until add() commits
-    return copy.copy(shard).add(X, y)
-
-
-def _save_shard(shard, path):
-    return shard.save(path)
-
-
-def _shard_info(shard):
-    y = shard.y_
-    return {
-        "n": int(shard.n_samples_fit_),
-        "modalities": list(shard.modalities_),
-        "n_bits": shard.n_bits_,
-        "codebooks": None if shard.codebooks_ is None else np.asarray(shard.codebooks_),
-        "kind": shard.codebook_kind_,
-        "plan": dict(shard.search_plan_),
-        "rerank": shard.rerank,
-        "has_y": y is not None,
-        "y_tail": () if y is None else tuple(y.shape[1:]),
-        "n_features_in": getattr(shard, "n_features_in_", None),
-    }
-
-
-def _info_of(est):
-    return {
-        "modalities": list(est.modalities_),
-        "n_bits": est.n_bits_,
-        "codebooks": est.codebooks_,
-        "kind": est.codebook_kind_,
-        "plan": dict(est.search_plan_),
-        "rerank": est._fit_rerank,
-        "has_y": est._has_y,
-        "y_tail": tuple(est._y_tail),
-        "n_features_in": getattr(est, "n_features_in_", None),
-    }
-
-
-def _check_same_index(ref, info, what, adding=False):
-    """Raise unless two shards index the same kind of codes."""
-    fix = (
-        "encode the new items with the same learner and quantizer"
-        if adding
-        else "every shard must be built with the same learner and parameters"
-    )
-    if list(info["modalities"]) != list(ref["modalities"]):
-        raise ValueError(
-            f"{what} holds the modalities {tuple(info['modalities'])} but the index "
-            f"holds {tuple(ref['modalities'])}; {fix}."
-        )
-    if info["n_bits"] != ref["n_bits"]:
-        raise ValueError(
-            f"{what} has n_bits={info['n_bits']} but the index was built with "
-            f"n_bits={ref['n_bits']}; {fix}."
-        )
-    a, b = ref["codebooks"], info["codebooks"]
-    if (a is None) != (b is None) or (
-        a is not None
-        and (
-            info["kind"] != ref["kind"]
-            or a.shape != b.shape
-            or not np.array_equal(a, b)
-        )
-    ):
-        raise ValueError(
-            f"{what} was quantized with other codebooks than the indexed items; {fix}."
-        )
-    if info["plan"] != ref["plan"] or info["rerank"] != ref["rerank"]:
-        raise ValueError(
-            f"{what} is searched as {info['plan']} (rerank={info['rerank']!r}) but "
-            f"the index as {ref['plan']} (rerank={ref['rerank']!r}); pass the same "
-            f"parts as at fit ({fix})."
-        )
-    if info["has_y"] != ref["has_y"] or tuple(info["y_tail"]) != tuple(ref["y_tail"]):
-        raise ValueError(
-            f"{what} has labels {'of shape tail ' + str(info['y_tail']) if info['has_y'] else 'missing'}"  # noqa: E501
-            f" but the index {'has labels' if ref['has_y'] else 'has none'}; {fix}."
-        )
-
-
-def _indexed_codes(shard, modality):
-    """The indexed parts of ``modality`` as a CodeSet (queries for X=None).
-
-    Uses ``TwoStageRetriever.indexed_codes(modality)`` when it exists (the
-    hook this module asks for); until then it reads the retriever's private
-    index dict, in this one place.
-    """
-    hook = getattr(shard, "indexed_codes", None)
-    if callable(hook):
-        return hook(modality)
-    entry = shard._index[modality]
-    has_codes = "codes" in entry
-    return CodeSet(
-        embedding=entry.get("embedding"),
-        bits=entry.get("bits"),
-        codes=entry.get("codes"),
-        n_bits=shard.n_bits_ if "bits" in entry else None,
-        codebooks=shard.codebooks_ if has_codes else None,
-        codebook_kind=shard.codebook_kind_ if has_codes else None,
-        modality=modality,
-    )
-
-
-def _export_items(shard, modality):
-    if modality not in shard.modalities_:
-        return None  # the direction check of the own-shard query raises
-    return _indexed_codes(shard, modality)
-
-
-def _query(shard, X, k, alpha, direction, backend, n_jobs):
-    # a shallow copy per call: concurrent queries never see another's alpha
-    view = copy.copy(shard)
-    view.backend, view.n_jobs = backend, n_jobs
-    if alpha is not None:
-        view.alpha = int(alpha)
-    dist, idx = view.kneighbors(X, k, direction=direction)
-    return dist, idx
-
-
-def _search_shard(shard, blocks, spec):
-    """Per block of queries (``None``: this shard's own items, each
-    excluding itself): the shard's Hamming ranking of ``n_h`` items and its
-    re-ranking of its own first ``min(n_r, N_s)`` Hamming items."""
-    direction, n_h, n_r, stage1, backend, n_jobs = spec
-    order = sorted(range(len(blocks)), key=lambda b: blocks[b] is not None)
-    out = [None] * len(blocks)
-    for b in order:  # the own block first: it raises what X=None would
-        X = blocks[b]
-        n_search = shard.n_samples_fit_ - (X is None)
-        h = r = None
-        if n_h and min(n_h, n_search) > 0:
-            h = _query(shard, X, min(n_h, n_search), 0, direction, backend, n_jobs)
-        if n_r and min(n_r, n_search) > 0:
-            kr = min(n_r, n_search)
-            alpha = kr if stage1 else None
-            r = _query(shard, X, kr, alpha, direction, backend, n_jobs)
-        n_q = shard.n_samples_fit_ if X is None else len(X)
-        out[b] = (n_q, h, r)
-    return out
-
-
-def _labels_at(shard, local):
-    return np.asarray(shard.y_[local])
-
-
-def _count_relevant(shard, y):
-    return n_relevant(y, np.asarray(shard.y_))
-
-
-# ---------------------------------------------------------------------- #
-# merging
-# ---------------------------------------------------------------------- #
-def _stack(blocks, which, offset, sentinel):
-    """Rows of all query blocks of one shard, global indices, padded."""
-    got = [b[1 + which] for b in blocks]
-    if all(g is None for g in got):
-        return None
-    width = max(g[0].shape[1] for g in got if g is not None)
-    d_rows, i_rows = [], []
-    for (n_q, *_), g in zip(blocks, got):
-        d = np.full((n_q, width), np.inf)
-        i = np.full((n_q, width), sentinel, dtype=np.int64)
-        if g is not None:
-            w = g[0].shape[1]
-            d[:, :w] = g[0]
-            i[:, :w] = g[1] + offset
-        d_rows.append(d)
-        i_rows.append(i)
-    return np.concatenate(d_rows, axis=0), np.concatenate(i_rows, axis=0)
-
-
-def _top(dist, idx, k, drop=None):
-    """First ``k`` of each row by (drop, distance, index)."""
-    keys = (idx, dist) if drop is None else (idx, dist, drop)
-    order = np.lexsort(keys, axis=1)[:, :k]
-    return (
-        np.take_along_axis(dist, order, axis=1),
-        np.take_along_axis(idx, order, axis=1),
-    )

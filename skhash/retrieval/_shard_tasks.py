@@ -1,0 +1,213 @@
+"""What runs on the workers of a ShardedRetriever, and the exact merge.
+
+Module-level functions, so that Dask pickles them by reference.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from skhash._codes import CodeSet
+from skhash.metrics import n_relevant
+from skhash.retrieval._retriever import TwoStageRetriever
+
+
+# ---------------------------------------------------------------------- #
+# what runs on a worker (module-level, so Dask pickles it by reference)
+# ---------------------------------------------------------------------- #
+def _fit_shard(params, X, y):
+    return TwoStageRetriever(**params).fit(X, y)
+
+
+def _fit_shard_from(params, data):
+    X, y = data
+    return _fit_shard(params, X, y)
+
+
+def _load_shard(path, mmap_mode, params):
+    shard = TwoStageRetriever.load(path, mmap_mode=mmap_mode)
+    return shard.set_params(**params)
+
+
+def _add_to_shard(shard, X, y):
+    # on a shallow copy: the held shard is unchanged until add() commits
+    return copy.copy(shard).add(X, y)
+
+
+def _save_shard(shard, path):
+    return shard.save(path)
+
+
+def _shard_info(shard):
+    y = shard.y_
+    return {
+        "n": int(shard.n_samples_fit_),
+        "modalities": list(shard.modalities_),
+        "n_bits": shard.n_bits_,
+        "codebooks": None if shard.codebooks_ is None else np.asarray(shard.codebooks_),
+        "kind": shard.codebook_kind_,
+        "plan": dict(shard.search_plan_),
+        "rerank": shard.rerank,
+        "has_y": y is not None,
+        "y_tail": () if y is None else tuple(y.shape[1:]),
+        "n_features_in": getattr(shard, "n_features_in_", None),
+    }
+
+
+def _info_of(est):
+    return {
+        "modalities": list(est.modalities_),
+        "n_bits": est.n_bits_,
+        "codebooks": est.codebooks_,
+        "kind": est.codebook_kind_,
+        "plan": dict(est.search_plan_),
+        "rerank": est._fit_rerank,
+        "has_y": est._has_y,
+        "y_tail": tuple(est._y_tail),
+        "n_features_in": getattr(est, "n_features_in_", None),
+    }
+
+
+def _check_same_index(ref, info, what, adding=False):
+    """Raise unless two shards index the same kind of codes."""
+    fix = (
+        "encode the new items with the same learner and quantizer"
+        if adding
+        else "every shard must be built with the same learner and parameters"
+    )
+    if list(info["modalities"]) != list(ref["modalities"]):
+        raise ValueError(
+            f"{what} holds the modalities {tuple(info['modalities'])} but the index "
+            f"holds {tuple(ref['modalities'])}; {fix}."
+        )
+    if info["n_bits"] != ref["n_bits"]:
+        raise ValueError(
+            f"{what} has n_bits={info['n_bits']} but the index was built with "
+            f"n_bits={ref['n_bits']}; {fix}."
+        )
+    a, b = ref["codebooks"], info["codebooks"]
+    if (a is None) != (b is None) or (
+        a is not None
+        and (
+            info["kind"] != ref["kind"]
+            or a.shape != b.shape
+            or not np.array_equal(a, b)
+        )
+    ):
+        raise ValueError(
+            f"{what} was quantized with other codebooks than the indexed items; {fix}."
+        )
+    if info["plan"] != ref["plan"] or info["rerank"] != ref["rerank"]:
+        raise ValueError(
+            f"{what} is searched as {info['plan']} (rerank={info['rerank']!r}) but "
+            f"the index as {ref['plan']} (rerank={ref['rerank']!r}); pass the same "
+            f"parts as at fit ({fix})."
+        )
+    if info["has_y"] != ref["has_y"] or tuple(info["y_tail"]) != tuple(ref["y_tail"]):
+        raise ValueError(
+            f"{what} has labels {'of shape tail ' + str(info['y_tail']) if info['has_y'] else 'missing'}"  # noqa: E501
+            f" but the index {'has labels' if ref['has_y'] else 'has none'}; {fix}."
+        )
+
+
+def _indexed_codes(shard, modality):
+    """The indexed parts of ``modality`` as a CodeSet (queries for X=None).
+
+    Uses ``TwoStageRetriever.indexed_codes(modality)`` when it exists (the
+    hook this module asks for); until then it reads the retriever's private
+    index dict, in this one place.
+    """
+    hook = getattr(shard, "indexed_codes", None)
+    if callable(hook):
+        return hook(modality)
+    entry = shard._index[modality]
+    has_codes = "codes" in entry
+    return CodeSet(
+        embedding=entry.get("embedding"),
+        bits=entry.get("bits"),
+        codes=entry.get("codes"),
+        n_bits=shard.n_bits_ if "bits" in entry else None,
+        codebooks=shard.codebooks_ if has_codes else None,
+        codebook_kind=shard.codebook_kind_ if has_codes else None,
+        modality=modality,
+    )
+
+
+def _export_items(shard, modality):
+    if modality not in shard.modalities_:
+        return None  # the direction check of the own-shard query raises
+    return _indexed_codes(shard, modality)
+
+
+def _query(shard, X, k, alpha, direction, backend, n_jobs):
+    # a shallow copy per call: concurrent queries never see another's alpha
+    view = copy.copy(shard)
+    view.backend, view.n_jobs = backend, n_jobs
+    if alpha is not None:
+        view.alpha = int(alpha)
+    dist, idx = view.kneighbors(X, k, direction=direction)
+    return dist, idx
+
+
+def _search_shard(shard, blocks, spec):
+    """Per block of queries (``None``: this shard's own items, each
+    excluding itself): the shard's Hamming ranking of ``n_h`` items and its
+    re-ranking of its own first ``min(n_r, N_s)`` Hamming items."""
+    direction, n_h, n_r, stage1, backend, n_jobs = spec
+    order = sorted(range(len(blocks)), key=lambda b: blocks[b] is not None)
+    out = [None] * len(blocks)
+    for b in order:  # the own block first: it raises what X=None would
+        X = blocks[b]
+        n_search = shard.n_samples_fit_ - (X is None)
+        h = r = None
+        if n_h and min(n_h, n_search) > 0:
+            h = _query(shard, X, min(n_h, n_search), 0, direction, backend, n_jobs)
+        if n_r and min(n_r, n_search) > 0:
+            kr = min(n_r, n_search)
+            alpha = kr if stage1 else None
+            r = _query(shard, X, kr, alpha, direction, backend, n_jobs)
+        n_q = shard.n_samples_fit_ if X is None else len(X)
+        out[b] = (n_q, h, r)
+    return out
+
+
+def _labels_at(shard, local):
+    return np.asarray(shard.y_[local])
+
+
+def _count_relevant(shard, y):
+    return n_relevant(y, np.asarray(shard.y_))
+
+
+# ---------------------------------------------------------------------- #
+# merging
+# ---------------------------------------------------------------------- #
+def _stack(blocks, which, offset, sentinel):
+    """Rows of all query blocks of one shard, global indices, padded."""
+    got = [b[1 + which] for b in blocks]
+    if all(g is None for g in got):
+        return None
+    width = max(g[0].shape[1] for g in got if g is not None)
+    d_rows, i_rows = [], []
+    for (n_q, *_), g in zip(blocks, got):
+        d = np.full((n_q, width), np.inf)
+        i = np.full((n_q, width), sentinel, dtype=np.int64)
+        if g is not None:
+            w = g[0].shape[1]
+            d[:, :w] = g[0]
+            i[:, :w] = g[1] + offset
+        d_rows.append(d)
+        i_rows.append(i)
+    return np.concatenate(d_rows, axis=0), np.concatenate(i_rows, axis=0)
+
+
+def _top(dist, idx, k, drop=None):
+    """First ``k`` of each row by (drop, distance, index)."""
+    keys = (idx, dist) if drop is None else (idx, dist, drop)
+    order = np.lexsort(keys, axis=1)[:, :k]
+    return (
+        np.take_along_axis(dist, order, axis=1),
+        np.take_along_axis(idx, order, axis=1),
+    )
