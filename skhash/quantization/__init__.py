@@ -1,4 +1,10 @@
-"""Quantizers: codebooks, code assignment and asymmetric distances."""
+"""Quantizers: codebooks, code assignment and asymmetric distances.
+
+:class:`DQNQuantizer` (a torch learner) is imported on first use, so that the
+numpy/numba quantizers load without torch.
+"""
+
+import importlib
 
 from skhash.quantization._codebooks import (
     AdditiveQuantizer,
@@ -13,11 +19,12 @@ from skhash.quantization._codebooks import (
     reconstruction_sqnorms,
     update_codebooks,
 )
-from skhash.quantization._dqn import DQNQuantizer
+from skhash.quantization._opq import OPQ
 
 __all__ = [
     "AdditiveQuantizer",
     "DQNQuantizer",
+    "OPQ",
     "ProductQuantizer",
     "aqd",
     "decode",
@@ -29,3 +36,15 @@ __all__ = [
     "reconstruction_sqnorms",
     "update_codebooks",
 ]
+
+
+def __getattr__(name):
+    if name == "DQNQuantizer":
+        value = importlib.import_module("skhash.quantization._dqn").DQNQuantizer
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'skhash.quantization' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -305,10 +305,12 @@ def kmeans_codebooks(
         "kind": [_KINDS],
         "n_iter": [Interval(Integral, 0, None, closed="left")],
         "init_codes": ["array-like", None],
+        "beam_width": [Interval(Integral, 1, None, closed="left")],
+        "n_jobs": [Integral, None],
     },
     prefer_skip_nested_validation=True,
 )
-def encode(X, codebooks, *, kind, n_iter=3, init_codes=None):
+def encode(X, codebooks, *, kind, n_iter=3, init_codes=None, beam_width=1, n_jobs=None):
     """Assign each item the codes that best reconstruct it.
 
     - ``kind="product"``: the exact nearest codeword in each block.
@@ -316,11 +318,22 @@ def encode(X, codebooks, *, kind, n_iter=3, init_codes=None):
     - ``kind="additive"`` with several codebooks: greedy residual encoding (or
       ``init_codes``), then ``n_iter`` sweeps of iterated conditional modes
       (ICM): for each codebook in turn, pick the codeword minimising
-      ``‖x − Σ_{l≠m} C_l[c_l] − C_m[k]‖²`` with the others fixed. An ICM sweep
-      never increases the reconstruction error of an item.
+      ``‖x − Σ_{l≠m} C_l[c_l] − C_m[k]‖²`` with the others fixed. In exact
+      arithmetic an ICM sweep never increases the reconstruction error of an
+      item; a sweep that changes no code ends the search.
+    - ``beam_width > 1`` (additive): the greedy start becomes a beam search
+      that keeps the ``beam_width`` best partial encodings codebook after
+      codebook (faiss's ``ResidualQuantizer.max_beam_size``), then ICM refines
+      the best; lower error for about ``beam_width`` times the work of the
+      greedy start.
 
-    Items are encoded independently of each other, vectorised over items and
-    codewords.
+    Items are encoded independently of each other by compiled kernels
+    (numba), in fixed-size blocks: the temporary memory does not grow with
+    ``n_samples``, and an item gets the same codes whatever else is encoded
+    in the same call. The additive encoder works from the codeword Gram
+    tables ``⟨C_l[i], C_m[k]⟩`` (``M²K²`` entries, used up to 64 MiB; larger
+    codebooks update the residual directly). Computations run in ``X``'s
+    dtype (float32 stays float32, anything else float64).
 
     Parameters
     ----------
@@ -335,6 +348,12 @@ def encode(X, codebooks, *, kind, n_iter=3, init_codes=None):
     init_codes : array-like of shape (n_samples, n_codebooks), default=None
         Starting codes for ICM instead of the greedy encoding (additive kind
         only), e.g. the codes of the previous round of training.
+    beam_width : int, default=1
+        Beam of the start of the additive search (1: greedy). Ignored with
+        ``init_codes``.
+    n_jobs : int, default=None
+        Threads over blocks of items (``None``: 1, ``-1``: all cores); the
+        codes do not depend on it.
 
     Returns
     -------
@@ -344,22 +363,44 @@ def encode(X, codebooks, *, kind, n_iter=3, init_codes=None):
     Examples
     --------
     >>> import numpy as np
-    >>> from skhash.quantization import encode, kmeans_codebooks
+    >>> from skhash.quantization import encode, kmeans_codebooks, quantization_error
     >>> X = np.random.RandomState(0).randn(50, 4)
     >>> C = kmeans_codebooks(X, 2, 4, kind="additive", random_state=0)
     >>> codes = encode(X, C, kind="additive")
     >>> codes.shape, codes.dtype
     ((50, 2), dtype('uint8'))
+    >>> beam = encode(X, C, kind="additive", beam_width=8)
+    >>> bool(quantization_error(X, beam, C) <= quantization_error(X, codes, C) + 1e-9)
+    True
     """
+    from joblib import effective_n_jobs
+
+    from skhash.quantization import _encode
+
+    X, codebooks, init_codes, out_dtype = _check_encode_args(
+        X, codebooks, kind, init_codes
+    )
+    n_jobs = effective_n_jobs(n_jobs)
+    if kind == "product":
+        blocks = product_blocks(X.shape[1], codebooks.shape[0])
+        return _encode.encode_product(X, codebooks, blocks, out_dtype, n_jobs=n_jobs)
+    return _encode.encode_additive(
+        X,
+        codebooks,
+        n_iter=n_iter,
+        init_codes=init_codes,
+        out_dtype=out_dtype,
+        beam_width=1 if init_codes is not None else beam_width,
+        n_jobs=n_jobs,
+    )
+
+
+def _check_encode_args(X, codebooks, kind, init_codes):
+    """Validated ``(X, codebooks, init_codes, codes dtype)`` of :func:`encode`."""
     X = _check_X(X)
     codebooks = _check_codebooks(codebooks)
     _check_width(X, codebooks)
     n_codebooks, n_codewords, _ = codebooks.shape
-    out_dtype = _codes_dtype(n_codewords)
-    n = X.shape[0]
-    C = codebooks.astype(X.dtype, copy=False)
-    sqnorms = np.einsum("mkd,mkd->mk", C, C)
-
     if kind == "product":
         if init_codes is not None:
             raise ValueError(
@@ -367,6 +408,31 @@ def encode(X, codebooks, *, kind, n_iter=3, init_codes=None):
                 "encoding is exact. Leave init_codes=None."
             )
         _check_block_diagonal(codebooks)
+    elif init_codes is not None:
+        init_codes = _check_codes(init_codes, n_codebooks, n_codewords, "init_codes")
+        if init_codes.shape[0] != X.shape[0]:
+            raise ValueError(
+                f"init_codes has {init_codes.shape[0]} rows but X has "
+                f"{X.shape[0]}; pass one row of codes per item of X."
+            )
+    return X, codebooks, init_codes, _codes_dtype(n_codewords)
+
+
+def _encode_numpy(X, codebooks, *, kind, n_iter=3, init_codes=None):
+    """The numpy reference of :func:`encode` (vectorised over all items).
+
+    Kept to check the compiled kernels and as the baseline of
+    ``benchmarks/bench_encode.py``; same arguments as :func:`encode`.
+    """
+    X, codebooks, init_codes, out_dtype = _check_encode_args(
+        X, codebooks, kind, init_codes
+    )
+    n_codebooks = codebooks.shape[0]
+    n = X.shape[0]
+    C = codebooks.astype(X.dtype, copy=False)
+    sqnorms = np.einsum("mkd,mkd->mk", C, C)
+
+    if kind == "product":
         codes = np.empty((n, n_codebooks), dtype=out_dtype)
         for m, block in enumerate(product_blocks(X.shape[1], n_codebooks)):
             Cb = C[m][:, block]
@@ -374,12 +440,6 @@ def encode(X, codebooks, *, kind, n_iter=3, init_codes=None):
         return codes
 
     if init_codes is not None:
-        init_codes = _check_codes(init_codes, n_codebooks, n_codewords, "init_codes")
-        if init_codes.shape[0] != n:
-            raise ValueError(
-                f"init_codes has {init_codes.shape[0]} rows but X has {n}; pass "
-                "one row of codes per item of X."
-            )
         codes = init_codes.copy()
         recon = np.zeros_like(X)
         for m in range(n_codebooks):
