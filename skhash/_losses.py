@@ -126,7 +126,7 @@ def balance_loss(f):
     return (f.sum(1) ** 2).mean()
 
 
-def quantization_loss(f, reconstruction):
+def quantization_loss(f, reconstruction, *, relative=False):
     """HQ eq. (6) / DQN eq. (4): ``‖f − C b‖²`` per item, averaged over items.
 
     Parameters
@@ -135,6 +135,15 @@ def quantization_loss(f, reconstruction):
         Continuous features.
     reconstruction : torch.Tensor of shape (n, d)
         Their quantized reconstruction ``Σ_l C^l b^l`` (held fixed).
+    relative : bool, default=False
+        Divide each item's squared error by its own ``‖f‖²`` (not held
+        fixed): ``‖f − C b‖² / ‖f‖²``, the fraction of the item's energy the
+        codes miss. The plain error can be lowered by shrinking ``f``
+        (k-means reconstructions lie inside the data, so ``f − C b`` points
+        outwards on average); the relative error cannot: scaling ``f`` and
+        ``C b`` together leaves it unchanged, and its gradient along ``f``
+        is ``∝ ⟨f − C b, C b⟩``, zero on average for least-squares
+        codebooks. Items with ``‖f‖ = 0`` count as 0.
 
     Returns
     -------
@@ -146,11 +155,20 @@ def quantization_loss(f, reconstruction):
     >>> from skhash.nn import quantization_loss
     >>> quantization_loss(torch.ones(2, 3), torch.zeros(2, 3)).item()
     3.0
+    >>> f = torch.tensor([[2.0, 0.0]])
+    >>> quantization_loss(f, torch.tensor([[1.0, 0.0]]), relative=True).item()
+    0.25
+    >>> quantization_loss(10 * f, torch.tensor([[10.0, 0.0]]), relative=True).item()
+    0.25
     """
-    return ((f - reconstruction.detach()) ** 2).sum(1).mean()
+    err = ((f - reconstruction.detach()) ** 2).sum(1)
+    if relative:
+        sq = (f**2).sum(1)
+        err = torch.where(sq > 0, err / sq.clamp_min(1e-12), torch.zeros_like(err))
+    return err.mean()
 
 
-def pairwise_cosine_loss(z_a, z_b, S, *, kind="cosine"):
+def pairwise_cosine_loss(z_a, z_b, S, *, kind="cosine", code_length=None):
     """DQN eq. (3): ``(s_ij − cos(z_i, z_j))²`` with ``s_ij ∈ {−1, +1}``.
 
     Parameters
@@ -163,7 +181,11 @@ def pairwise_cosine_loss(z_a, z_b, S, *, kind="cosine"):
         Pair labels in {0, 1} (mapped to {−1, +1} here).
     kind : {"cosine", "ip"}, default="cosine"
         ``"ip"`` replaces the cosine by the inner product scaled by
-        ``1/d`` (the paper's DQN_ip ablation).
+        ``1 / code_length`` (the paper's DQN_ip ablation,
+        ``(s_ij − ⟨z_i, z_j⟩ / B)²`` with ``B`` the code length in bits).
+    code_length : int, default=None
+        ``B`` of the ``"ip"`` form; None uses the width ``d`` of ``z``.
+        Unused by ``"cosine"``.
 
     Returns
     -------
@@ -181,7 +203,13 @@ def pairwise_cosine_loss(z_a, z_b, S, *, kind="cosine"):
     if kind == "cosine":
         sim = F.normalize(z_a, dim=1) @ F.normalize(z_b, dim=1).T
     elif kind == "ip":
-        sim = (z_a @ z_b.T) / z_a.shape[1]
+        if code_length is None:
+            code_length = z_a.shape[1]
+        if not code_length > 0:
+            raise ValueError(
+                f"code_length={code_length!r} must be a positive number of bits."
+            )
+        sim = (z_a @ z_b.T) / code_length
     else:
         raise ValueError(f"kind must be 'cosine' or 'ip'; got {kind!r}.")
     return ((s - sim) ** 2).mean()
