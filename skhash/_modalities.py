@@ -9,10 +9,9 @@ import scipy.sparse as sp
 from sklearn.utils.validation import check_array
 from skorch.helper import SliceDict
 
-__all__ = ["MultiModal", "SINGLE_MODALITY", "as_modalities"]
+from skhash._constants import SINGLE_MODALITY
 
-#: The name under which a plain 2-D array is treated as one modality.
-SINGLE_MODALITY = "X"
+__all__ = ["MultiModal", "SINGLE_MODALITY", "as_modalities"]
 
 
 def _check_modality(name, value):

@@ -18,7 +18,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from skhash._codes import CodeSet
-from skhash._modalities import SINGLE_MODALITY
+from skhash._constants import SINGLE_MODALITY
 from skhash.metrics import (
     average_precision_from_ranking,
     harmonic_mean,
