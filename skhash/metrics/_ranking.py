@@ -33,7 +33,7 @@ __all__ = [
 # Upper bound on the number of elements of a per-chunk temporary array.
 _CHUNK_ELEMENTS = 2**22
 
-_VARIANTS = ("djsrh", "deephash", "full")
+_VARIANTS = ("djsrh", "deephash", "full", "dcmh")
 _TIES = ("index", "average")
 
 
@@ -339,6 +339,22 @@ def _ap_from_parts(numerator, found, n_rel, variant):
     return out
 
 
+def _dcmh_ap(rel, n_rel, k):
+    """DCMH's ``calc_map_k``: mean of ``j / pos_j`` over the first
+    ``T = min(k, n_rel)`` relevant items of each row, wherever they rank
+    (``pos_j`` the 1-based rank of the j-th relevant item); 0 when T = 0."""
+    rel = rel.astype(bool)
+    n_rel = np.asarray(n_rel, dtype=np.int64)
+    T = n_rel if k is None else np.minimum(n_rel, k)
+    hits = np.cumsum(rel, axis=1)
+    ranks = np.arange(1, rel.shape[1] + 1)
+    used = rel & (hits <= T[:, None])
+    total = np.where(used, hits / ranks, 0.0).sum(axis=1)
+    out = np.zeros(rel.shape[0], dtype=np.float64)
+    np.divide(total, T, out=out, where=T > 0)
+    return out
+
+
 def _mean_over_queries(ap, variant):
     """Mean AP; ``deephash`` ignores NaN queries and gives 0.0 when all are."""
     if variant == "deephash":
@@ -352,11 +368,12 @@ def _mean_over_queries(ap, variant):
         "ranked_relevance": ["array-like"],
         "n_relevant": ["array-like", None],
         "variant": [StrOptions(set(_VARIANTS))],
+        "k": [Interval(Integral, 1, None, closed="left"), None],
     },
     prefer_skip_nested_validation=True,
 )
 def average_precision_from_ranking(
-    ranked_relevance, n_relevant=None, *, variant="djsrh"
+    ranked_relevance, n_relevant=None, *, variant="djsrh", k=None
 ):
     """Per-query average precision of a ranking cut at its length K.
 
@@ -370,10 +387,11 @@ def average_precision_from_ranking(
 
     n_relevant : array-like of shape (n_queries,), default=None
         Number of relevant items of each query in the whole database, e.g. from
-        :func:`n_relevant`. Required by ``variant="full"``; the other variants
-        only check that it is not smaller than the number of hits found.
+        :func:`n_relevant`. Required by ``variant="full"`` and
+        ``variant="dcmh"``; the other variants only check that it is not
+        smaller than the number of hits found.
 
-    variant : {"djsrh", "deephash", "full"}, default="djsrh"
+    variant : {"djsrh", "deephash", "full", "dcmh"}, default="djsrh"
         How AP@K is normalised:
 
         - ``"djsrh"``: ``AP@K = (1 / R_K) * sum_{r <= K} P(r) rel(r)`` where
@@ -384,6 +402,16 @@ def average_precision_from_ranking(
         - ``"full"``: the same sum divided by ``n_relevant``, the number of
           relevant items in the whole database (classic AP when K covers the
           whole database). A query with no relevant item scores 0.
+        - ``"dcmh"``: ``AP = (1 / T) * sum_{j <= T} j / pos_j`` over the first
+          ``T = min(k, n_relevant)`` relevant items *wherever they rank*
+          (``pos_j`` the rank of the j-th relevant item), so the ranking must
+          reach the T-th relevant item: pass the whole ranking. ``k=1`` gives
+          the reciprocal rank of the first relevant item. A query with no
+          relevant item scores 0.
+
+    k : int, default=None
+        The ``k`` of ``variant="dcmh"`` (None: all relevant items). The other
+        variants cut at the ranking's length and take no ``k``.
 
     Returns
     -------
@@ -407,6 +435,17 @@ def average_precision_from_ranking(
     - ``"full"`` is the textbook (TREC) average precision; with K equal to the
       database size it is the full-ranking MAP used by most supervised
       cross-modal hashing papers.
+    - ``"dcmh"`` is the ``calc_map_k`` of the DCMH code [4]_ and its many
+      descendants: its "MAP@k" is not cut at rank k but averages the
+      precision at the first ``min(k, #relevant)`` relevant items wherever
+      they rank; with k covering every relevant item it equals ``"full"``
+      over the whole ranking, and ``k=1`` is the mean reciprocal rank.
+
+    The peers' code returns NaN where skhash returns a number: DeepHash's
+    form divides by zero for a query without any hit in the top K, and skips
+    it; ``variant="deephash"`` gives it NaN per query here, but
+    :func:`mean_average_precision` (and a mean over queries where every
+    query is NaN) returns 0.0, not NaN.
 
     References
     ----------
@@ -416,6 +455,7 @@ def average_precision_from_ranking(
        Binary Hashing and Quantization", BMVC 2021.
     .. [3] Y. Cao, M. Long, J. Wang, H. Zhu and Q. Wen, "Deep Quantization
        Network for Efficient Image Retrieval", AAAI 2016.
+    .. [4] Q.-Y. Jiang and W.-J. Li, "Deep Cross-Modal Hashing", CVPR 2017.
 
     Examples
     --------
@@ -427,6 +467,10 @@ def average_precision_from_ranking(
     array([0.8333...,        nan])
     >>> average_precision_from_ranking(rel, [4, 0], variant="full")  # (1 + 2/3) / 4
     array([0.4166..., 0.        ])
+    >>> average_precision_from_ranking([[0, 1, 0, 1]], [2], variant="dcmh", k=1)
+    array([0.5])
+    >>> average_precision_from_ranking([[0, 1, 0, 1]], [2], variant="dcmh")
+    array([0.5])
     """
     rel = check_array(ranked_relevance, dtype=None, input_name="ranked_relevance")
     _check_binary(rel, "ranked_relevance")
@@ -450,13 +494,31 @@ def average_precision_from_ranking(
                 "count the relevant items of the whole database (see "
                 "skhash.metrics.n_relevant)."
             )
-    elif variant == "full":
+    elif variant in ("full", "dcmh"):
         raise ValueError(
-            "variant='full' divides by the number of relevant items in the whole "
+            f"variant={variant!r} needs the number of relevant items in the whole "
             "database, so n_relevant is required; compute it with "
             "skhash.metrics.n_relevant(y_query, y_database)."
         )
-    return _ap_from_parts(numerator, found, n_rel, variant)
+    if variant != "dcmh":
+        if k is not None:
+            raise ValueError(
+                f"k={k!r} is used by variant='dcmh' only; variant={variant!r} "
+                "cuts at the ranking's length. Pass the top-k ranking, or "
+                "variant='dcmh'."
+            )
+        return _ap_from_parts(numerator, found, n_rel, variant)
+    T = n_rel.astype(np.int64) if k is None else np.minimum(n_rel, k).astype(np.int64)
+    short = found < T
+    if short.any():
+        i = int(np.flatnonzero(short)[0])
+        raise ValueError(
+            f"variant='dcmh' averages over the first min(k, n_relevant) = {T[i]} "
+            f"relevant items of query {i}, but its ranking holds only "
+            f"{int(found[i])} of them; pass the whole ranking (every database "
+            "item), not a top-k cut."
+        )
+    return _dcmh_ap(rel, n_rel, k)
 
 
 def _select_top_k(y_score, k):
@@ -561,10 +623,13 @@ def mean_average_precision(y_true, y_score, *, k=50, variant="djsrh", ties="inde
         Cut-off K of the ranking. None ranks the whole database; a ``k`` larger
         than the database acts as the whole database.
 
-    variant : {"djsrh", "deephash", "full"}, default="djsrh"
+    variant : {"djsrh", "deephash", "full", "dcmh"}, default="djsrh"
         Normalisation of AP@K, see :func:`average_precision_from_ranking`.
         ``"full"`` divides by the number of relevant items in the database
-        (the row sums of ``y_true``).
+        (the row sums of ``y_true``). ``"dcmh"`` is DCMH's ``calc_map_k``:
+        the mean precision at the first ``min(k, #relevant)`` relevant items
+        of the whole ranking (``k=1``: the mean reciprocal rank); it needs
+        ``ties="index"``.
 
     ties : {"index", "average"}, default="index"
         How equal scores are ordered:
@@ -625,6 +690,19 @@ def mean_average_precision(y_true, y_score, *, k=50, variant="djsrh", ties="inde
     k = n_database if k is None else min(k, n_database)
     ap = np.empty(n_queries, dtype=np.float64)
     n_rel = y_true.sum(axis=1)
+    if variant == "dcmh":
+        if ties != "index":
+            raise ValueError(
+                f"variant='dcmh' with ties={ties!r} is not supported: the form "
+                "looks past rank k for the relevant items, and its expectation "
+                "over tie orders is not implemented. Use ties='index' (equal "
+                "scores ordered by lower database index)."
+            )
+        for rows in _chunks(n_queries, 2 * n_database):
+            order = np.argsort(-y_score[rows], axis=1, kind="stable")
+            rel = np.take_along_axis(y_true[rows], order, axis=1)
+            ap[rows] = _dcmh_ap(rel, n_rel[rows], k)
+        return float(ap.mean())
     for rows, numerator, found in _iter_topk_parts(y_true, y_score, k, ties):
         ap[rows] = _ap_from_parts(numerator, found, n_rel[rows], variant)
     return _mean_over_queries(ap, variant)
