@@ -22,7 +22,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
-from sklearn.cluster import KMeans
+from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
@@ -47,6 +47,10 @@ _METRICS = StrOptions({"ip", "l2"})
 # Largest number of float entries of one (rows, K) distance block in encode.
 _CHUNK_ENTRIES = 1 << 22
 _MAX_CODEWORDS = 1 << 16
+# k-means++ seeds from a random subset of at most this many points per
+# centroid (and at least _MIN_SEED_POINTS points; smaller data seeds from all).
+_SEED_POINTS_PER_CENTROID = 32
+_MIN_SEED_POINTS = 8192
 
 
 # --------------------------------------------------------------------------- #
@@ -196,7 +200,14 @@ def product_blocks(d, n_codebooks):
 
 
 def _kmeans(X, n_clusters, rng, n_iter):
-    """Centroids (float64) by k-means, robust to ``n_samples < n_clusters``."""
+    """Centroids (float64) by k-means, robust to ``n_samples < n_clusters``.
+
+    Seeded by k-means++ on all of ``X`` when it has at most
+    ``max(_SEED_POINTS_PER_CENTROID * n_clusters, _MIN_SEED_POINTS)`` rows,
+    else on a random subset of that many (k-means++ on all points would cost
+    more than the Lloyd iterations), then ``n_iter`` Lloyd iterations on all
+    of ``X``.
+    """
     n = X.shape[0]
     if n < n_clusters:
         # Too few samples: draw codewords among them with replacement and jitter
@@ -207,16 +218,24 @@ def _kmeans(X, n_clusters, rng, n_iter):
         scale = 1e-6 * (scale if scale > 0 else 1.0)
         centers += scale * rng.standard_normal(centers.shape)
         return centers
-    km = KMeans(
-        n_clusters=n_clusters,
-        n_init=1,
-        max_iter=max(1, n_iter),
-        random_state=rng.randint(np.iinfo(np.int32).max),
-    )
+    seed = rng.randint(np.iinfo(np.int32).max)
+    n_seed = max(_SEED_POINTS_PER_CENTROID * n_clusters, _MIN_SEED_POINTS)
     with warnings.catch_warnings():
         # Data with fewer distinct points than n_clusters: duplicated centers
         # are fine for a codebook.
         warnings.simplefilter("ignore", ConvergenceWarning)
+        if n <= n_seed:
+            init = "k-means++"
+        else:
+            sub = X[np.sort(rng.choice(n, n_seed, replace=False))]
+            init, _ = kmeans_plusplus(sub, n_clusters, random_state=seed)
+        km = KMeans(
+            n_clusters=n_clusters,
+            init=init,
+            n_init=1,
+            max_iter=max(1, n_iter),
+            random_state=seed,
+        )
         km.fit(X)
     return km.cluster_centers_.astype(np.float64)
 
@@ -229,11 +248,19 @@ def _kmeans(X, n_clusters, rng, n_iter):
         "kind": [_KINDS],
         "random_state": ["random_state"],
         "n_iter": [Interval(Integral, 1, None, closed="left")],
+        "max_points_per_centroid": [Interval(Integral, 1, None, closed="left"), None],
     },
     prefer_skip_nested_validation=True,
 )
 def kmeans_codebooks(
-    X, n_codebooks, n_codewords, *, kind, random_state=None, n_iter=20
+    X,
+    n_codebooks,
+    n_codewords,
+    *,
+    kind,
+    random_state=None,
+    n_iter=20,
+    max_points_per_centroid=256,
 ):
     """Initial codebooks by k-means.
 
@@ -241,9 +268,14 @@ def kmeans_codebooks(
     - ``kind="additive"``: residual k-means: k-means on ``X``, subtract the
       assigned centroids, k-means on the residual for the next codebook, etc.
 
-    Each k-means is :class:`sklearn.cluster.KMeans` with ``n_init=1`` and a seed
-    drawn from ``random_state``, so the result is deterministic for a fixed
-    ``random_state``.
+    Each k-means is :class:`sklearn.cluster.KMeans` with ``n_init=1``, seeded
+    by k-means++ (on a random subset of 32 points per codeword, at least
+    8192, when there are more), with seeds drawn from ``random_state``, so
+    the result is deterministic for a fixed ``random_state``. With more than
+    ``max_points_per_centroid * n_codewords`` samples, the codebooks are
+    learned on a random subset of that many samples (as faiss's
+    ``ClusteringParameters.max_points_per_centroid``): the codebooks of more
+    points barely differ, and the cost stops growing with ``n_samples``.
 
     When ``n_samples < n_codewords`` no error is raised: the codewords are drawn
     among the samples with replacement, plus a tiny deterministic jitter
@@ -263,6 +295,10 @@ def kmeans_codebooks(
         Seeds the k-means runs.
     n_iter : int, default=20
         Maximum number of Lloyd iterations of each k-means.
+    max_points_per_centroid : int or None, default=256
+        Largest number of training samples per codeword; a larger ``X`` is
+        subsampled (without replacement, once for all codebooks). ``None``
+        uses every sample.
 
     Returns
     -------
@@ -283,6 +319,11 @@ def kmeans_codebooks(
     X = _check_X(X)
     rng = check_random_state(random_state)
     n, d = X.shape
+    if max_points_per_centroid is not None:
+        n_keep = max_points_per_centroid * n_codewords
+        if n > n_keep:
+            X = X[np.sort(rng.choice(n, n_keep, replace=False))]
+            n = n_keep
     codebooks = np.zeros((n_codebooks, n_codewords, d), dtype=np.float32)
     if kind == "product":
         for m, block in enumerate(product_blocks(d, n_codebooks)):
