@@ -31,13 +31,25 @@ Same interface and results as :class:`~skhash.retrieval._kernels.NumpyBackend`
 Every kernel is compiled with ``cache=True`` (the machine code is stored
 next to this file, in ``__pycache__``, and reused by later processes) and
 ``nogil=True``, so the estimator runs them on several threads at once.
+
+Compiling the kernels takes 10 to 30 s on a fresh install, loading them from
+the cache about half a second. The backend of ``backend="auto"``
+(``NumbaBackend(lazy=True)``) never makes a small call wait for that: a call
+whose kernel (for its argument types, e.g. its code width) is not loaded yet
+starts loading or compiling it on a background thread and is answered by the
+numpy reference, which returns exactly the same results; later calls use the
+kernel once it is ready. Calls large enough to amortise the compile time
+(``_EAGER_WORK``) wait for it instead. :func:`warmup` loads the kernels
+ahead of time.
 """
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import njit, typeof, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -56,6 +68,52 @@ _PREFETCH = 16
 # Shortest shortlist that starts from a sampled threshold (for shorter ones
 # the running threshold settles after few acceptances).
 _SAMPLE_MIN_L = 4096
+# Work (pairs scored) from which a lazy backend compiles in the foreground:
+# the numpy reference would take longer than compiling (about 10 s).
+_EAGER_WORK = 2**31
+
+
+# --------------------------------------------------------------------------- #
+# Lazy compilation
+# --------------------------------------------------------------------------- #
+
+_compiling = {}  # (kernel, argument types) -> threading.Event, set when done
+_compiling_lock = threading.Lock()
+
+
+def _background_compile(kernel, sig, done):
+    try:
+        kernel.compile(sig)  # loads from the on-disk cache when it can
+    except Exception:  # noqa: BLE001 - the numpy path keeps answering
+        pass
+    finally:
+        done.set()
+
+
+def _kernel_ready(kernel, args, work, lazy):
+    """Whether to call ``kernel(*args)`` now.
+
+    True when it is compiled for these argument types, or when the backend
+    is not lazy or the call is big (``work >= _EAGER_WORK``): calling then
+    compiles (or loads) it in the foreground. Otherwise a background thread
+    compiles it, and False tells the caller to use the numpy reference.
+    """
+    if not lazy or work >= _EAGER_WORK:
+        return True
+    sig = tuple(typeof(a) for a in args)
+    if sig in kernel.overloads:
+        return True
+    with _compiling_lock:
+        done = _compiling.get((kernel, sig))
+        if done is None:
+            done = _compiling[(kernel, sig)] = threading.Event()
+            threading.Thread(
+                target=_background_compile,
+                args=(kernel, sig, done),
+                name="skhash-numba-compile",
+                daemon=True,
+            ).start()
+    return done.is_set() and sig in kernel.overloads
 
 
 # --------------------------------------------------------------------------- #
@@ -623,6 +681,13 @@ class NumbaBackend(NumpyBackend):
         (about ``24 L`` bytes per query for a shortlist of ``L``). All
         queries of a call share one pass over the database when their state
         fits; a larger ``L`` splits them into blocks, one pass each.
+    lazy : bool, default=False
+        When True, a call whose kernel is not compiled yet is answered by
+        the numpy reference (same results) while the kernel compiles on a
+        background thread, unless the call is large enough to amortise the
+        compile; the backend of ``backend="auto"`` is lazy. When False,
+        the first call of each kernel compiles it (or loads it from the
+        on-disk cache) before answering.
 
     Attributes
     ----------
@@ -659,14 +724,15 @@ class NumbaBackend(NumpyBackend):
 
     name = "numba"
 
-    def __init__(self, chunk_bytes=64 * 2**20, state_bytes=_STATE_BYTES):
+    def __init__(self, chunk_bytes=64 * 2**20, state_bytes=_STATE_BYTES, lazy=False):
         super().__init__(chunk_bytes=chunk_bytes)
         self.state_bytes = state_bytes
+        self.lazy = lazy
 
     def __repr__(self):
         return (
             f"NumbaBackend(chunk_bytes={self.chunk_bytes}, "
-            f"state_bytes={self.state_bytes})"
+            f"state_bytes={self.state_bytes}, lazy={self.lazy})"
         )
 
     def shortlist(self, q_bits, db_bits, n_candidates):
@@ -722,9 +788,10 @@ class NumbaBackend(NumpyBackend):
         db = _readonly(db)
         dist64 = np.empty((n_q, L), dtype=np.int64)
         ok = np.empty(n_q, dtype=np.bool_)
-        _shortlist_kernel(
-            qw, db, bytes_per_word, L, chunk, block, n_sample, indices, dist64, ok
-        )
+        args = (qw, db, bytes_per_word, L, chunk, block, n_sample, indices, dist64, ok)
+        if not _kernel_ready(_shortlist_kernel, args, n_q * n, self.lazy):
+            return NumpyBackend.shortlist(self, q_bits, db_bits, n_candidates)
+        _shortlist_kernel(*args)
         if not ok.all():  # unlucky samples: search those queries again
             redo = np.flatnonzero(~ok)
             idx2 = np.empty((len(redo), L), dtype=np.int64)
@@ -784,11 +851,14 @@ class NumbaBackend(NumpyBackend):
         luts, codes = _readonly(luts), _readonly(codes)
         if cand_idx is None:
             out = np.empty((luts.shape[0], codes.shape[0]), dtype=np.float32)
-            _aqd_all(luts, codes, out)
-            return out
-        cand = _readonly(np.ascontiguousarray(cand_idx, dtype=np.int64))
-        out = np.empty(cand.shape, dtype=np.float32)
-        _aqd_candidates(luts, cand, codes, out)
+            kernel, args = _aqd_all, (luts, codes, out)
+        else:
+            cand = _readonly(np.ascontiguousarray(cand_idx, dtype=np.int64))
+            out = np.empty(cand.shape, dtype=np.float32)
+            kernel, args = _aqd_candidates, (luts, cand, codes, out)
+        if not _kernel_ready(kernel, args, out.size * codes.shape[1], self.lazy):
+            return NumpyBackend.rerank_aqd(self, luts, cand_idx, db_codes)
+        kernel(*args)
         return out
 
     def topk(self, distances, n_neighbors, cand_idx=None):
@@ -835,7 +905,10 @@ class NumbaBackend(NumpyBackend):
             cand, has_cand = np.zeros((1, 1), dtype=np.int64), False
         else:
             cand, has_cand = np.ascontiguousarray(cand_idx, dtype=np.int64), True
-        _topk_kernel(_readonly(dist), _readonly(cand), has_cand, k, out_idx, out_dist)
+        args = (_readonly(dist), _readonly(cand), has_cand, k, out_idx, out_dist)
+        if not _kernel_ready(_topk_kernel, args, dist.size, self.lazy):
+            return NumpyBackend.topk(self, distances, n_neighbors, cand_idx)
+        _topk_kernel(*args)
         return out_idx, out_dist
 
 

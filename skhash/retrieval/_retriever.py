@@ -52,10 +52,13 @@ def _numba_backend():
 
 
 def _auto_backend():
+    # lazy: a fresh process answers its first small queries with the numpy
+    # reference (same results) while the kernels compile in the background
     try:
-        return get_backend("numba")
+        from skhash.retrieval._numba import NumbaBackend
     except ImportError:
         return get_backend("numpy")
+    return NumbaBackend(lazy=True)
 
 
 register_backend("numba", _numba_backend)
