@@ -121,7 +121,7 @@ def encode_product(X, codebooks, blocks, out_dtype, n_jobs=1):
 # --------------------------------------------------------------------------- #
 
 
-@njit(cache=True, nogil=True, boundscheck=False, inline="always")
+@njit(cache=True, nogil=True, boundscheck=False)
 def _argmin(s, si):
     """First index of the smallest entry of the float32 array ``s``.
 
@@ -139,7 +139,7 @@ def _argmin(s, si):
     return best & 0xFFFFFFFF
 
 
-@njit(cache=True, nogil=True, boundscheck=False, inline="always")
+@njit(cache=True, nogil=True, boundscheck=False)
 def _argmin64(s, si):
     """First index of the smallest entry of ``s`` (any float dtype)."""
     best = 0
@@ -152,7 +152,7 @@ def _argmin64(s, si):
     return best
 
 
-@njit(cache=True, nogil=True, boundscheck=False, inline="always")
+@njit(cache=True, nogil=True, boundscheck=False)
 def _add_rows(A, T2, m, new, old, has_old):
     """A[l] += T2[m, new, l] (− T2[m, old, l]) for every codebook l != m."""
     M, K = A.shape
@@ -168,21 +168,20 @@ def _add_rows(A, T2, m, new, old, has_old):
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
-def _icm_tables_kernel(
-    U, sq, T2, codes, n_rows, have_init, n_iter, beam, scratch, s, si
-):
-    """Greedy (or beam) start then ICM, from the unary terms and Gram tables.
+def _icm_tables_kernel(U, sq, T2, codes, n_rows, have_init, n_iter, s, si):
+    """Greedy start (or given codes) then ICM, from unary terms and Gram tables.
 
-    ``U[i, m, k] = −2⟨x_i, C_mk⟩``; ``sq[m, k] = ‖C_mk‖²``; ``T2[l, a, m, k]
-    = 2⟨C_la, C_mk⟩``. Per item ``A[m, k] = sq[m, k] + Σ_{l≠m} T2[l, c_l, m,
-    k]``, so the
-    objective of codeword ``k`` of codebook ``m`` with the other codes fixed
-    is ``U[i, m, k] + A[m, k]`` (up to a constant). An ICM step first checks,
+    ``U[i, m, k] = −2⟨x_i, C_mk⟩``; ``sq[m, k] = ‖C_mk‖²``;
+    ``T2[l, a, m, k] = 2⟨C_la, C_mk⟩``. Per item
+    ``A[m, k] = sq[m, k] + Σ_{l≠m} T2[l, c_l, m, k]``, so the objective of
+    codeword ``k`` of codebook ``m`` with the other codes fixed is
+    ``U[i, m, k] + A[m, k]`` (up to a constant). An ICM step first checks,
     in one vectorised pass, whether any codeword scores at most the current
     one; only then does it search for the first minimum (``np.argmin``'s
     choice). A step is skipped when no other code changed since the last
-    step of the same codebook (it would change nothing). ``scratch`` holds
-    the beam search state (``beam == 1``: greedy).
+    step of the same codebook (it would change nothing). ``s`` is a
+    ``K``-float scratch and ``si`` its integer view (int32 for float32,
+    which selects the vectorised :func:`_argmin`).
     """
     M = T2.shape[0]
     K = T2.shape[1]
@@ -190,19 +189,19 @@ def _icm_tables_kernel(
     f32 = si.itemsize == 4
     seen = np.empty(M, dtype=np.int64)
     for i in range(n_rows):
-        A[:] = sq
+        for m in range(M):
+            for k in range(K):
+                A[m, k] = sq[m, k]
         if have_init:
             for m in range(M):
                 _add_rows(A, T2, m, codes[i, m], 0, False)
-        elif beam <= 1:
+        else:
             for m in range(M):
                 for k in range(K):
                     s[k] = U[i, m, k] + A[m, k]
                 best = _argmin(s, si) if f32 else _argmin64(s, si)
                 codes[i, m] = best
                 _add_rows(A, T2, m, best, 0, False)
-        else:
-            _beam_start(U, sq, T2, codes, i, beam, scratch, A)
         if M == 1:
             continue
         # step counter of the last change, and of each codebook's last step
@@ -225,7 +224,7 @@ def _icm_tables_kernel(
                 for k in range(K):
                     v = U[i, m, k] + A[m, k]
                     s[k] = v
-                    n_le += v <= thr
+                    n_le += 1 if v <= thr else 0
                 if n_le <= 1:
                     continue
                 best = _argmin(s, si) if f32 else _argmin64(s, si)
@@ -296,6 +295,14 @@ def _beam_start(U, sq, T2, codes, i, beam, scratch, A):
     for lo in range(M):
         for k in range(K):
             A[lo, k] = cur[0, lo, k]
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _beam_kernel(U, sq, T2, codes, n_rows, beam, scratch):
+    """Beam-search start of each row (see :func:`_beam_start`)."""
+    A = np.empty((T2.shape[0], T2.shape[1]), dtype=U.dtype)
+    for i in range(n_rows):
+        _beam_start(U, sq, T2, codes, i, beam, scratch, A)
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
@@ -411,7 +418,7 @@ def encode_additive(
             if beam_width > 1:
                 scratch = np.empty((2, beam_width, M + 1, max(K, M + 1)), dtype)
             else:
-                scratch = np.empty((2, 1, 1, 1), dtype=dtype)
+                scratch = None
             sc = np.empty(K, dtype=dtype)
             sci = sc.view(np.int32 if dtype == np.float32 else np.int64)
             for s in range(lo, hi, _BLOCK):
@@ -420,18 +427,11 @@ def encode_additive(
                 xb[e - s :] = 0.0
                 np.matmul(xb, flat_t, out=U)
                 cb[: e - s] = codes[s:e]
+                Ub = U.reshape(_BLOCK, M, K)
+                if beam_width > 1:
+                    _beam_kernel(Ub, sqm, T2, cb, e - s, beam_width, scratch)
                 _icm_tables_kernel(
-                    U.reshape(_BLOCK, M, K),
-                    sqm,
-                    T2,
-                    cb,
-                    e - s,
-                    have_init,
-                    n_iter,
-                    beam_width,
-                    scratch,
-                    sc,
-                    sci,
+                    Ub, sqm, T2, cb, e - s, have_init or beam_width > 1, n_iter, sc, sci
                 )
                 codes[s:e] = cb[: e - s]
 
