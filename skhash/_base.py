@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import numbers
 import os
+import warnings
 from abc import abstractmethod
 
 import numpy as np
@@ -13,22 +15,42 @@ import scipy.sparse as sp
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, InvalidParameterError
 from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNet
-from skorch.callbacks import Callback
-from skorch.helper import SliceDict
+from skorch.callbacks import Callback, Checkpoint
+from skorch.dataset import ValidSplit
+from skorch.helper import predefined_split
 from threadpoolctl import threadpool_limits
 from torch import nn
 
 from skhash._modalities import SINGLE_MODALITY, MultiModal, as_modalities
-from skhash._networks import MLPTower, MultiTower
+from skhash._networks import MLPTower, MultiTower, _tower_kwargs
 from skhash._state import PortableState
-from skhash.exceptions import TrainingError
+from skhash.exceptions import NotFittedError, TrainingError
 
 __all__ = ["BaseCodeLearner", "resolve_device"]
 
-_ROUTED_PREFIXES = ("module__", "optimizer__")
+_ROUTED_PREFIXES = (
+    "module__",
+    "optimizer__",
+    "iterator_train__",
+    "iterator_valid__",
+    "callbacks__",
+)
+_ROUTED_WHAT = {
+    "module__": "passed to the tower class",
+    "optimizer__": "passed to the optimizer",
+    "iterator_train__": "passed to the training DataLoader",
+    "iterator_valid__": "passed to the validation DataLoader",
+    "callbacks__": "set on a named callback",
+}
+#: The widest code, tower output or hidden layer accepted (a clear error
+#: instead of a memory error for a typo such as n_bits=10**9).
+MAX_WIDTH = 65536
+_MAX_HIDDEN = 1 << 20
+#: Elements of float32 per chunk when a whole set is embedded or scanned.
+_CHUNK_ELEMENTS = 1 << 23
 
 
 @contextlib.contextmanager
@@ -71,12 +93,14 @@ def torch_threads(n_jobs):
 
 
 def resolve_device(device):
-    """Resolve ``"auto"`` to ``"cuda"`` when available, else ``"cpu"``.
+    """Check a device name and resolve ``"auto"``.
 
     Parameters
     ----------
     device : str or torch.device
-        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
+        ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``,
+        ``"cuda:1"`` or ``"mps"``. Other device types (``"meta"``, ...) and
+        names torch does not parse (``"gpu"``, ``"cuda:x"``) raise.
 
     Returns
     -------
@@ -89,21 +113,54 @@ def resolve_device(device):
     >>> resolve_device("cpu")
     'cpu'
     """
-    device = str(device)
+    if isinstance(device, torch.device):
+        device = str(device)
+    if not isinstance(device, str):
+        raise ValueError(
+            f"device={device!r} must be a string such as 'auto', 'cpu' or 'cuda'."
+        )
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    hint = " (CUDA devices are named 'cuda')" if device.lower() == "gpu" else ""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
         raise ValueError(
-            f"device={device!r} was requested but CUDA is not available on this "
-            "machine. Use device='auto' (CUDA when present, else CPU) or "
-            "device='cpu'."
+            f"device={device!r} is not a device name{hint}; use 'auto', 'cpu', "
+            "'cuda', 'cuda:<index>' (e.g. 'cuda:0') or 'mps'."
+        ) from None
+    if parsed.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(
+            f"device={device!r} is a {parsed.type!r} device, on which a learner "
+            "cannot train; use 'auto', 'cpu', 'cuda' or 'mps'."
+        )
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device={device!r} was requested but CUDA is not available on "
+                "this machine. Use device='auto' (CUDA when present, else CPU) "
+                "or device='cpu'."
+            )
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device={device!r}: this machine has {torch.cuda.device_count()} "
+                f"CUDA device(s), numbered from 0; use 'cuda:0' .. "
+                f"'cuda:{torch.cuda.device_count() - 1}' or 'cuda'."
+            )
+    if parsed.type == "mps" and not (
+        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+    ):
+        raise ValueError(
+            f"device={device!r} was requested but MPS is not available on this "
+            "machine. Use device='auto' or device='cpu'."
         )
     return device
 
 
 class _LossWatch(Callback):
     """Stops training with a clear error when the loss is not finite, and
-    records the per-epoch mean of each loss term in the history."""
+    records the per-epoch mean of each loss term in the history (the terms
+    of the validation batches with a ``valid_`` prefix)."""
 
     def __init__(self, learner):
         self.learner = learner
@@ -112,10 +169,12 @@ class _LossWatch(Callback):
         net.criterion_.begin_epoch(len(net.history))
 
     def on_batch_end(self, net, batch=None, training=None, **kwargs):
-        loss = net.history[-1, "batches", -1].get("train_loss")
+        key = "train_loss" if training else "valid_loss"
+        loss = net.history[-1, "batches", -1].get(key)
         if loss is not None and not math.isfinite(loss):
+            what = "training" if training else "validation"
             raise self.learner._diverged(
-                f"the training loss became {loss} at epoch {len(net.history)}"
+                f"the {what} loss became {loss} at epoch {len(net.history)}"
             )
 
     def on_epoch_end(self, net, **kwargs):
@@ -129,12 +188,15 @@ def _plain(value):
 
 
 class _EpochsDone(Callback):
-    """Counts the epochs that ran to their end, every callback included.
+    """Counts the epochs whose training, validation and skhash callbacks all
+    ran to their end.
 
     skorch's ``partial_fit`` swallows a ``KeyboardInterrupt`` and returns
     normally, and the history already holds a row for the epoch that was
-    interrupted; this callback, placed last, is the only reliable record of
-    whether the final epoch completed.
+    interrupted; this callback, placed after skhash's own callbacks and
+    before the user's, tells an interrupted epoch (re-raised) from a stop
+    requested by a user callback at an epoch's end (skorch's
+    ``EarlyStopping`` raises ``KeyboardInterrupt`` there).
     """
 
     def __init__(self):
@@ -147,40 +209,146 @@ class _EpochsDone(Callback):
         self.n_done += 1
 
 
+class _EpochStates(Callback):
+    """Keeps the learner's fitted state (codebooks, α) of the epoch that a
+    ``Checkpoint(load_best=True)`` saves, so that the codes after fit match
+    the restored weights. Placed after the user's callbacks."""
+
+    def __init__(self, learner, checkpoints):
+        self.learner = learner
+        self.checkpoints = checkpoints
+        self.state = None
+
+    def on_train_begin(self, net, **kwargs):
+        self.state = None
+
+    def on_epoch_end(self, net, dataset_train=None, **kwargs):
+        cp = self.checkpoints[-1]
+        if cp.monitor is None:
+            saved = True
+        elif callable(cp.monitor):
+            saved = bool(cp.monitor(net))
+        else:
+            saved = bool(net.history[-1].get(cp.monitor, False))
+        if saved:
+            emb = self.learner._embed_training_data(net, dataset_train.X)
+            self.state = self.learner._epoch_state(net, emb)
+
+
 class _Criterion(nn.Module):
-    """Base of the learners' criteria: accumulates named loss terms."""
+    """Base of the learners' criteria: accumulates named loss terms.
+
+    Terms computed without gradient (skorch's validation batches) are kept
+    apart and reported with a ``valid_`` prefix.
+    """
 
     def __init__(self):
         super().__init__()
         self._sums = {}
         self._count = 0
+        self._valid_sums = {}
+        self._valid_count = 0
         self.epoch = 0
 
     def begin_epoch(self, epoch):
         self.epoch = epoch
         self._sums, self._count = {}, 0
+        self._valid_sums, self._valid_count = {}, 0
 
     def end_epoch(self):
-        if not self._count:
-            return {}
-        return {k: v / self._count for k, v in self._sums.items()}
+        out = {}
+        if self._count:
+            out.update({k: v / self._count for k, v in self._sums.items()})
+        if self._valid_count:
+            out.update(
+                {
+                    f"valid_{k}": v / self._valid_count
+                    for k, v in self._valid_sums.items()
+                }
+            )
+        return out
+
+    def __call__(self, *args, **kwargs):
+        # skorch computes the validation loss without gradient
+        self._training_batch = torch.is_grad_enabled()
+        return super().__call__(*args, **kwargs)
 
     def _record(self, **terms):
-        self._count += 1
+        if getattr(self, "_training_batch", True):
+            sums = self._sums
+            self._count += 1
+        else:
+            sums = self._valid_sums
+            self._valid_count += 1
         for k, v in terms.items():
-            self._sums[k] = self._sums.get(k, 0.0) + float(v)
+            sums[k] = sums.get(k, 0.0) + float(v)
+
+
+class _ItemDataset(torch.utils.data.Dataset):
+    """The items of a fit, as skorch iterates them.
+
+    Each item is ``({modality: tensor, index_key: position}, target)``; the
+    arrays are read a row at a time and keep their dtype (a ``uint8`` image
+    set stays ``uint8``: the towers' input layer converts each batch to
+    float32). ``X`` is the dict of the arrays, for callbacks that embed the
+    whole set.
+    """
+
+    def __init__(self, arrays, y, index_key="index"):
+        self.X = arrays
+        self.y = y
+        self.index_key = index_key
+        self._n = len(y)
+
+    def __len__(self):
+        return self._n
+
+    def __getitem__(self, i):
+        item = {name: torch.from_numpy(np.array(a[i])) for name, a in self.X.items()}
+        item[self.index_key] = i
+        return item, self.y[i]
+
+
+def _is_count_constraint(constraints):
+    return any(
+        isinstance(c, Interval) and c.type in (numbers.Integral, numbers.Real)
+        for c in constraints
+    )
+
+
+def _channel_statistics(a, ndim):
+    """Mean and standard deviation of each channel (axis 1) of ``a``, over
+    the items and the other axes, computed in float64 chunk by chunk (no
+    float copy of the whole set)."""
+    n = a.shape[0]
+    per_item = int(np.prod(a.shape[1:], dtype=np.int64))
+    rows = max(1, _CHUNK_ELEMENTS // max(per_item, 1))
+    axes = (0,) + tuple(range(2, ndim))
+    count = n * int(np.prod(a.shape[2:], dtype=np.int64))
+    total = np.zeros(a.shape[1], np.float64)
+    for start in range(0, n, rows):
+        total += a[start : start + rows].sum(axis=axes, dtype=np.float64)
+    mean = total / count
+    shape = (1, -1) + (1,) * (ndim - 2)
+    sq = np.zeros(a.shape[1], np.float64)
+    for start in range(0, n, rows):
+        chunk = a[start : start + rows].astype(np.float64) - mean.reshape(shape)
+        sq += np.square(chunk).sum(axis=axes)
+    return mean, np.sqrt(sq / count)
 
 
 class BaseCodeLearner(PortableState, TransformerMixin, BaseEstimator):
     """Base class of skhash's code learners (not for direct use).
 
-    It owns what the three learners share: input validation (a plain 2-D
-    array or a :class:`~skhash.MultiModal`), per-modality standardisation,
-    the towers, a skorch :class:`~skorch.NeuralNet` built in ``fit`` and
-    stored as ``net_``, device resolution, seeding from ``random_state``
-    without touching global random state, the loss history, and
-    ``transform`` to a :class:`~skhash.CodeSet`. Subclasses provide the
-    criterion (:meth:`_make_criterion`), optional callbacks, and the codes
+    It owns what the three learners share: input validation (a plain
+    array or a :class:`~skhash.MultiModal` of any rank), per-modality
+    standardisation (done per batch by the towers' input layer), the towers,
+    a skorch :class:`~skorch.NeuralNet` built in ``fit`` and stored as
+    ``net_`` (with skorch's optimizer, callbacks, validation split and warm
+    start), device resolution, seeding from ``random_state`` without
+    touching global random state, the loss history, and ``transform`` to a
+    :class:`~skhash.CodeSet`. Subclasses provide the criterion
+    (:meth:`_make_criterion`), optional callbacks, and the codes
     (:meth:`_codes_from_embeddings`).
     """
 
@@ -193,7 +361,11 @@ class BaseCodeLearner(PortableState, TransformerMixin, BaseEstimator):
         "batch_size": [Interval(numbers.Integral, 2, None, closed="left")],
         "lr": [Interval(numbers.Real, 0, None, closed="neither")],
         "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
-        "device": [str],
+        "optimizer": [callable],
+        "callbacks": [None, list, tuple],
+        "train_split": [None, Interval(numbers.Real, 0, 1, closed="neither"), callable],
+        "warm_start": ["boolean"],
+        "device": [str, torch.device],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "n_jobs": [None, Interval(numbers.Integral, -1, None, closed="left")],
@@ -201,6 +373,9 @@ class BaseCodeLearner(PortableState, TransformerMixin, BaseEstimator):
 
     #: whether ``fit`` needs labels
     _requires_y = True
+    #: parameters fixed by a fit: changing them afterwards needs a new fit
+    #: (``module__*`` parameters are always structural)
+    _structural_params = ("hidden_layer_sizes", "module", "standardize")
 
     # -- routed parameters (skorch style: module__width=...) ----------------
     def _store_routed(self, kwargs):
@@ -219,11 +394,10 @@ class BaseCodeLearner(PortableState, TransformerMixin, BaseEstimator):
             for prefix in _ROUTED_PREFIXES:
                 if key.startswith(prefix[:-1]):
                     hint = f" Did you mean {prefix}{key[len(prefix) - 1 :]}?"
+            allowed = ", ".join(f"'{p}' ({w})" for p, w in _ROUTED_WHAT.items())
             raise TypeError(
                 f"{type(self).__name__} got an unexpected keyword argument "
-                f"{key!r}. Extra arguments must start with 'module__' (passed "
-                "to the tower class) or 'optimizer__' (passed to the "
-                f"optimizer).{hint}"
+                f"{key!r}. Extra arguments must start with {allowed}.{hint}"
             )
 
     def _routed(self, prefix):
@@ -252,20 +426,122 @@ class BaseCodeLearner(PortableState, TransformerMixin, BaseEstimator):
         rest = {k: v for k, v in params.items() if k not in routed}
         return super().set_params(**rest) if rest else self
 
+    # -- parameter validation ---------------------------------------------------
+    def _validate_params(self):
+        # bools pass sklearn's Integral/Real intervals (True == 1): a count
+        # given as True is a mistake, refused by name before anything else
+        for name, constraints in self._parameter_constraints.items():
+            value = getattr(self, name, None)
+            if isinstance(value, (bool, np.bool_)) and (
+                _is_count_constraint(constraints) or name == "random_state"
+            ):
+                kind = "an int" if name == "random_state" else "a number"
+                raise InvalidParameterError(
+                    f"The {name!r} parameter of {type(self).__name__} must be "
+                    f"{kind}, not a bool: got {name}={value!r}. Pass "
+                    f"{name}={int(value)} if you meant the number {int(value)}."
+                )
+        super()._validate_params()
+
+    def _check_widths(self):
+        sizes = self.hidden_layer_sizes
+        for width in sizes:
+            if (
+                isinstance(width, (bool, np.bool_))
+                or not isinstance(width, numbers.Integral)
+                or not 1 <= width <= _MAX_HIDDEN
+            ):
+                raise InvalidParameterError(
+                    f"hidden_layer_sizes={tuple(sizes)!r}: every width must be a "
+                    f"positive int of at most {_MAX_HIDDEN} (no bool, float, zero "
+                    f"or negative); got {width!r}. Pass e.g. "
+                    "hidden_layer_sizes=(512,), or () for a linear tower."
+                )
+        if self.module is not None:
+            ignored = []
+            for name in ("hidden_layer_sizes", "dropout"):
+                default = self._default(name)
+                value = getattr(self, name)
+                if name == "hidden_layer_sizes":
+                    value, default = tuple(value), tuple(default)
+                if value != default:
+                    ignored.append(f"{name}={value!r}")
+            if ignored and not (
+                isinstance(self.module, dict) and None in self.module.values()
+            ):
+                warnings.warn(
+                    f"{', '.join(ignored)} set the default MLP towers, but "
+                    f"module={self.module!r} replaces them, so they are ignored. "
+                    "Pass the custom tower's own settings as module__<name>=value, "
+                    "or leave these at their defaults.",
+                    UserWarning,
+                    stacklevel=4,
+                )
+
+    @classmethod
+    def _default(cls, name):
+        import inspect
+
+        return inspect.signature(cls.__init__).parameters[name].default
+
+    def _check_optimizer_params(self):
+        routed = self._routed("optimizer__")
+        for name, param in (("lr", "lr"), ("weight_decay", "weight_decay")):
+            if param in routed and routed[param] != getattr(self, name):
+                raise ValueError(
+                    f"optimizer__{param}={routed[param]!r} contradicts "
+                    f"{name}={getattr(self, name)!r}: they are the same setting. "
+                    f"Pass only {name}={routed[param]!r}."
+                )
+        if isinstance(self.optimizer, type) and not issubclass(
+            self.optimizer, torch.optim.Optimizer
+        ):
+            raise ValueError(
+                f"optimizer={self.optimizer!r} is not a torch.optim.Optimizer "
+                "class; pass e.g. optimizer=torch.optim.SGD."
+            )
+        callbacks = self.callbacks or []
+        for cb in callbacks:
+            item = cb[1] if isinstance(cb, tuple) and len(cb) == 2 else cb
+            if isinstance(cb, tuple) and (len(cb) != 2 or not isinstance(cb[0], str)):
+                item = None
+            if not isinstance(item, Callback) and not (
+                isinstance(item, type) and issubclass(item, Callback)
+            ):
+                raise ValueError(
+                    f"callbacks must be skorch callbacks or (name, callback) "
+                    f"pairs; got {cb!r}."
+                )
+
     # -- validation ---------------------------------------------------------
     @staticmethod
-    def _dense_float32(mm):
+    def _model_inputs(mm):
+        """The arrays the towers read: dense arrays as they are (any rank
+        and numeric dtype), sparse ones densified to float32."""
         out = {}
         for name, value in mm.items():
-            dense = value.toarray() if sp.issparse(value) else value
-            with np.errstate(over="ignore"):
-                a = np.asarray(dense, dtype=np.float32)
-            if not np.isfinite(a).all():  # finite input (checked): overflow
-                who = "X" if name == SINGLE_MODALITY else f"Modality {name!r}"
+            if sp.issparse(value):
+                with np.errstate(over="ignore"):
+                    a = np.asarray(value.toarray(), dtype=np.float32)
+            else:
+                a = value
+            who = "X" if name == SINGLE_MODALITY else f"Modality {name!r}"
+            if a.dtype.kind == "f" and a.dtype.itemsize > 4:
+                per_item = int(np.prod(a.shape[1:], dtype=np.int64))
+                rows = max(1, _CHUNK_ELEMENTS // max(per_item, 1))
+                for start in range(0, a.shape[0], rows):
+                    big = np.abs(a[start : start + rows]).max()
+                    if big > np.finfo(np.float32).max:
+                        raise ValueError(
+                            f"{who} has values too large for float32 (largest "
+                            f"magnitude {float(big):.3g}; float32 holds up to "
+                            "3.4e+38), in which the towers compute; rescale the "
+                            "features."
+                        )
+            if sp.issparse(value) and not np.isfinite(a).all():
                 raise ValueError(
-                    f"{who} has values too large for float32 (largest magnitude "
-                    f"{float(np.abs(dense).max()):.3g}; float32 holds up to "
-                    "3.4e+38), in which the towers compute; rescale the features."
+                    f"{who} has values too large for float32, in which the "
+                    "towers compute; rescale the features."
                 )
             out[name] = a
         return out
@@ -280,13 +556,49 @@ class BaseCodeLearner(PortableState, TransformerMixin, BaseEstimator):
                     "matrix of shape (n_samples, n_classes))."
                 )
             return None
+        if not isinstance(y, np.ndarray) or y.dtype == object:
+            flat = np.asarray(y, dtype=object).ravel()
+            kinds = set()
+            for v in flat:
+                if v is None or (isinstance(v, float) and math.isnan(v)):
+                    raise ValueError(
+                        "y holds missing labels (None or NaN); every item needs "
+                        "a label. Drop or impute the items with missing labels."
+                    )
+                if isinstance(v, str):
+                    kinds.add("str")
+                elif isinstance(v, (numbers.Number, np.bool_)):
+                    kinds.add("number")
+                else:
+                    raise ValueError(
+                        f"Unknown label type: y holds a {type(v).__name__} "
+                        f"({v!r}); labels must be numbers or strings."
+                    )
+            if len(kinds) > 1:
+                raise ValueError(
+                    "y mixes strings and numbers (e.g. 'cat' and 1), which would "
+                    "silently become the strings '1', 'cat'; pass labels of one "
+                    "type, e.g. y.astype(str) or integer class ids."
+                )
+            shape = np.asarray(y, dtype=object).shape
+            y = np.array(flat.tolist()).reshape(shape) if flat.size else np.asarray(y)
         y = np.asarray(y)
+        if y.dtype.kind not in "biufUS":
+            raise ValueError(
+                f"Unknown label type: y has dtype {y.dtype}; labels must be "
+                "numbers or strings."
+            )
         if y.dtype.kind in "fc" and np.isnan(y).any():
             # np.unique would make NaN one more class, silently
             raise ValueError(
                 f"y contains NaN ({int(np.isnan(y).sum())} values); labels must "
                 "be class ids or a 0/1 indicator matrix. Drop or impute the items "
                 "with missing labels."
+            )
+        if y.dtype.kind == "f" and np.isinf(y).any():
+            raise ValueError(
+                "y contains infinity; labels must be class ids or a 0/1 "
+                "indicator matrix."
             )
         if y.ndim == 2 and y.shape[1] == 1:
             y = y.ravel()
@@ -331,6 +643,24 @@ class BaseCodeLearner(PortableState, TransformerMixin, BaseEstimator):
         """Extra skorch callbacks; ``rng`` is the fit's random state."""
         return []
 
+    def _tower_modalities(self, modalities):
+        """The modalities that get a tower (the others are side inputs)."""
+        return tuple(modalities)
+
+    def _start_training(self, net, data):
+        """Hand training-time inputs to the net (after ``initialize``).
+
+        ``data`` holds ``train`` and ``valid`` (dicts of the arrays, or
+        None), ``side`` (the side inputs: modalities without a tower, split
+        alike) and ``scaler``.
+        """
+
+    def _stop_training(self, net):
+        """Drop the training-time state of the net (after training)."""
+
+    def _warm_start(self, net):
+        """Carry the fitted state into ``net`` before a warm-started fit."""
+
     def _loss_weights_repr(self):
         return ", ".join(
             f"{k}={v}"
@@ -346,11 +676,54 @@ class BaseCodeLearner(PortableState, TransformerMixin, BaseEstimator):
     def _codes_from_embeddings(self, modality, embedding):
         """Return the CodeSet of one modality."""
 
-    # -- fit -----------------------------------------------------------------
-    def _build_towers(self, n_features):
+    # -- structure ---------------------------------------------------------------
+    def _structure(self):
+        """The structural parameters, as they are now."""
+        out = {name: getattr(self, name) for name in self._structural_params}
+        out.update({f"module__{k}": v for k, v in self._routed("module__").items()})
+        if isinstance(out.get("hidden_layer_sizes"), list):
+            out["hidden_layer_sizes"] = tuple(out["hidden_layer_sizes"])
+        return out
+
+    def _check_structure(self):
+        fitted = getattr(self, "structure_", None)
+        if fitted is None:
+            return
+        now = self._structure()
+        changed = [
+            k
+            for k in sorted(set(fitted) | set(now))
+            if not _same(fitted.get(k, _MISSING), now.get(k, _MISSING))
+        ]
+        if changed:
+            diffs = ", ".join(
+                f"{k}={_show(fitted.get(k, _MISSING))} at fit, now "
+                f"{_show(now.get(k, _MISSING))}"
+                for k in changed
+            )
+            back = ", ".join(f"{k}={fitted[k]!r}" for k in changed if k in fitted)
+            raise NotFittedError(
+                f"{type(self).__name__} was fitted with another structure "
+                f"({diffs}; changed by set_params after fit), so its network "
+                "cannot produce codes of the new structure. Call fit again to "
+                "use the new parameters"
+                + (f", or set_params({back}) to use the fitted model." if back else ".")
+            )
+
+    def _fitted_view(self):
+        """A shallow copy of the learner with its parameters as at fit."""
+        view = copy.copy(self)
+        for key in [k for k in vars(view) if k.startswith("module__")]:
+            delattr(view, key)
+        for key, value in (getattr(self, "structure_", None) or {}).items():
+            setattr(view, key, value)
+        return view
+
+    # -- the net -----------------------------------------------------------------
+    def _build_towers(self, input_shapes, scaler=None):
         n_out = self._n_outputs()
         towers = {}
-        for name, width in n_features.items():
+        for name, shape in input_shapes.items():
             cls = self.module
             if isinstance(cls, dict):
                 if name not in cls:
@@ -359,25 +732,41 @@ class BaseCodeLearner(PortableState, TransformerMixin, BaseEstimator):
                         f"it has {sorted(cls)}."
                     )
                 cls = cls[name]
+            n_features = int(np.prod(shape, dtype=np.int64))
             if cls is None:
+                if len(shape) != 1:
+                    raise ValueError(
+                        f"Modality {name!r} has items of shape {shape}: the "
+                        "default MLP tower reads feature vectors (2-D input). "
+                        "Pass a tower for it, e.g. module={"
+                        f"{name!r}: MyCNN}} (a torch.nn.Module class), or "
+                        "flatten the items with X.reshape(len(X), -1)."
+                    )
                 tower = MLPTower(
-                    width,
+                    n_features,
                     n_out,
                     hidden_layer_sizes=tuple(self.hidden_layer_sizes),
                     dropout=self.dropout,
                     **self._routed("module__"),
                 )
             else:
-                tower = cls(
-                    n_features=width, n_outputs=n_out, **self._routed("module__")
+                kwargs = _tower_kwargs(
+                    cls,
+                    n_features=n_features,
+                    input_shape=tuple(shape),
+                    n_outputs=n_out,
+                    routed=self._routed("module__"),
                 )
+                tower = cls(**kwargs)
                 if not isinstance(tower, nn.Module):
                     raise TypeError(
                         f"module must build a torch.nn.Module; {cls!r} built "
                         f"{type(tower).__name__}."
                     )
             towers[name] = tower
-        return MultiTower(towers)
+        module = MultiTower(towers, scalers=scaler)
+        module.materialize(input_shapes)
+        return module
 
     def _make_net(
         self,
@@ -388,14 +777,16 @@ class BaseCodeLearner(PortableState, TransformerMixin, BaseEstimator):
         rng=None,
         generator=None,
         epochs_done=None,
+        scaler=None,
+        valid_dataset=None,
     ):
         """Build the (uninitialised) skorch net of this learner's parameters.
 
         Parameters
         ----------
         input_shapes : dict of str to tuple of int
-            The per-item input shape of each modality, in the order of the
-            modalities (``{"img": (4096,), "txt": (1000,)}``).
+            The per-item input shape of each towered modality, in order
+            (``{"img": (4096,), "txt": (1000,)}``, ``{"img": (3, 32, 32)}``).
         n_train : int or None
             Number of training items (caps the batch size); None when the
             net is built for a fitted learner without training.
@@ -406,7 +797,12 @@ class BaseCodeLearner(PortableState, TransformerMixin, BaseEstimator):
         generator : torch.Generator, default=None
             Shuffles the training batches.
         epochs_done : _EpochsDone, default=None
-            The last callback, counting completed epochs.
+            Counts completed epochs.
+        scaler : dict, default=None
+            Per-modality ``(mean, scale)`` applied by the towers' input layer.
+        valid_dataset : torch Dataset, default=None
+            The validation items (skorch's ``train_split`` is then
+            ``predefined_split(valid_dataset)``).
 
         Returns
         -------
@@ -415,52 +811,69 @@ class BaseCodeLearner(PortableState, TransformerMixin, BaseEstimator):
             current global generator: call it under a seeded ``fork_rng``.
         """
         modalities = tuple(input_shapes)
-        n_features = {
-            name: int(np.prod(shape, dtype=np.int64))
-            for name, shape in input_shapes.items()
-        }
-        module = self._build_towers(n_features)
+        module = self._build_towers(input_shapes, scaler)
         criterion = self._make_criterion(
             modalities, n_train if n_train is not None else 0
         )
         batch_size = (
             self.batch_size if n_train is None else min(self.batch_size, n_train)
         )
-        iterator_train = {"iterator_train__shuffle": True}
+        iterators = {"iterator_train__shuffle": True}
         if generator is not None:
-            iterator_train["iterator_train__generator"] = generator
+            iterators["iterator_train__generator"] = generator
         if n_train is not None:
-            iterator_train["iterator_train__drop_last"] = n_train > batch_size
+            iterators["iterator_train__drop_last"] = n_train > batch_size
+        for prefix in ("iterator_train__", "iterator_valid__", "callbacks__"):
+            iterators.update({prefix + k: v for k, v in self._routed(prefix).items()})
+        user = [
+            cb if isinstance(cb, tuple) else cb
+            for cb in copy.deepcopy(self.callbacks or [])
+        ]
+        callbacks = [
+            ("loss_watch", _LossWatch(self)),
+            *self._callbacks(rng if rng is not None else np.random.RandomState(0)),
+            ("epochs_done", epochs_done if epochs_done is not None else _EpochsDone()),
+            *user,
+        ]
+        checkpoints = [
+            cb[1] if isinstance(cb, tuple) else cb
+            for cb in user
+            if isinstance(cb[1] if isinstance(cb, tuple) else cb, Checkpoint)
+            and (cb[1] if isinstance(cb, tuple) else cb).load_best
+        ]
+        if checkpoints:
+            callbacks.append(("epoch_states", _EpochStates(self, checkpoints)))
+        optimizer_params = {
+            f"optimizer__{k}": v for k, v in self._routed("optimizer__").items()
+        }
+        optimizer_params.setdefault("optimizer__weight_decay", self.weight_decay)
+        optimizer_params.pop("optimizer__lr", None)  # equal to lr (checked)
         return NeuralNet(
             module=module,
             criterion=criterion,
-            optimizer=torch.optim.Adam,
+            optimizer=self.optimizer,
             lr=self.lr,
-            optimizer__weight_decay=self.weight_decay,
             max_epochs=self.max_epochs,
             batch_size=batch_size,
-            train_split=None,
-            callbacks=[
-                ("loss_watch", _LossWatch(self)),
-                *self._callbacks(rng if rng is not None else np.random.RandomState(0)),
-                (
-                    "epochs_done",
-                    epochs_done if epochs_done is not None else _EpochsDone(),
-                ),
-            ],
+            train_split=None
+            if valid_dataset is None
+            else predefined_split(valid_dataset),
+            callbacks=callbacks,
             device=device,
             verbose=int(self.verbose),
-            **iterator_train,
-            **{f"optimizer__{k}": v for k, v in self._routed("optimizer__").items()},
+            **iterators,
+            **optimizer_params,
         )
 
     def _initialized_net(self):
         """A freshly built, ``initialize()``-d net of the fitted architecture.
 
-        The towers have the fitted learner's structure (the modalities,
-        input shapes and device of ``fit``) and fresh weights: nothing is
-        trained. Load a state into ``net.module_`` to restore a fitted
-        learner without pickle. Global random state is not touched.
+        The towers have the fitted learner's structure (its structural
+        parameters, modalities, input shapes and device at ``fit``, even if
+        parameters were changed since) and fresh weights: nothing is
+        trained. Load a state into ``net.module_`` (the towers' weights and
+        the input scaler's buffers) to restore a fitted learner without
+        pickle. Global random state is not touched.
 
         Returns
         -------
@@ -469,28 +882,29 @@ class BaseCodeLearner(PortableState, TransformerMixin, BaseEstimator):
             ``net.optimizer_`` exist).
         """
         check_is_fitted(self, "net_")
-        input_shapes = getattr(self, "input_shapes_", None)
-        if input_shapes is None:
-            input_shapes = {
-                name: (width,) for name, width in self.n_features_per_modality_.items()
-            }
+        view = self._fitted_view()
         fork_devices = (
             [torch.cuda.current_device()] if self.device_.startswith("cuda") else []
         )
         with torch.random.fork_rng(devices=fork_devices):
             torch.manual_seed(0)
-            net = self._make_net(input_shapes, None, self.device_)
+            input_shapes = getattr(self, "input_shapes_", None) or {
+                name: (width,) for name, width in self.n_features_per_modality_.items()
+            }
+            net = view._make_net(input_shapes, None, self.device_, scaler=self.scaler_)
             net.initialize()
         return net
 
+    # -- fit -----------------------------------------------------------------
     def fit(self, X, y=None):
         """Train the towers and learn the codes.
 
         Parameters
         ----------
-        X : MultiModal or array-like of shape (n_samples, n_features)
+        X : MultiModal or array-like of shape (n_samples, ...)
             Training items: a :class:`~skhash.MultiModal` of paired
-            modalities, or a plain 2-D array (single-modal retrieval).
+            modalities (of any rank: feature vectors, images), or a plain
+            array (single-modal retrieval).
         y : array-like of shape (n_samples,) or (n_samples, n_classes)
             Labels: class ids or a multi-label indicator matrix. Two items
             are similar when they share a label.
@@ -507,9 +921,15 @@ class BaseCodeLearner(PortableState, TransformerMixin, BaseEstimator):
         error) sets no fitted attribute: they are all set together once
         training and the codes succeeded. An unfitted learner stays
         unfitted, and a fitted one keeps its previous fit whole (the same
-        ``net_``, codebooks and history), never a mix of the two.
-        There is no ``warm_start`` or ``partial_fit``: every ``fit``
-        trains from scratch.
+        ``net_``, codebooks and history), never a mix of the two. A stop
+        requested by a callback at the end of an epoch (skorch's
+        ``EarlyStopping``) ends the fit normally.
+
+        With ``warm_start=True`` a fitted learner continues training its
+        network (``max_epochs`` more epochs, the history continued, the
+        optimizer state and codebooks carried over) on ``X``, which must
+        have the fitted modalities and shapes; the input scaling of the
+        first fit is kept.
         """
         self._validate_params()
         with torch_threads(self.n_jobs):
@@ -517,37 +937,77 @@ class BaseCodeLearner(PortableState, TransformerMixin, BaseEstimator):
 
     def _fit(self, X, y):
         self._check_routed()
+        self._check_widths()
+        self._check_optimizer_params()
         self._check_params()
-        if not self._requires_y:
-            y = None  # unsupervised: labels are ignored, not validated
-        arrays = self._dense_float32(as_modalities(X))
+        warm = bool(self.warm_start) and self.__sklearn_is_fitted__()
+        if warm:
+            self._check_structure()
+        mm = as_modalities(X)
+        feature_names = mm._feature_names
+        arrays = self._model_inputs(mm)
         n = next(iter(arrays.values())).shape[0]
         if n < 2:
             raise ValueError(
                 f"{type(self).__name__} needs at least 2 training items; got "
                 f"n_samples={n}."
             )
+        towered = self._tower_modalities(tuple(arrays))
+        side = {m: a for m, a in arrays.items() if m not in towered}
+        arrays = {m: arrays[m] for m in towered}
+        if warm and tuple(arrays) != self.modalities_:
+            raise ValueError(
+                f"warm_start=True continues the fitted network, but X has the "
+                f"modalities {tuple(arrays)} and {type(self).__name__} was fitted "
+                f"on {self.modalities_}; pass the same modalities or set "
+                "warm_start=False to train from scratch."
+            )
+        input_shapes = {name: tuple(a.shape[1:]) for name, a in arrays.items()}
+        if warm and input_shapes != self.input_shapes_:
+            raise ValueError(
+                f"warm_start=True continues the fitted network, but X has items of "
+                f"shapes {input_shapes} and the network was fitted on "
+                f"{self.input_shapes_}; pass items of the fitted shapes or set "
+                "warm_start=False."
+            )
+        user_scoring = self._has_retrieval_scoring()
+        if not self._requires_y and not user_scoring:
+            y = None  # unsupervised: labels are ignored, not validated
+        if user_scoring and y is None:
+            raise ValueError(
+                "RetrievalScoring scores retrieval by shared labels: pass the "
+                f"items' labels y to fit ({type(self).__name__} "
+                + (
+                    "trains without them; they are used for the score only)."
+                    if not self._requires_y
+                    else "needs them anyway)."
+                )
+            )
         y_checked = self._validate_y(y, n)
         device = resolve_device(self.device)
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
 
-        scaler = {}
-        for name, a in arrays.items():
-            if self.standardize:
-                mean = a.mean(0)
-                scale = a.std(0)
-                scale[scale < 1e-8] = 1.0
-            else:
-                mean = np.zeros(a.shape[1], np.float32)
-                scale = np.ones(a.shape[1], np.float32)
-            scaler[name] = (mean.astype(np.float32), scale.astype(np.float32))
-        inputs = {
-            name: (a - scaler[name][0]) / scaler[name][1] for name, a in arrays.items()
-        }
-        n_features = {name: a.shape[1] for name, a in arrays.items()}
-        input_shapes = {name: tuple(a.shape[1:]) for name, a in arrays.items()}
-        modalities = tuple(arrays)
+        scaler = self.scaler_ if warm else self._fit_scaler(arrays)
+        train_idx, valid_idx = self._split(n, y_checked, rng)
+        target = np.zeros(n, dtype=np.int64) if y_checked is None else y_checked
+        n_train = len(train_idx)
+
+        def take(d, idx):
+            if idx is None:
+                return None
+            if len(idx) == n and np.array_equal(idx, np.arange(n)):
+                return dict(d)
+            return {m: a[idx] for m, a in d.items()}
+
+        train_arrays = take(arrays, train_idx)
+        valid_arrays = take(arrays, valid_idx)
+        train_ds = _ItemDataset(train_arrays, target[train_idx])
+        valid_ds = (
+            None
+            if valid_idx is None
+            else _ItemDataset(valid_arrays, target[valid_idx], "valid_index")
+        )
 
         generator = torch.Generator().manual_seed(seed)
         epochs_done = _EpochsDone()
@@ -558,16 +1018,44 @@ class BaseCodeLearner(PortableState, TransformerMixin, BaseEstimator):
             torch.manual_seed(seed)
             net = self._make_net(
                 input_shapes,
-                n,
+                n_train,
                 device,
                 rng=rng,
                 generator=generator,
                 epochs_done=epochs_done,
+                scaler=scaler,
+                valid_dataset=valid_ds,
             )
-            train_X = SliceDict(**inputs, index=np.arange(n))
-            target = np.zeros(n, dtype=np.int64) if y_checked is None else y_checked
-            net.fit(train_X, target)
-        if epochs_done.n_done < self.max_epochs:
+            net.initialize()
+            n_before = 0
+            if warm:
+                n_before = len(self.history_)
+                net.module_.load_state_dict(self.net_.module_.state_dict())
+                if type(self.net_.optimizer_) is type(net.optimizer_):
+                    with contextlib.suppress(ValueError, KeyError):
+                        net.optimizer_.load_state_dict(
+                            self.net_.optimizer_.state_dict()
+                        )
+                net.history_ = copy.deepcopy(self.history_)
+                self._warm_start(net)
+            self._start_training(
+                net,
+                {
+                    "train": train_arrays,
+                    "valid": valid_arrays,
+                    "side": {
+                        "train": take(side, train_idx),
+                        "valid": take(side, valid_idx),
+                    },
+                    "scaler": scaler,
+                },
+            )
+            try:
+                net.partial_fit(train_ds, None)
+            finally:
+                self._stop_training(net)
+        n_rows = len(net.history) - n_before
+        if epochs_done.n_done < n_rows or n_rows < 1:
             # skorch swallowed a KeyboardInterrupt (in the last epoch too,
             # whose row is already in the history): re-raise it
             raise KeyboardInterrupt(
@@ -576,45 +1064,149 @@ class BaseCodeLearner(PortableState, TransformerMixin, BaseEstimator):
                 "was left as it was before fit (unfitted, or its previous fit)."
             )
         net.module_.eval()
-        embeddings = {
-            name: self._embed(net, name, inputs[name], device) for name in modalities
-        }
-        self._check_embeddings(embeddings, "after the last epoch")
-        state = self._finish_fit(net, embeddings)
+        epoch_states = dict(net.callbacks_).get("epoch_states")
+        embeddings = self._embed_training_data(
+            net, train_arrays, "after the last epoch"
+        )
+        state = self._finish_fit(net, embeddings)  # also drops training state
+        if epoch_states is not None and epoch_states.state is not None:
+            state = epoch_states.state  # the epoch whose weights were restored
         # fitted state is set only once everything succeeded
-        self.modalities_ = modalities
-        if len(modalities) == 1:
-            self.n_features_in_ = n_features[modalities[0]]
+        n_features = {
+            name: int(np.prod(shape, dtype=np.int64))
+            for name, shape in input_shapes.items()
+        }
+        self.modalities_ = tuple(arrays)
+        for stale in ("n_features_in_", "feature_names_in_"):
+            if stale in vars(self):
+                delattr(self, stale)
+        if len(self.modalities_) == 1:
+            self.n_features_in_ = n_features[self.modalities_[0]]
+        names = {m: feature_names[m] for m in self.modalities_ if m in feature_names}
+        if names:
+            if self.modalities_ == (SINGLE_MODALITY,):
+                self.feature_names_in_ = names[SINGLE_MODALITY]
+            else:
+                self.feature_names_in_ = names
         self.n_features_per_modality_ = n_features
         self.input_shapes_ = input_shapes
         self.device_ = device
         self.scaler_ = scaler
+        self.structure_ = self._structure()
+        self.validation_indices_ = valid_idx
         self.net_ = net
         self.history_ = net.history
         for key, value in state.items():
             setattr(self, key, value)
         return self
 
+    def _has_retrieval_scoring(self):
+        from skhash.callbacks import RetrievalScoring
+
+        for cb in self.callbacks or []:
+            item = cb[1] if isinstance(cb, tuple) else cb
+            if isinstance(item, RetrievalScoring) or (
+                isinstance(item, type) and issubclass(item, RetrievalScoring)
+            ):
+                return True
+        return False
+
+    def _fit_scaler(self, arrays):
+        """Per-modality ``(mean, scale)``: per feature of 2-D inputs, per
+        channel (axis 1) of N-D inputs; ``(0, 1)`` without ``standardize``."""
+        scaler = {}
+        for name, a in arrays.items():
+            channels = a.shape[1]
+            if self.standardize:
+                mean, scale = _channel_statistics(a, a.ndim)
+                scale[scale < 1e-8] = 1.0
+            else:
+                mean, scale = np.zeros(channels), np.ones(channels)
+            scaler[name] = (mean.astype(np.float32), scale.astype(np.float32))
+        return scaler
+
+    def _split(self, n, y, rng):
+        """Training and validation positions (``valid`` None without split)."""
+        split = self.train_split
+        if split is None:
+            return np.arange(n), None
+        if isinstance(split, numbers.Real):
+            split = ValidSplit(
+                float(split),
+                stratified=False,
+                random_state=int(rng.randint(np.iinfo(np.int32).max)),
+            )
+        from skorch.dataset import Dataset
+
+        target = np.zeros(n, dtype=np.int64) if y is None else y
+        ds = Dataset(np.arange(n), target)
+        try:
+            parts = split(ds, target)
+        except ValueError as exc:
+            raise ValueError(
+                f"train_split={self.train_split!r} could not split the "
+                f"{n} training items: {exc}"
+            ) from exc
+        try:
+            ds_train, ds_valid = parts
+            train_idx = np.asarray(ds_train.indices, dtype=np.int64)
+            valid_idx = np.asarray(ds_valid.indices, dtype=np.int64)
+        except (TypeError, ValueError, AttributeError):
+            raise ValueError(
+                f"train_split={self.train_split!r} must split the dataset it is "
+                "given into two torch.utils.data.Subset of it (as skorch's "
+                "ValidSplit does); for a fixed validation set, pass a callable "
+                "returning Subsets of chosen positions."
+            ) from None
+        if len(train_idx) < 2 or len(valid_idx) < 1:
+            raise ValueError(
+                f"train_split={self.train_split!r} left {len(train_idx)} training "
+                f"and {len(valid_idx)} validation items of {n}; at least 2 and 1 "
+                "are needed. Use a smaller validation fraction or more items."
+            )
+        return train_idx, valid_idx
+
+    def _epoch_state(self, net, embeddings):
+        """The fitted state (``_finish_fit``'s) that training would end with
+        now, computed on copies: the training state is left as it is."""
+        return self._finish_fit(_NetView(net), embeddings)
+
+    def _epoch_view(self, state):
+        """A shallow copy of the learner with ``state`` as its fitted state."""
+        view = copy.copy(self)
+        for key, value in state.items():
+            setattr(view, key, value)
+        return view
+
     @staticmethod
-    def _embed(net, modality, inputs, device, batch_size=4096):
+    def _chunk_rows(a):
+        per_item = int(np.prod(a.shape[1:], dtype=np.int64))
+        return max(1, min(4096, _CHUNK_ELEMENTS // max(per_item, 1)))
+
+    @classmethod
+    def _embed(cls, net, modality, inputs, device, batch_size=None):
         module = net.module_
         was_training = module.training
         module.eval()
         out = []
+        rows = batch_size or cls._chunk_rows(inputs)
         with torch.no_grad():
-            for start in range(0, inputs.shape[0], batch_size):
-                xb = torch.as_tensor(inputs[start : start + batch_size], device=device)
+            for start in range(0, inputs.shape[0], rows):
+                chunk = np.array(inputs[start : start + rows])  # writable copy
+                xb = torch.from_numpy(chunk).to(device)
                 out.append(module.encode(modality, xb).float().cpu().numpy())
         module.train(was_training)
         return np.concatenate(out, axis=0).astype(np.float32, copy=False)
 
-    def _embed_training_data(self, net, X):
+    def _embed_training_data(self, net, X, when=None):
         """Embeddings of the training inputs (used by per-epoch callbacks)."""
         embeddings = {
             name: self._embed(net, name, X[name], net.device)
             for name in net.module_.towers
         }
-        self._check_embeddings(embeddings, f"at the end of epoch {len(net.history)}")
+        self._check_embeddings(
+            embeddings, when or f"at the end of epoch {len(net.history)}"
+        )
         return embeddings
 
     def _check_embeddings(self, embeddings, when):
@@ -644,7 +1236,7 @@ class BaseCodeLearner(PortableState, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : MultiModal or array-like of shape (n_samples, n_features)
+        X : MultiModal or array-like of shape (n_samples, ...)
             Items with any subset of the modalities seen in ``fit``.
 
         Returns
@@ -661,11 +1253,13 @@ class BaseCodeLearner(PortableState, TransformerMixin, BaseEstimator):
         arrays = self._check_transform_X(X)
         from skhash._codes import CodeSet
 
+        # the codes of the fitted structure: parameters such as n_bits changed
+        # by set_params after fit take effect at the next fit only
+        fitted = self._fitted_view()
         parts = {}
         for name, a in arrays.items():
-            mean, scale = self.scaler_[name]
-            emb = self._embed(self.net_, name, (a - mean) / scale, self.device_)
-            parts[name] = self._codes_from_embeddings(name, emb)
+            emb = self._embed(self.net_, name, a, self.device_)
+            parts[name] = fitted._codes_from_embeddings(name, emb)
         if len(parts) == 1 and tuple(parts) == self.modalities_:
             return next(iter(parts.values()))
         return CodeSet.from_modalities(**parts)
@@ -681,24 +1275,89 @@ class BaseCodeLearner(PortableState, TransformerMixin, BaseEstimator):
                     f"MultiModal({self.modalities_[0]}=...), not a plain array."
                 )
             mm = as_modalities(X)
-            mm = MultiModal._from_checked({self.modalities_[0]: mm["X"]})
+            mm = MultiModal._from_checked(
+                {self.modalities_[0]: mm["X"]},
+                {self.modalities_[0]: v for v in mm._feature_names.values()},
+            )
+        side = set(self._side_modalities())
+        if side:
+            mm = MultiModal._from_checked(
+                {k: v for k, v in mm.items() if k not in side} or dict(mm.items()),
+                mm._feature_names,
+            )
         unknown = [m for m in mm.modalities if m not in self.modalities_]
         if unknown:
             raise ValueError(
                 f"Unknown modalities {unknown}: {type(self).__name__} was fitted on "
                 f"{self.modalities_}."
             )
-        arrays = self._dense_float32(mm)
+        self._check_feature_names(mm)
+        arrays = self._model_inputs(mm)
         for name, value in arrays.items():
-            expected = self.n_features_per_modality_[name]
-            if value.shape[1] != expected:
+            expected = self.input_shapes_[name]
+            got = tuple(value.shape[1:])
+            if got != expected:
                 who = "X" if name == SINGLE_MODALITY else f"Modality {name!r}"
+                if len(expected) == 1 and len(got) == 1:
+                    raise ValueError(
+                        f"{who} has {got[0]} features, but "
+                        f"{type(self).__name__} is expecting {expected[0]} features "
+                        "as input (the width seen in fit)."
+                    )
                 raise ValueError(
-                    f"{who} has {value.shape[1]} features, but "
-                    f"{type(self).__name__} is expecting {expected} features as "
-                    "input (the width seen in fit)."
+                    f"{who} has items of shape {got}, but {type(self).__name__} "
+                    f"is expecting items of shape {expected} (the shape seen in "
+                    "fit)."
                 )
         return arrays
+
+    def _side_modalities(self):
+        """Modalities accepted in ``fit`` without a tower (ignored later)."""
+        return ()
+
+    def _check_feature_names(self, mm):
+        """scikit-learn's feature-name checks, per modality: a warning when
+        names are present at only one of fit and transform, an error when
+        they differ."""
+        fitted = getattr(self, "feature_names_in_", None)
+        if not isinstance(fitted, dict):
+            fitted = {} if fitted is None else {self.modalities_[0]: fitted}
+        est = type(self).__name__
+        for name in mm.modalities:
+            who = "X" if name == SINGLE_MODALITY else f"Modality {name!r}"
+            seen, now = fitted.get(name), mm._feature_names.get(name)
+            if seen is None and now is None:
+                continue
+            if seen is None:
+                warnings.warn(
+                    f"{who} has feature names, but {est} was fitted without "
+                    "feature names",
+                    UserWarning,
+                    stacklevel=4,
+                )
+            elif now is None:
+                warnings.warn(
+                    f"{who} does not have valid feature names, but {est} was "
+                    "fitted with feature names",
+                    UserWarning,
+                    stacklevel=4,
+                )
+            elif len(seen) != len(now) or np.any(seen != now):
+                unseen = sorted(set(now) - set(seen))[:5]
+                missing = sorted(set(seen) - set(now))[:5]
+                msg = (
+                    f"The feature names of {who} should match those that were "
+                    "passed during fit."
+                )
+                if unseen:
+                    msg += f" Feature names unseen at fit time: {unseen}."
+                if missing:
+                    msg += (
+                        f" Feature names seen at fit time, yet now missing: {missing}."
+                    )
+                if not unseen and not missing:
+                    msg += " The columns are in another order: reorder them as in fit."
+                raise ValueError(msg)
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "net_")
@@ -710,3 +1369,40 @@ class BaseCodeLearner(PortableState, TransformerMixin, BaseEstimator):
         tags.input_tags.sparse = True  # densified per modality (bag-of-words)
         tags.transformer_tags.preserves_dtype = []
         return tags
+
+
+class _NetView:
+    """What ``_finish_fit`` reads of a net, on copies of the stateful parts
+    (the codebook callbacks, the criterion's per-item state), so that the
+    fitted state of "training stopped now" can be computed mid-training."""
+
+    def __init__(self, net):
+        self.device = net.device
+        self.module_ = net.module_
+        self.history = net.history
+        self.criterion_ = copy.copy(net.criterion_)
+        self.callbacks_ = [(name, _copy_state(cb)) for name, cb in net.callbacks_]
+
+
+def _copy_state(cb):
+    out = copy.copy(cb)
+    for key, value in vars(cb).items():
+        if isinstance(value, (np.ndarray, np.random.RandomState)):
+            setattr(out, key, copy.deepcopy(value))
+    return out
+
+
+_MISSING = object()
+
+
+def _show(value):
+    return "(unset)" if value is _MISSING else repr(value)
+
+
+def _same(a, b):
+    if a is _MISSING or b is _MISSING:
+        return a is b
+    try:
+        return bool(a == b)
+    except Exception:  # arrays, objects without a boolean ==
+        return a is b

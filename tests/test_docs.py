@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Subpackages whose ``__all__`` lists public names; the top level too.
 PUBLIC_MODULES = [
     "skhash",
+    "skhash.callbacks",
     "skhash.compose",
     "skhash.datasets",
     "skhash.exceptions",

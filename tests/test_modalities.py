@@ -61,8 +61,12 @@ def test_read_only_and_inputs_untouched():
 
 
 def test_dtypes_and_sparse():
-    mm = MultiModal(a=np.ones((2, 2), dtype=int), b=np.ones((2, 2), dtype=bool))
-    assert mm["a"].dtype == np.float64 and mm["b"].dtype == np.float64
+    # numeric dtypes are kept (the learners convert per batch): no copy
+    a, b = np.ones((2, 2), dtype=int), np.ones((2, 2), dtype=bool)
+    mm = MultiModal(a=a, b=b)
+    assert mm["a"].dtype == a.dtype and mm["b"].dtype == np.bool_
+    assert np.shares_memory(mm["a"], a)
+    assert MultiModal(a=np.array([["1.5", "2"]]))["a"].dtype == np.float64
     assert MultiModal(a=np.ones((2, 2), np.float32))["a"].dtype == np.float32
     s = MultiModal(a=sp.random(5, 4, density=0.5, format="coo", random_state=0))
     assert sp.issparse(s["a"]) and s["a"].format == "csr"

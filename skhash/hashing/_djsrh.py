@@ -8,14 +8,17 @@ import numbers
 import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
-from skorch.callbacks import Callback
 
-from skhash._base import BaseCodeLearner, _Criterion
+from skhash._base import MAX_WIDTH, BaseCodeLearner, _Criterion
 from skhash._codes import CodeSet, pack_bits
 from skhash._losses import djsrh_affinity, djsrh_loss
 from skhash.utils._docstring import substitute
 
 __all__ = ["DJSRHHasher"]
+
+
+_IMAGE_NAMES = ("img", "image", "images", "image_features")
+_TEXT_NAMES = ("txt", "text", "texts", "text_features", "tag", "tags")
 
 
 def _alpha_function(schedule):
@@ -28,13 +31,36 @@ def _alpha_function(schedule):
     return lambda epoch: value
 
 
+def _checked_alpha(schedule, epoch):
+    """``α`` at ``epoch``, or a ValueError naming ``alpha_schedule``."""
+    value = schedule(epoch)
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise ValueError(
+            f"alpha_schedule returned {value!r} ({type(value).__name__}) at epoch "
+            f"{epoch}; it must return a finite positive number, e.g. "
+            "alpha_schedule=lambda t: min(t ** 0.5, 10)."
+        )
+    value = float(value)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(
+            f"alpha_schedule gave α={value!r} at epoch {epoch}; it must "
+            "return a finite positive number."
+        )
+    return value
+
+
 class _DJSRHCriterion(_Criterion):
     """DJSRH eq. (5) on a batch: the affinity μS of the batch's input
     features, reconstructed by the cosines of the codes ``tanh(α H)``.
 
     The towers only see the batch, so the input features the affinity needs
     are looked up by the batch's ``index`` in ``features`` (the training
-    inputs, set by ``_StashInputs`` for the duration of the training).
+    inputs, handed over by ``DJSRHHasher._start_training`` for the duration
+    of the training).
     """
 
     def __init__(self, modalities, *, beta, eta, mu, lambda1, lambda2, alpha):
@@ -47,24 +73,22 @@ class _DJSRHCriterion(_Criterion):
         self.lambda2 = lambda2
         self.alpha = alpha
         self.features = None  # {modality: (n_train, p) tensor}, while training
+        self.valid_features = None  # the same for the validation items
 
     def current_alpha(self):
-        alpha = float(self.alpha(max(self.epoch, 1)))
-        if not (math.isfinite(alpha) and alpha > 0):
-            raise ValueError(
-                f"alpha_schedule gave α={alpha!r} at epoch {self.epoch}; it must "
-                "return a finite positive number."
-            )
-        return alpha
+        return _checked_alpha(self.alpha, max(self.epoch, 1))
 
     def forward(self, y_pred, y_true):
-        if self.features is None:
+        if "index" in y_pred:
+            features, idx = self.features, y_pred["index"]
+        else:  # a validation batch
+            features, idx = self.valid_features, y_pred.get("valid_index")
+        if features is None or idx is None:
             raise RuntimeError(
                 "The DJSRH criterion has no training inputs to build the "
                 "affinity from; it only works inside DJSRHHasher.fit."
             )
-        idx = y_pred["index"]
-        inputs = [self.features[m][idx] for m in self.modalities]
+        inputs = [features[m][idx] for m in self.modalities]
         target = djsrh_affinity(inputs, beta=self.beta, eta=self.eta, mu=self.mu)
         alpha = self.current_alpha()
         codes = [torch.tanh(alpha * y_pred[m]) for m in self.modalities]
@@ -80,21 +104,6 @@ class _DJSRHCriterion(_Criterion):
                 terms["loss_within_" + self.modalities[1]] = within[1]
             self._record(**terms)
         return loss
-
-
-class _StashInputs(Callback):
-    """Hands the criterion the (standardised) training inputs for the
-    affinity, and takes them back when training ends so that the fitted
-    network does not carry a copy of the training set."""
-
-    def on_train_begin(self, net, X=None, y=None, **kwargs):
-        net.criterion_.features = {
-            m: torch.as_tensor(np.asarray(X[m]), device=net.device)
-            for m in net.criterion_.modalities
-        }
-
-    def on_train_end(self, net, X=None, y=None, **kwargs):
-        net.criterion_.features = None
 
 
 @substitute
@@ -134,16 +143,34 @@ class DJSRHHasher(BaseCodeLearner):
     n_bits : int, default=64
         Code length: the width of each tower's output ``H``.
     beta : float, default=0.3
-        Weight ``β`` of the first modality's similarity in ``S̃`` (the second
-        gets ``1 − β``); the paper's Wiki setting. Unused with one modality.
+        Weight ``β`` of the image modality's similarity in ``S̃`` (the text
+        modality gets ``1 − β``); the paper's Wiki setting. Unused with one
+        modality. Which modality is the image is decided by name (see
+        ``image_modality``), never by the order of the ``MultiModal``.
     eta : float, default=0.4
         Weight ``η`` of the second-order term ``S̃ S̃ᵀ / m``.
     mu : float, default=1.5
         Scale ``μ`` of the target affinity.
     lambda1 : float, default=0.3
-        Weight of the first modality's within-modality term.
+        Weight of the image modality's within-modality term.
     lambda2 : float, default=0.3
-        Weight of the second modality's within-modality term.
+        Weight of the text modality's within-modality term.
+    image_modality : str, default=None
+        Name of the image modality (the one ``beta`` and ``lambda1`` weigh).
+        None resolves it by name: a modality named ``"img"`` or ``"image"``,
+        else the modality that is not named ``"txt"`` or ``"text"``; two
+        modalities with other names need it set explicitly.
+    affinity_features : "inputs", "raw" or dict, default="inputs"
+        The features the joint-semantics affinity ``S`` is built from:
+        ``"inputs"``, each tower's input (standardised when
+        ``standardize=True``); ``"raw"``, the features as given, without
+        standardisation; or a dict mapping a modality to the name of another
+        modality of ``X`` that holds its affinity features, e.g.
+        ``{"img": "img_feat"}`` with ``X = MultiModal(img=pixels,
+        img_feat=cnn_features, txt=...)``: the tower reads the raw images
+        while the affinity uses frozen CNN features (the authors' setting).
+        Such side modalities get no tower and are not needed by
+        ``transform``. N-D items are flattened for the affinity.
     alpha_schedule : "sqrt", float or callable, default="sqrt"
         The ``α`` of ``tanh(α H)``: ``"sqrt"`` is the paper's ``α = √t`` at
         epoch ``t`` (counted from 1), a float a constant ``α``, a callable
@@ -237,7 +264,7 @@ class DJSRHHasher(BaseCodeLearner):
 
     _parameter_constraints: dict = {
         **BaseCodeLearner._parameter_constraints,
-        "n_bits": [Interval(numbers.Integral, 1, None, closed="left")],
+        "n_bits": [Interval(numbers.Integral, 1, MAX_WIDTH, closed="both")],
         "beta": [Interval(numbers.Real, 0, 1, closed="both")],
         "eta": [Interval(numbers.Real, 0, 1, closed="both")],
         "mu": [Interval(numbers.Real, 0, None, closed="neither")],
@@ -248,7 +275,10 @@ class DJSRHHasher(BaseCodeLearner):
             Interval(numbers.Real, 0, None, closed="neither"),
             callable,
         ],
+        "image_modality": [None, str],
+        "affinity_features": [StrOptions({"inputs", "raw"}), dict],
     }
+    _structural_params = (*BaseCodeLearner._structural_params, "n_bits")
 
     _requires_y = False
 
@@ -262,6 +292,8 @@ class DJSRHHasher(BaseCodeLearner):
         lambda1=0.3,
         lambda2=0.3,
         alpha_schedule="sqrt",
+        image_modality=None,
+        affinity_features="inputs",
         hidden_layer_sizes=(512,),
         dropout=0.3,
         module=None,
@@ -274,6 +306,10 @@ class DJSRHHasher(BaseCodeLearner):
         device="auto",
         verbose=0,
         n_jobs=None,
+        optimizer=torch.optim.Adam,
+        callbacks=None,
+        train_split=None,
+        warm_start=False,
         **kwargs,
     ):
         self.n_bits = n_bits
@@ -283,6 +319,8 @@ class DJSRHHasher(BaseCodeLearner):
         self.lambda1 = lambda1
         self.lambda2 = lambda2
         self.alpha_schedule = alpha_schedule
+        self.image_modality = image_modality
+        self.affinity_features = affinity_features
         self.hidden_layer_sizes = hidden_layer_sizes
         self.dropout = dropout
         self.module = module
@@ -295,6 +333,10 @@ class DJSRHHasher(BaseCodeLearner):
         self.random_state = random_state
         self.verbose = verbose
         self.n_jobs = n_jobs
+        self.optimizer = optimizer
+        self.callbacks = callbacks
+        self.train_split = train_split
+        self.warm_start = warm_start
         self._store_routed(kwargs)
 
     def fit(self, X, y=None):
@@ -315,6 +357,68 @@ class DJSRHHasher(BaseCodeLearner):
         """
         return super().fit(X, y)
 
+    def _check_params(self):
+        if callable(self.alpha_schedule) and not isinstance(self.alpha_schedule, str):
+            _checked_alpha(self.alpha_schedule, 1)  # a clear error before training
+        if isinstance(self.affinity_features, dict):
+            for key, value in self.affinity_features.items():
+                if not isinstance(key, str) or not isinstance(value, str):
+                    raise ValueError(
+                        "affinity_features must map modality names to modality "
+                        f"names, e.g. {{'img': 'img_feat'}}; got {key!r}: {value!r}."
+                    )
+
+    def _side_modalities(self):
+        if isinstance(self.affinity_features, dict):
+            return tuple(self.affinity_features.values())
+        return ()
+
+    def _tower_modalities(self, modalities):
+        side = self._side_modalities()
+        missing = [m for m in side if m not in modalities]
+        if missing:
+            raise ValueError(
+                f"affinity_features={self.affinity_features!r} names the "
+                f"modalities {missing}, which X does not have; X has {modalities}."
+            )
+        towered = tuple(m for m in modalities if m not in side)
+        if isinstance(self.affinity_features, dict):
+            wrong = [k for k in self.affinity_features if k not in towered]
+            if wrong:
+                raise ValueError(
+                    f"affinity_features={self.affinity_features!r} gives features "
+                    f"for {wrong}, which are not trained modalities of X "
+                    f"({towered})."
+                )
+        if not towered:
+            raise ValueError("X has no modality left to train a tower on.")
+        return towered
+
+    def _roles(self, modalities):
+        """The modalities in role order: (image, text), or the only one."""
+        if len(modalities) == 1:
+            return tuple(modalities)
+        if self.image_modality is not None:
+            if self.image_modality not in modalities:
+                raise ValueError(
+                    f"image_modality={self.image_modality!r} is not a modality of "
+                    f"X; X has {tuple(modalities)}."
+                )
+            image = self.image_modality
+        else:
+            named = [m for m in modalities if m.lower() in _IMAGE_NAMES]
+            if not named:
+                named = [m for m in modalities if m.lower() not in _TEXT_NAMES]
+            if len(named) != 1:
+                raise ValueError(
+                    f"DJSRHHasher cannot tell which of the modalities "
+                    f"{tuple(modalities)} is the image (beta and lambda1 weigh the "
+                    "image modality, 1 - beta and lambda2 the text one); name "
+                    "them 'img' and 'txt', or pass image_modality=<name>."
+                )
+            image = named[0]
+        return (image, *[m for m in modalities if m != image])
+
     def _n_outputs(self):
         return self.n_bits
 
@@ -325,7 +429,7 @@ class DJSRHHasher(BaseCodeLearner):
                 f"{modalities}."
             )
         return _DJSRHCriterion(
-            modalities,
+            self._roles(modalities),
             beta=self.beta,
             eta=self.eta,
             mu=self.mu,
@@ -334,8 +438,39 @@ class DJSRHHasher(BaseCodeLearner):
             alpha=_alpha_function(self.alpha_schedule),
         )
 
-    def _callbacks(self, rng):
-        return [("stash_inputs", _StashInputs())]
+    def _affinity_inputs(self, arrays, side, scaler, device):
+        """The affinity's features of each modality, as float32 tensors."""
+        if arrays is None:
+            return None
+        out = {}
+        for m, a in arrays.items():
+            source = self.affinity_features
+            if isinstance(source, dict) and m in source:
+                feats = np.asarray(side[source[m]], dtype=np.float32)
+                feats = feats.reshape(len(feats), -1)
+            else:
+                feats = np.asarray(a, dtype=np.float32)
+                if source == "inputs":
+                    mean, scale = scaler[m]
+                    shape = (1, -1) + (1,) * (feats.ndim - 2)
+                    feats = (feats - mean.reshape(shape)) / scale.reshape(shape)
+                feats = feats.reshape(len(feats), -1)
+            out[m] = torch.as_tensor(np.ascontiguousarray(feats), device=device)
+        return out
+
+    def _start_training(self, net, data):
+        crit = net.criterion_
+        crit.features = self._affinity_inputs(
+            data["train"], data["side"]["train"], data["scaler"], net.device
+        )
+        crit.valid_features = self._affinity_inputs(
+            data["valid"], data["side"]["valid"], data["scaler"], net.device
+        )
+
+    def _stop_training(self, net):
+        # the fitted network does not carry a copy of the training set
+        net.criterion_.features = None
+        net.criterion_.valid_features = None
 
     def _finish_fit(self, net, embeddings):
         criterion = net.criterion_

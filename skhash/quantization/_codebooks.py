@@ -348,10 +348,21 @@ def kmeans_codebooks(
         "init_codes": ["array-like", None],
         "beam_width": [Interval(Integral, 1, None, closed="left")],
         "n_jobs": [Integral, None],
+        "device": [str, None],
     },
     prefer_skip_nested_validation=True,
 )
-def encode(X, codebooks, *, kind, n_iter=3, init_codes=None, beam_width=1, n_jobs=None):
+def encode(
+    X,
+    codebooks,
+    *,
+    kind,
+    n_iter=3,
+    init_codes=None,
+    beam_width=1,
+    n_jobs=None,
+    device=None,
+):
     """Assign each item the codes that best reconstruct it.
 
     - ``kind="product"``: the exact nearest codeword in each block.
@@ -395,6 +406,12 @@ def encode(X, codebooks, *, kind, n_iter=3, init_codes=None, beam_width=1, n_job
     n_jobs : int, default=None
         Threads over blocks of items (``None``: 1, ``-1``: all cores); the
         codes do not depend on it.
+    device : str, default=None
+        ``None`` or ``"cpu"``: the compiled CPU kernels. A CUDA device such
+        as ``"cuda"`` or ``"cuda:1"`` runs the same searches with torch on
+        that GPU, in chunks of items (``beam_width`` must be 1); there the
+        float32 sums run in another order, so an item whose best codewords
+        tie within rounding may get the other one.
 
     Returns
     -------
@@ -422,6 +439,10 @@ def encode(X, codebooks, *, kind, n_iter=3, init_codes=None, beam_width=1, n_job
         X, codebooks, kind, init_codes
     )
     n_jobs = effective_n_jobs(n_jobs)
+    if device is not None and device != "cpu":
+        return _encode_on_device(
+            X, codebooks, kind, n_iter, init_codes, beam_width, out_dtype, device
+        )
     if kind == "product":
         blocks = product_blocks(X.shape[1], codebooks.shape[0])
         return _encode.encode_product(X, codebooks, blocks, out_dtype, n_jobs=n_jobs)
@@ -433,6 +454,38 @@ def encode(X, codebooks, *, kind, n_iter=3, init_codes=None, beam_width=1, n_job
         out_dtype=out_dtype,
         beam_width=1 if init_codes is not None else beam_width,
         n_jobs=n_jobs,
+    )
+
+
+def _encode_on_device(
+    X, codebooks, kind, n_iter, init_codes, beam_width, out_dtype, device
+):
+    """:func:`encode` with torch on a CUDA ``device``."""
+    if not str(device).startswith("cuda"):
+        raise ValueError(
+            f"device={device!r} is not supported by encode; pass None or 'cpu' "
+            "(compiled CPU kernels) or a CUDA device such as 'cuda' or 'cuda:0'."
+        )
+    if beam_width > 1 and init_codes is None and kind == "additive":
+        raise ValueError(
+            f"beam_width={beam_width} runs on the CPU only; pass device=None "
+            "for the beam search, or beam_width=1 on the GPU."
+        )
+    from skhash._base import resolve_device
+    from skhash.quantization._encode_torch import encode_torch
+
+    blocks = None
+    if kind == "product":
+        blocks = product_blocks(X.shape[1], codebooks.shape[0])
+    return encode_torch(
+        X,
+        codebooks,
+        kind=kind,
+        n_iter=n_iter,
+        init_codes=init_codes,
+        out_dtype=out_dtype,
+        device=resolve_device(device),
+        blocks=blocks,
     )
 
 

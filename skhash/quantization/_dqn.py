@@ -357,10 +357,17 @@ class DQNQuantizer(BaseCodeLearner):
         return np.concatenate([self._z(embeddings[m]) for m in modalities], axis=0)
 
     def _codes_from_embeddings(self, modality, embedding):
+        from skhash.quantization._encode_torch import learner_device
+
         embedding = self._z(embedding)
         return CodeSet(
             embedding=embedding,
-            codes=encode(embedding, self.codebooks_, kind="product"),
+            codes=encode(  # on the GPU when the towers are
+                embedding,
+                self.codebooks_,
+                kind="product",
+                device=learner_device(getattr(self, "device_", None)),
+            ),
             codebooks=self.codebooks_,
             codebook_kind="product",
             modality=modality,

@@ -107,13 +107,15 @@ def encode_product(X, codebooks, blocks, out_dtype, n_jobs=1):
         Ct[m, : len(b)] = sub.T
         sq[m] = np.einsum("kd,kd->k", sub, sub)
     X = np.ascontiguousarray(X)
-    codes = np.empty((X.shape[0], M), dtype=np.int32)
+    out = np.empty((X.shape[0], M), dtype=out_dtype)
 
     def run(lo, hi):
-        _pq_kernel(X[lo:hi], Ct, sq, starts, stops, codes[lo:hi])
+        codes = np.empty((hi - lo, M), dtype=np.int32)
+        _pq_kernel(X[lo:hi], Ct, sq, starts, stops, codes)
+        out[lo:hi] = codes
 
     _run_blocks(run, X.shape[0], n_jobs, _BLOCK * 16)
-    return codes.astype(out_dtype)
+    return out
 
 
 # --------------------------------------------------------------------------- #
@@ -390,10 +392,8 @@ def encode_additive(
     n = X.shape[0]
     dtype = X.dtype
     C = np.ascontiguousarray(codebooks, dtype=dtype)
-    codes = np.zeros((n, M), dtype=np.int32)
+    out = np.empty((n, M), dtype=out_dtype)
     have_init = init_codes is not None
-    if have_init:
-        codes[:] = init_codes
     X = np.ascontiguousarray(X)
     flat = C.reshape(M * K, d)
     sq = np.einsum("kd,kd->k", flat, flat)
@@ -426,14 +426,15 @@ def encode_additive(
                 xb[: e - s] = X[s:e]
                 xb[e - s :] = 0.0
                 np.matmul(xb, flat_t, out=U)
-                cb[: e - s] = codes[s:e]
+                if have_init:
+                    cb[: e - s] = init_codes[s:e]
                 Ub = U.reshape(_BLOCK, M, K)
                 if beam_width > 1:
                     _beam_kernel(Ub, sqm, T2, cb, e - s, beam_width, scratch)
                 _icm_tables_kernel(
                     Ub, sqm, T2, cb, e - s, have_init or beam_width > 1, n_iter, sc, sci
                 )
-                codes[s:e] = cb[: e - s]
+                out[s:e] = cb[: e - s]
 
         _run_blocks(run, n, n_jobs, _BLOCK * 8)
     else:
@@ -441,10 +442,14 @@ def encode_additive(
         sqm = sq.reshape(M, K)
 
         def run(lo, hi):
-            _icm_direct_kernel(X[lo:hi], Ct, sqm, codes[lo:hi], have_init, n_iter)
+            codes = np.zeros((hi - lo, M), dtype=np.int32)
+            if have_init:
+                codes[:] = init_codes[lo:hi]
+            _icm_direct_kernel(X[lo:hi], Ct, sqm, codes, have_init, n_iter)
+            out[lo:hi] = codes
 
         _run_blocks(run, n, n_jobs, _BLOCK)
-    return codes.astype(out_dtype)
+    return out
 
 
 def _run_blocks(run, n, n_jobs, grain):

@@ -73,4 +73,12 @@ def trusted_types():
         ProductQuantizer,
         TwoStageRetriever,
     ]
+    # the learners' ``optimizer`` parameter holds a torch.optim class (Adam
+    # by default): a reference to a class, not an object of it
+    import torch
+
+    classes += [
+        getattr(torch.optim, name)
+        for name in ("Adam", "AdamW", "SGD", "RMSprop", "Adagrad")
+    ]
     return sorted(f"{cls.__module__}.{cls.__qualname__}" for cls in classes)

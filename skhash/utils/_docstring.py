@@ -5,22 +5,53 @@ __all__ = ["substitute"]
 _BLOCKS = {
     "training_params": """\
     lr : float, default=1e-3
-        Adam learning rate.
+        Learning rate of the optimizer (skorch's ``lr``). ``optimizer__lr``
+        is the same setting: passing both with different values raises.
     weight_decay : float, default=0.0
-        Adam weight decay.
+        The optimizer's weight decay (``optimizer__weight_decay`` is the
+        same setting).
     device : str, default="auto"
-        ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``...
-        ``"cuda"`` without CUDA raises a ValueError rather than falling back.
+        ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``,
+        ``"cuda:<index>"`` or ``"mps"``. A device that is not available
+        raises a ValueError rather than falling back; other names
+        (``"gpu"``, ``"meta"``) are refused.
     verbose : int, default=0
-        Show skorch's epoch table when > 0.
+        Print skorch's epoch table (the loss terms, ``valid_loss`` and any
+        callback's scores) when > 0; plain text without colour codes when
+        the output is not a terminal.
     n_jobs : int, default=None
         CPU threads of torch, BLAS and OpenMP used by ``fit`` and
         ``transform`` (set for the call and restored afterwards); None keeps
         the current settings, -1 uses all cores. The same ``n_jobs`` and
         ``random_state`` give bit-identical results on CPU. Small towers
         often train fastest on 1 thread, above all on a busy machine.
+    optimizer : torch.optim.Optimizer class, default=torch.optim.Adam
+        The optimizer (skorch's ``optimizer``), built with ``lr``,
+        ``weight_decay`` and the ``optimizer__*`` parameters, e.g.
+        ``optimizer=torch.optim.SGD, optimizer__momentum=0.9``. Per-modality
+        learning rates: ``optimizer__param_groups=[("towers.img.*", {"lr":
+        1e-4})]`` (parameter names are ``towers.<modality>.<layer>``).
+    callbacks : list of skorch callbacks or (name, callback) pairs, default=None
+        Run after skhash's own callbacks at every event of the training
+        (skorch's ``callbacks``): e.g. ``LRScheduler``, ``EarlyStopping``,
+        ``Checkpoint``, ``ProgressBar`` or
+        :class:`~skhash.callbacks.RetrievalScoring`. Copied at each fit.
+    train_split : float, ValidSplit or callable, default=None
+        Hold out a validation split (skorch's ``train_split``): a float is
+        the validation fraction (a random split drawn from
+        ``random_state``), a skorch ``ValidSplit`` or a callable returning
+        two ``torch.utils.data.Subset`` of the dataset it is given. The
+        validation items are not trained on; ``valid_loss`` (and the
+        ``valid_``-prefixed loss terms) are recorded each epoch. None
+        trains on every item.
+    warm_start : bool, default=False
+        When True, ``fit`` on a fitted learner continues training its
+        network (``max_epochs`` more epochs) instead of starting afresh.
     **kwargs
-        ``module__*`` and ``optimizer__*`` routed parameters.""",
+        Routed parameters, as in skorch: ``module__*`` (the tower class),
+        ``optimizer__*`` (the optimizer), ``iterator_train__*`` and
+        ``iterator_valid__*`` (the DataLoaders, e.g. ``num_workers``),
+        ``callbacks__<name>__*`` (a named callback's parameters).""",
     "learner_attributes": """\
     modalities_ : tuple of str
         Modality names seen in ``fit`` (``("X",)`` for a plain array).
@@ -30,6 +61,18 @@ _BLOCKS = {
         Number of features of each modality.
     scaler_ : dict
         Per-modality ``(mean, scale)`` used to standardise inputs.
+    input_shapes_ : dict
+        Shape of one item of each modality (``(n_features,)`` for vectors).
+    structure_ : dict
+        The structural parameters at fit (code and tower sizes, ``module``
+        and its ``module__*`` arguments); ``transform`` always produces
+        codes of this structure, whatever ``set_params`` changed since.
+    validation_indices_ : ndarray of int or None
+        Positions in ``X`` of the items held out by ``train_split``.
+    feature_names_in_ : ndarray or dict
+        Column names of the DataFrame modalities seen in ``fit`` (an array
+        for a single-modality fit, else a dict by modality); only set when
+        there were string column names.
     device_ : str
         The device used.""",
 }
@@ -60,7 +103,7 @@ def substitute(obj):
     ...     ----------
     ...     {training_params}
     ...     '''
-    >>> "Adam learning rate" in A.__doc__
+    >>> "Learning rate of the optimizer" in A.__doc__
     True
     """
     doc = obj.__doc__

@@ -158,9 +158,8 @@ def test_transform_codeset_contract(fitted, data):
     # the embedding is tanh(alpha H) with the last epoch's alpha; bits = sgn H
     assert fitted.alpha_ == pytest.approx(math.sqrt(3))
     mean, scale = fitted.scaler_["img"]
-    H = fitted.net_.module_.encode(
-        "img", torch.as_tensor(((X["img"] - mean) / scale).astype(np.float32))
-    ).numpy()
+    standardized = torch.as_tensor(((X["img"] - mean) / scale).astype(np.float32))
+    H = fitted.net_.module_.towers["img"](standardized).detach().numpy()
     np.testing.assert_allclose(img.embedding, np.tanh(fitted.alpha_ * H), atol=1e-6)
     np.testing.assert_array_equal(unpack_bits(img.bits, 8) > 0, H > 0)
     only_txt = fitted.transform(MultiModal(txt=X["txt"][:5]))

@@ -156,7 +156,8 @@ class _NaNTower(_LinearTower):
 
 def test_custom_module_with_routed_params(data):
     X, y = data
-    hq = HQHasher(random_state=0, module=_LinearTower, module__scale=0.5, **FAST)
+    tower = {k: v for k, v in FAST.items() if k != "hidden_layer_sizes"}
+    hq = HQHasher(random_state=0, module=_LinearTower, module__scale=0.5, **tower)
     assert hq.get_params()["module__scale"] == 0.5
     assert clone(hq).get_params()["module__scale"] == 0.5
     hq.fit(X, y)
@@ -168,7 +169,8 @@ def test_custom_module_with_routed_params(data):
 
 def test_nan_loss_stops_with_clear_error_and_leaves_unfitted(data):
     X, y = data
-    hq = HQHasher(random_state=0, module=_NaNTower, **FAST)
+    tower = {k: v for k, v in FAST.items() if k != "hidden_layer_sizes"}
+    hq = HQHasher(random_state=0, module=_NaNTower, **tower)
     with pytest.raises(TrainingError, match=r"loss became nan at epoch 1.*lr=0.001"):
         hq.fit(X, y)
     assert not hasattr(hq, "net_")

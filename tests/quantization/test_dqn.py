@@ -311,7 +311,8 @@ def test_custom_module():
             return self.lin(X)
 
     X, y = _data()
-    model = DQNQuantizer(**FAST, module=Linear, module__bias=False).fit(X, y)
+    tower = {k: v for k, v in FAST.items() if k != "hidden_layer_sizes"}
+    model = DQNQuantizer(**tower, module=Linear, module__bias=False).fit(X, y)
     assert model.net_.module_.towers["X"].lin.bias is None
     assert model.get_params()["module__bias"] is False
 

@@ -411,6 +411,106 @@ def _learner_cases(name):
         f"The 'lr' parameter of {name} must be a float in the range (0.0, inf). "
         "Got 0 instead.",
     )
+    for width in (0, -3, 2.5, True):
+        rejects(
+            g,
+            f,
+            f"hidden_layer_sizes=(16, {width!r})",
+            fit(lambda c: c.X, hidden_layer_sizes=(16, width)),
+            InvalidParameterError,
+            f"hidden_layer_sizes=(16, {width!r}): every width must be a positive "
+            "int of at most 1048576 (no bool, float, zero or negative); got "
+            f"{width!r}.",
+        )
+    for device, text in (
+        ("gpu", "device='gpu' is not a device name (CUDA devices are named 'cuda')"),
+        ("cuda:x", "device='cuda:x' is not a device name; use 'auto', 'cpu'"),
+        ("meta", "device='meta' is a 'meta' device, on which a learner cannot train"),
+    ):
+        rejects(
+            g,
+            f,
+            f"device={device!r}",
+            fit(lambda c: c.X, device=device),
+            ValueError,
+            text,
+        )
+    for param in ("max_epochs", "batch_size"):
+        rejects(
+            g,
+            f,
+            f"{param}=True (a bool as a count)",
+            fit(lambda c: c.X, **{param: True}),
+            InvalidParameterError,
+            f"The '{param}' parameter of {name} must be a number, not a bool: got "
+            f"{param}=True.",
+        )
+    rejects(
+        g,
+        f,
+        "lr=0.01 with optimizer__lr=0.1",
+        fit(lambda c: c.X, lr=0.01, optimizer__lr=0.1),
+        ValueError,
+        "optimizer__lr=0.1 contradicts lr=0.01: they are the same setting. Pass "
+        "only lr=0.1.",
+    )
+    if name != "DQNQuantizer":
+        rejects(
+            g,
+            f,
+            "n_bits=10**6 (beyond the widest code)",
+            lambda ctx: (
+                make_learner(name).set_params(n_bits=10**6).fit(ctx.X, _labels(y, ctx))
+            ),
+            InvalidParameterError,
+            f"The 'n_bits' parameter of {name} must be an int in the range "
+            "[1, 65536]. Got 1000000 instead.",
+        )
+        rejects(
+            g,
+            f,
+            "n_bits=True",
+            lambda ctx: (
+                make_learner(name).set_params(n_bits=True).fit(ctx.X, _labels(y, ctx))
+            ),
+            InvalidParameterError,
+            f"The 'n_bits' parameter of {name} must be a number, not a bool",
+        )
+    if name in SUPERVISED:
+        rejects(
+            g,
+            f,
+            "y mixing strings and ints",
+            fit(lambda c: c.X, lambda_y(lambda c: ["a", 1] * (len(c.y) // 2))),
+            ValueError,
+            "y mixes strings and numbers (e.g. 'cat' and 1)",
+        )
+        rejects(
+            g,
+            f,
+            "y holding None",
+            fit(lambda c: c.X, lambda_y(lambda c: [None] + list(c.y[1:]))),
+            ValueError,
+            "y holds missing labels (None or NaN); every item needs a label.",
+        )
+    if name == "DJSRHHasher":
+        rejects(
+            g,
+            f,
+            "an alpha_schedule returning a string",
+            fit(lambda c: c.X, alpha_schedule=lambda t: "fast"),
+            ValueError,
+            "alpha_schedule returned 'fast' (str) at epoch 1; it must return a "
+            "finite positive number",
+        )
+        rejects(
+            g,
+            f,
+            "modalities whose roles cannot be told by name",
+            fit(lambda c: MultiModal(a=c.X_img, b=c.X_txt)),
+            ValueError,
+            "DJSRHHasher cannot tell which of the modalities ('a', 'b') is the image",
+        )
     rejects(
         g,
         f,
@@ -418,8 +518,11 @@ def _learner_cases(name):
         fit(lambda c: c.X, module_width=3),
         TypeError,
         f"{name} got an unexpected keyword argument 'module_width'. Extra "
-        "arguments must start with 'module__' (passed to the tower class) or "
-        "'optimizer__' (passed to the optimizer). Did you mean module__width?",
+        "arguments must start with 'module__' (passed to the tower class), "
+        "'optimizer__' (passed to the optimizer), 'iterator_train__' (passed to "
+        "the training DataLoader), 'iterator_valid__' (passed to the validation "
+        "DataLoader), 'callbacks__' (set on a named callback). Did you mean "
+        "module__width?",
     )
     if name in SUPERVISED:
         rejects(
@@ -1713,6 +1816,68 @@ rejects(
     "a modality first (codes['img'].bits).",
 )
 
+for _value, _message in [
+    (0, "n_bits=0 must be >= 1, the number of bits per item; pass e.g. n_bits=16."),
+    (-3, "n_bits=-3 must be >= 1, the number of bits per item"),
+    (12.5, "n_bits=12.5 must be a positive int (bool is not accepted)"),
+    (True, "n_bits=True must be a positive int (bool is not accepted)"),
+]:
+    rejects(
+        GC,
+        "CodeSet",
+        f"n_bits={_value!r}",
+        lambda ctx, v=_value: CodeSet(bits=np.zeros((3, 2), np.uint8), n_bits=v),
+        ValueError,
+        _message,
+    )
+rejects(
+    GC,
+    "CodeSet",
+    "NaN codebooks",
+    lambda ctx: CodeSet(
+        codes=np.zeros((3, 2), int),
+        codebooks=with_value(_C.reshape(2, -1), np.nan, (0, 0)).reshape(_C.shape),
+        codebook_kind="additive",
+    ),
+    ValueError,
+    "codebooks contain NaN or inf.",
+)
+rejects(
+    GC,
+    "CodeSet.bits",
+    "writing into a part",
+    lambda ctx: ctx.codes["img"].bits.__setitem__((0, 0), 1),
+    ValueError,
+    "assignment destination is read-only",
+)
+rejects(
+    GC,
+    "CodeSet",
+    "setting an attribute",
+    lambda ctx: setattr(ctx.codes, "n_bits", 12),
+    AttributeError,
+    "CodeSet is read-only: cannot set 'n_bits'.",
+)
+rejects(
+    GC,
+    "CodeSet.without",
+    "every part",
+    lambda ctx: ctx.codes.without("embedding", "bits", "codes"),
+    ValueError,
+    "without('embedding', 'bits', 'codes') would leave modality 'img' with no part",
+)
+accepts(
+    GC,
+    "CodeSet",
+    "a writable array passed in",
+    lambda ctx: (ctx.X_img.copy(), CodeSet(embedding=ctx.X_img.astype(np.float32))),
+    "accepted: the CodeSet's parts are read-only views; the caller's array stays "
+    "writable",
+    lambda res, ctx: _assert(
+        res[0].flags.writeable and not res[1].embedding.flags.writeable
+    ),
+)
+
 GMM = "MultiModal"
 rejects(
     GMM,
@@ -1748,13 +1913,13 @@ rejects(
     "Modality 'img' (shape (60,)) is not valid: Expected 2D array, got 1D array "
     "instead",
 )
-rejects(
+accepts(
     GMM,
     "MultiModal",
-    "a 3-D modality",
+    "a 3-D modality (items of shape (2, 2), e.g. images)",
     lambda ctx: MultiModal(img=np.ones((3, 2, 2))),
-    ValueError,
-    "Modality 'img' (shape (3, 2, 2)) is not valid: Found array with dim 3,",
+    "accepted: any rank of at least 2, the item shape kept",
+    lambda mm, ctx: _assert(mm.item_shapes == {"img": (2, 2)}),
 )
 rejects(
     GMM,
@@ -1780,6 +1945,32 @@ rejects(
     TypeError,
     "MultiModal is read-only; build a new one with MultiModal(**{**X, name: array}).",
 )
+for _method, _args in (
+    ("pop", ("img",)),
+    ("popitem", ()),
+    ("__delitem__", ("img",)),
+    ("setdefault", ("aud", None)),
+    ("clear", ()),
+    ("update", ({"aud": None},)),
+    ("__ior__", ({"aud": None},)),
+):
+    rejects(
+        GMM,
+        f"MultiModal.{_method}",
+        "changing the modalities",
+        lambda ctx, m=_method, a=_args: getattr(ctx.X, m)(*a),
+        TypeError,
+        "MultiModal is read-only; build a new one with "
+        "MultiModal(**{**X, name: array}).",
+    )
+rejects(
+    GMM,
+    "MultiModal.__getitem__",
+    "writing into a modality's array",
+    lambda ctx: ctx.X["img"].__setitem__((0, 0), 1.0),
+    ValueError,
+    "assignment destination is read-only",
+)
 accepts(
     GMM,
     "MultiModal",
@@ -1790,9 +1981,11 @@ accepts(
         c=ctx.X_img.astype(np.float16),
         d=sp.coo_matrix(ctx.X_img),
     ),
-    "accepted: float32/float64 kept, others to float64, sparse as CSR",
+    "accepted: numeric dtypes kept (no copy; learners convert per batch), sparse "
+    "as CSR",
     lambda mm, ctx: _assert(
-        [mm[m].dtype for m in "abcd"] == [np.float64] * 4 and sp.isspmatrix_csr(mm["d"])
+        [mm[m].dtype for m in "abc"] == [np.int64, np.bool_, np.float16]
+        and sp.isspmatrix_csr(mm["d"])
     ),
 )
 

@@ -223,12 +223,11 @@ def test_failed_refit_keeps_previous_fit_whole(name, fault, ctx):
 
 
 @pytest.mark.parametrize("name", LEARNERS)
-def test_no_warm_start_or_partial_fit(name):
+def test_warm_start_off_by_default_and_no_partial_fit(name):
+    # warm_start is skorch's (continue the fitted net, tests/test_training_loop.py)
     est = make_learner(name)
     assert not hasattr(est, "partial_fit")
-    assert "warm_start" not in est.get_params()
-    with pytest.raises(TypeError, match="unexpected keyword argument 'warm_start'"):
-        make_learner(name, warm_start=True).fit(np.ones((4, 2)), [0, 1, 0, 1])
+    assert est.get_params()["warm_start"] is False
 
 
 @pytest.mark.parametrize("name", LEARNERS)
