@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -19,6 +20,7 @@ from skhash.quantization._codebooks import (
     kmeans_codebooks,
     update_codebooks,
 )
+from skhash.quantization._opq import opq_rounds
 from skhash.utils._docstring import substitute
 
 __all__ = ["DQNQuantizer"]
@@ -38,11 +40,12 @@ def _unit_rows(z):
 class _DQNCriterion(_Criterion):
     """DQN eq. (2): pairwise cosine loss + λ product-quantization loss."""
 
-    def __init__(self, modalities, *, lambda_q, similarity):
+    def __init__(self, modalities, *, lambda_q, similarity, code_length=None):
         super().__init__()
         self.modalities = modalities
         self.lambda_q = lambda_q
         self.similarity = similarity
+        self.code_length = code_length  # B of "ip": ⟨z_i, z_j⟩ / B (None: width)
         self.reconstruction = None  # {modality: (n_train, d) tensor}, per epoch
 
     def forward(self, y_pred, y_true):
@@ -51,11 +54,16 @@ class _DQNCriterion(_Criterion):
             feats = [F.normalize(f, dim=1, eps=_EPS) for f in feats]
         S = similarity_matrix(y_true, y_true)
         if len(feats) == 1:
-            l_sim = pairwise_cosine_loss(feats[0], feats[0], S, kind=self.similarity)
+            l_sim = pairwise_cosine_loss(
+                feats[0], feats[0], S, kind=self.similarity, code_length=self.code_length
+            )
         else:
             pairs = [(a, b) for i, a in enumerate(feats) for b in feats[i + 1 :]]
             l_sim = sum(
-                pairwise_cosine_loss(a, b, S, kind=self.similarity) for a, b in pairs
+                pairwise_cosine_loss(
+                    a, b, S, kind=self.similarity, code_length=self.code_length
+                )
+                for a, b in pairs
             ) / len(pairs)
         loss = l_sim
         l_q = torch.zeros(())
@@ -84,17 +92,26 @@ class _ProductCodebooks(Callback):
         self.learner = learner
         self.rng = rng
         self.codebooks = None
+        self.rotation = None  # quantizer="opq": codes are of Z @ rotation
 
     def fit_codebooks(self, Z):
         lrn = self.learner
+        opq = lrn.quantizer == "opq"
+        if opq and self.rotation is None:
+            self.rotation = np.eye(Z.shape[1], dtype=np.float32)
         if self.codebooks is None:
             self.codebooks = kmeans_codebooks(
-                Z,
+                Z @ self.rotation if opq else Z,
                 lrn.n_codebooks,
                 lrn.n_codewords,
                 kind="product",
                 random_state=self.rng,
             )
+        if opq:
+            self.codebooks, self.rotation, _ = opq_rounds(
+                Z, self.codebooks, self.rotation, lrn.n_codewords, _N_REFRESH_ROUNDS
+            )
+            return self.codebooks
         for _ in range(_N_REFRESH_ROUNDS):
             codes = encode(Z, self.codebooks, kind="product")
             self.codebooks = update_codebooks(
@@ -107,7 +124,12 @@ class _ProductCodebooks(Callback):
         modalities = net.criterion_.modalities
         Z = self.learner._stack_z(emb, modalities)
         codebooks = self.fit_codebooks(Z)
-        rec = decode(encode(Z, codebooks, kind="product"), codebooks)
+        if self.rotation is None:
+            rec = decode(encode(Z, codebooks, kind="product"), codebooks)
+        else:  # back from the rotated space
+            Y = Z @ self.rotation
+            rec = decode(encode(Y, codebooks, kind="product"), codebooks)
+            rec = rec @ self.rotation.T
         n = emb[modalities[0]].shape[0]
         net.criterion_.reconstruction = {
             m: torch.as_tensor(rec[i * n : (i + 1) * n], device=net.device)
@@ -127,6 +149,7 @@ class _ProductCodebooks(Callback):
     def release(self, net):
         """Drop the per-item training state so that ``net_`` pickles small."""
         self.codebooks = None
+        self.rotation = None
         self.rng = None
         net.criterion_.reconstruction = None
 
@@ -153,8 +176,10 @@ class DQNQuantizer(BaseCodeLearner):
     assignment ``h`` and centroid update ``C``; a skorch callback); the
     reconstructions ``C h`` are held fixed during an epoch. With
     ``lambda_q=0`` the towers are trained by the cosine loss alone and the
-    codebooks are fitted once after training: the paper's two-step DQN₂₊
-    ablation. ``similarity="ip"`` gives its DQN_ip ablation.
+    codebooks are fitted once after training; with ``quantizer="opq"`` as
+    well, that is the paper's two-step DQN₂₊ ablation (similarity-preserving
+    features, then optimized product quantization). ``similarity="ip"``
+    gives its DQN_ip ablation.
 
     A plain 2-D ``X`` trains one tower on within-modality pairs (image
     retrieval, as in the paper). A :class:`~skhash.MultiModal` ``X`` trains
@@ -183,15 +208,27 @@ class DQNQuantizer(BaseCodeLearner):
         Width of ``z``, the towers' output, split into ``n_codebooks``
         contiguous blocks (:func:`~skhash.quantization.product_blocks`).
     lambda_q : float, default=0.1
-        Weight of the product-quantization loss (eq. 4); 0 gives the two-step
-        DQN₂₊ ablation (codebooks fitted only after training).
+        Weight of the product-quantization loss (eq. 4); 0 fits the codebooks
+        only after training (with ``quantizer="opq"``: the two-step DQN₂₊
+        ablation).
     quantization_warmup : int, default=1
         Epochs before the quantization loss switches on (the codebooks are
         first fitted at the end of the last warm-up epoch); 0 fits them on
         the untrained towers before the first epoch.
     similarity : {"cosine", "ip"}, default="cosine"
         The pairwise loss: ``(s_ij − cos(z_i, z_j))²`` (DQN), or
-        ``(s_ij − ⟨z_i, z_j⟩ / n_dims)²`` (the DQN_ip ablation).
+        ``(s_ij − ⟨z_i, z_j⟩ / B)²`` with ``B = n_codebooks ·
+        log2(n_codewords)`` the code length in bits, as in the paper (the
+        DQN_ip ablation).
+    quantizer : {"pq", "opq"}, default="pq"
+        ``"pq"``: product codebooks on contiguous blocks of ``z`` (eq. 4).
+        ``"opq"``: optimized product quantization, an orthogonal rotation
+        ``R`` learned with the codebooks (alternating codes, codebooks and
+        the Procrustes update of ``R``, see
+        :class:`~skhash.quantization.OPQ`), at every codebook refresh; the
+        quantization loss is then ``‖z − C h Rᵀ‖²``, and ``transform``
+        returns the rotated ``z R`` (same norms and cosines) with codebooks
+        in that space.
     hidden_layer_sizes : tuple of int, default=(512,)
         Hidden widths of the default MLP towers.
     dropout : float, default=0.1
@@ -223,7 +260,11 @@ class DQNQuantizer(BaseCodeLearner):
         product loss) and ``loss_q`` (quantization loss; 0 before the
         codebooks exist and when ``lambda_q == 0``).
     codebooks_ : ndarray of shape (n_codebooks, n_codewords, n_dims)
-        The shared product codebooks, zero outside their block of dimensions.
+        The shared product codebooks, zero outside their block of dimensions
+        (of the rotated space with ``quantizer="opq"``).
+    rotation_ : ndarray of shape (n_dims, n_dims) or None
+        The learned orthogonal rotation ``R`` (``quantizer="opq"``), else
+        None.
     {learner_attributes}
 
     See Also
@@ -277,6 +318,7 @@ class DQNQuantizer(BaseCodeLearner):
         "lambda_q": [Interval(numbers.Real, 0, None, closed="left")],
         "quantization_warmup": [Interval(numbers.Integral, 0, None, closed="left")],
         "similarity": [StrOptions({"cosine", "ip"})],
+        "quantizer": [StrOptions({"pq", "opq"})],
     }
 
     def __init__(
@@ -288,6 +330,7 @@ class DQNQuantizer(BaseCodeLearner):
         lambda_q=0.1,
         quantization_warmup=1,
         similarity="cosine",
+        quantizer="pq",
         hidden_layer_sizes=(512,),
         dropout=0.1,
         module=None,
@@ -308,6 +351,7 @@ class DQNQuantizer(BaseCodeLearner):
         self.lambda_q = lambda_q
         self.quantization_warmup = quantization_warmup
         self.similarity = similarity
+        self.quantizer = quantizer
         self.hidden_layer_sizes = hidden_layer_sizes
         self.dropout = dropout
         self.module = module
@@ -335,7 +379,10 @@ class DQNQuantizer(BaseCodeLearner):
 
     def _make_criterion(self, modalities, n_train):
         return _DQNCriterion(
-            modalities, lambda_q=self.lambda_q, similarity=self.similarity
+            modalities,
+            lambda_q=self.lambda_q,
+            similarity=self.similarity,
+            code_length=self.n_codebooks * math.log2(self.n_codewords),
         )
 
     def _callbacks(self, rng):
@@ -346,8 +393,9 @@ class DQNQuantizer(BaseCodeLearner):
         callback = dict(net.callbacks_)["codebooks"]
         Z = self._stack_z(embeddings, tuple(embeddings))
         codebooks = callback.fit_codebooks(Z)
+        rotation = callback.rotation
         callback.release(net)
-        return {"codebooks_": codebooks}
+        return {"codebooks_": codebooks, "rotation_": rotation}
 
     def _z(self, embedding):
         """The tower output as quantized: on the unit sphere for the cosine loss."""
@@ -357,17 +405,12 @@ class DQNQuantizer(BaseCodeLearner):
         return np.concatenate([self._z(embeddings[m]) for m in modalities], axis=0)
 
     def _codes_from_embeddings(self, modality, embedding):
-        from skhash.quantization._encode_torch import learner_device
-
         embedding = self._z(embedding)
+        if getattr(self, "rotation_", None) is not None:
+            embedding = embedding @ self.rotation_  # the space of the codebooks
         return CodeSet(
             embedding=embedding,
-            codes=encode(  # on the GPU when the towers are
-                embedding,
-                self.codebooks_,
-                kind="product",
-                device=learner_device(getattr(self, "device_", None)),
-            ),
+            codes=encode(embedding, self.codebooks_, kind="product"),
             codebooks=self.codebooks_,
             codebook_kind="product",
             modality=modality,
