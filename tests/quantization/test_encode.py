@@ -1,0 +1,252 @@
+"""Tests of the compiled encoders (skhash.quantization._encode) behind encode().
+
+The numpy reference (``_encode_numpy``, the former implementation) is the
+oracle: the compiled greedy + ICM search must return its codes, and the torch
+path (run here on the CPU, and on a GPU under the ``gpu`` marker) the same.
+"""
+
+import numpy as np
+import pytest
+from numpy.testing import assert_array_equal
+from sklearn.utils._param_validation import InvalidParameterError
+
+from skhash.quantization import _encode as E
+from skhash.quantization import encode, kmeans_codebooks, quantization_error
+from skhash.quantization._codebooks import _check_encode_args, _encode_numpy
+from skhash.quantization._encode_torch import encode_torch
+
+
+def _problem(n=300, d=12, M=3, K=16, seed=0, dtype=np.float32):
+    rng = np.random.RandomState(seed)
+    X = rng.randn(n, d).astype(dtype)
+    C = (0.5 * rng.randn(M, K, d)).astype(np.float32)
+    return X, C
+
+
+def _torch_cpu(X, C, kind, n_iter=3, init_codes=None, blocks=None):
+    X, C, init, out_dtype = _check_encode_args(X, C, kind, init_codes)
+    return encode_torch(
+        X,
+        C,
+        kind=kind,
+        n_iter=n_iter,
+        init_codes=init,
+        out_dtype=out_dtype,
+        device="cpu",
+        blocks=blocks,
+    )
+
+
+# --------------------------------------------------------------------------- #
+# Additive: same codes as the numpy reference
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_iter", [0, 1, 3, 10])
+@pytest.mark.parametrize("warm", [False, True])
+def test_additive_matches_numpy_reference(dtype, n_iter, warm):
+    X, C = _problem(dtype=dtype, seed=n_iter)
+    init = np.random.RandomState(1).randint(16, size=(len(X), 3)) if warm else None
+    got = encode(X, C, kind="additive", n_iter=n_iter, init_codes=init)
+    ref = _encode_numpy(X, C, kind="additive", n_iter=n_iter, init_codes=init)
+    assert got.dtype == ref.dtype == np.uint8
+    assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("M", [1, 2, 5])
+def test_additive_any_number_of_codebooks(M):
+    X, C = _problem(M=M, K=7, d=5)
+    for init in (None, np.zeros((len(X), M), dtype=np.int64)):
+        assert_array_equal(
+            encode(X, C, kind="additive", init_codes=init),
+            _encode_numpy(X, C, kind="additive", init_codes=init),
+        )
+
+
+def test_additive_direct_path_for_large_codebooks():
+    # M² K² entries over the table budget: the residual kernel, uint16 codes
+    X, C = _problem(n=120, d=6, M=2, K=3000)
+    assert E.table_bytes(2, 3000) > E._TABLE_BYTES
+    init = np.random.RandomState(2).randint(3000, size=(120, 2))
+    for kwargs in ({}, {"init_codes": init}, {"n_iter": 0}):
+        got = encode(X, C, kind="additive", **kwargs)
+        assert got.dtype == np.uint16
+        assert_array_equal(got, _encode_numpy(X, C, kind="additive", **kwargs))
+
+
+def test_ties_pick_the_first_codeword_like_numpy():
+    # duplicated codewords (k-means on data with few distinct points) tie
+    # exactly; np.argmin's choice is the lowest index
+    X, C = _problem(M=3, K=8, d=4)
+    C[:, 4:] = C[:, :4]
+    got = encode(X, C, kind="additive")
+    assert_array_equal(got, _encode_numpy(X, C, kind="additive"))
+    assert got.max() < 4
+
+
+def test_icm_sweeps_never_increase_error():
+    X, C = _problem(n=500, d=16, M=4, K=32, seed=3)
+    errors = [
+        quantization_error(X, encode(X, C, kind="additive", n_iter=it), C)
+        for it in range(5)
+    ]
+    assert np.all(np.diff(errors) <= 1e-6 * errors[0]), errors
+    assert errors[-1] < errors[0]
+
+
+# --------------------------------------------------------------------------- #
+# Items are independent: blocks, threads, calls
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.parametrize("kind", ["additive", "product"])
+def test_codes_do_not_depend_on_the_rest_of_the_call(kind):
+    rng = np.random.RandomState(4)
+    X = rng.randn(400, 8).astype(np.float32)
+    C = kmeans_codebooks(X, 4, 16, kind=kind, random_state=0)
+    full = encode(X, C, kind=kind)
+    block = E._BLOCK
+    for start, size in [(0, 1), (3, block - 1), (0, block), (5, block + 1), (399, 1)]:
+        part = encode(X[start : start + size], C, kind=kind)
+        assert_array_equal(part, full[start : start + size])
+    assert_array_equal(encode(X, C, kind=kind, n_jobs=2), full)
+    assert_array_equal(encode(X, C, kind=kind), full)
+
+
+def test_inputs_are_not_modified_and_read_only_inputs_work():
+    X, C = _problem()
+    init = np.random.RandomState(5).randint(16, size=(len(X), 3))
+    copies = [a.copy() for a in (X, C, init)]
+    for a in (X, C, init):
+        a.flags.writeable = False
+    encode(X, C, kind="additive", init_codes=init)
+    encode(X, C, kind="additive", beam_width=3)
+    for a, b in zip((X, C, init), copies):
+        assert_array_equal(a, b)
+
+
+# --------------------------------------------------------------------------- #
+# Beam search
+# --------------------------------------------------------------------------- #
+
+
+def test_beam_search_lowers_the_error():
+    X, C = _problem(n=600, d=16, M=4, K=16, seed=6)
+    greedy = quantization_error(X, encode(X, C, kind="additive"), C)
+    beams = [
+        quantization_error(X, encode(X, C, kind="additive", beam_width=b), C)
+        for b in (4, 16)
+    ]
+    assert beams[0] < greedy
+    assert beams[1] <= beams[0] + 1e-9
+    assert_array_equal(
+        encode(X, C, kind="additive", beam_width=1), encode(X, C, kind="additive")
+    )
+
+
+def test_beam_search_zero_iterations_is_the_beam_itself():
+    # with beam_width >= K**M every encoding is kept: the exact optimum
+    X, C = _problem(n=50, d=3, M=2, K=4, seed=7)
+    codes = encode(X, C, kind="additive", n_iter=0, beam_width=16)
+    grid = np.stack(np.meshgrid(np.arange(4), np.arange(4), indexing="ij"), -1)
+    grid = grid.reshape(-1, 2)
+    rec = C[0][grid[:, 0]] + C[1][grid[:, 1]]
+    best = ((X[:, None, :] - rec[None]) ** 2).sum(-1).argmin(1)
+    err_opt = ((X - rec[best]) ** 2).sum(1)
+    err = ((X - C[0][codes[:, 0]] - C[1][codes[:, 1]]) ** 2).sum(1)
+    np.testing.assert_allclose(err, err_opt, rtol=1e-5, atol=1e-6)
+
+
+def test_beam_needs_the_tables():
+    X, C = _problem(n=20, d=4, M=2, K=3000)
+    with pytest.raises(ValueError, match=r"beam_width=4 .*beam_width=1"):
+        encode(X, C, kind="additive", beam_width=4)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2"])
+def test_beam_width_is_validated(bad):
+    X, C = _problem(n=10)
+    with pytest.raises(InvalidParameterError, match="beam_width"):
+        encode(X, C, kind="additive", beam_width=bad)
+
+
+# --------------------------------------------------------------------------- #
+# Product codes
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.parametrize("d, M", [(10, 4), (7, 7), (64, 8)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_product_matches_numpy_reference(d, M, dtype):
+    X = np.random.RandomState(d).randn(300, d).astype(dtype)
+    C = kmeans_codebooks(X, M, 32, kind="product", random_state=0)
+    assert_array_equal(
+        encode(X, C, kind="product"), _encode_numpy(X, C, kind="product")
+    )
+
+
+# --------------------------------------------------------------------------- #
+# The torch path (GPU code, checked on the CPU here)
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.parametrize("K, warm", [(16, False), (16, True), (3000, False)])
+def test_torch_path_matches_compiled_codes(K, warm):
+    X, C = _problem(n=200, d=8, M=3, K=K, seed=8)
+    init = np.random.RandomState(9).randint(K, size=(200, 3)) if warm else None
+    assert_array_equal(
+        _torch_cpu(X, C, "additive", init_codes=init),
+        encode(X, C, kind="additive", init_codes=init),
+    )
+
+
+def test_torch_path_product():
+    from skhash.quantization import product_blocks
+
+    X = np.random.RandomState(10).randn(200, 10)
+    C = kmeans_codebooks(X, 4, 16, kind="product", random_state=0)
+    got = _torch_cpu(X, C, "product", blocks=product_blocks(10, 4))
+    assert_array_equal(got, encode(X, C, kind="product"))
+
+
+def test_device_argument_is_checked():
+    X, C = _problem(n=10)
+    with pytest.raises(ValueError, match=r"device='tpu' .*'cuda'"):
+        encode(X, C, kind="additive", device="tpu")
+    assert_array_equal(
+        encode(X, C, kind="additive", device="cpu"), encode(X, C, kind="additive")
+    )
+
+
+def test_learner_device_falls_back_to_cpu():
+    from skhash.quantization._encode_torch import learner_device
+
+    assert learner_device(None) is None
+    assert learner_device("cpu") is None
+    import torch
+
+    expected = "cuda" if torch.cuda.is_available() else None
+    assert learner_device("cuda") == expected
+
+
+@pytest.mark.gpu
+def test_gpu_encode_matches_cpu():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    X, C = _problem(n=5000, d=32, M=4, K=64, seed=11)
+    for kind, CC in (
+        ("additive", C),
+        ("product", kmeans_codebooks(X, 4, 64, kind="product", random_state=0)),
+    ):
+        cpu = encode(X, CC, kind=kind)
+        gpu = encode(X, CC, kind=kind, device="cuda")
+        assert gpu.dtype == cpu.dtype
+        # the GPU sums in another order: near-ties may flip, errors agree
+        assert (gpu == cpu).all(axis=1).mean() > 0.99
+        np.testing.assert_allclose(
+            quantization_error(X, gpu, CC), quantization_error(X, cpu, CC), rtol=1e-4
+        )
+    with pytest.raises(ValueError, match="beam_width"):
+        encode(X, C, kind="additive", device="cuda", beam_width=2)
