@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from sklearn.utils._param_validation import Interval, StrOptions
 from skorch.callbacks import Callback
 
-from skhash._base import BaseCodeLearner, _Criterion
+from skhash._base import MAX_WIDTH, BaseCodeLearner, _Criterion
 from skhash._codes import CodeSet, pack_bits
 from skhash._losses import (
     balance_loss,
@@ -84,7 +84,11 @@ class _HQCriterion(_Criterion):
         l_b = sum(balance_loss(f) for f in feats) / len(feats)
         loss = self.lambda_sim * l_sim + self.lambda_h * l_h + self.lambda_b * l_b
         l_q = torch.zeros(())
-        if self.reconstruction is not None and self.lambda_q > 0:
+        if (
+            self.reconstruction is not None
+            and self.lambda_q > 0
+            and "index" in y_pred  # per-item state: training batches only
+        ):
             idx = y_pred["index"]
             l_q = sum(
                 quantization_loss(f, self.reconstruction[m][idx], relative=True)
@@ -337,8 +341,8 @@ class HQHasher(BaseCodeLearner):
 
     _parameter_constraints: dict = {
         **BaseCodeLearner._parameter_constraints,
-        "n_bits": [Interval(numbers.Integral, 1, None, closed="left")],
-        "n_codebooks": [Interval(numbers.Integral, 1, None, closed="left")],
+        "n_bits": [Interval(numbers.Integral, 1, MAX_WIDTH, closed="both")],
+        "n_codebooks": [Interval(numbers.Integral, 1, MAX_WIDTH, closed="both")],
         "n_codewords": [Interval(numbers.Integral, 2, 65536, closed="both")],
         "lambda_sim": [Interval(numbers.Real, 0, None, closed="left")],
         "lambda_h": [Interval(numbers.Real, 0, None, closed="left")],
@@ -349,6 +353,12 @@ class HQHasher(BaseCodeLearner):
         "n_icm_iter": [Interval(numbers.Integral, 0, None, closed="left")],
         "pairs": [StrOptions({"all", "aligned"})],
     }
+    _structural_params = (
+        *BaseCodeLearner._structural_params,
+        "n_bits",
+        "n_codebooks",
+        "n_codewords",
+    )
 
     def __init__(
         self,
@@ -376,6 +386,10 @@ class HQHasher(BaseCodeLearner):
         device="auto",
         verbose=0,
         n_jobs=None,
+        optimizer=torch.optim.Adam,
+        callbacks=None,
+        train_split=None,
+        warm_start=False,
         **kwargs,
     ):
         self.n_bits = n_bits
@@ -401,6 +415,10 @@ class HQHasher(BaseCodeLearner):
         self.random_state = random_state
         self.verbose = verbose
         self.n_jobs = n_jobs
+        self.optimizer = optimizer
+        self.callbacks = callbacks
+        self.train_split = train_split
+        self.warm_start = warm_start
         self._store_routed(kwargs)
 
     def _n_outputs(self):
@@ -419,6 +437,11 @@ class HQHasher(BaseCodeLearner):
     def _callbacks(self, rng):
         # the callback lives in the net only: a failed fit leaves nothing on self
         return [("codebooks", _AlternateCodebooks(self, rng))]
+
+    def _warm_start(self, net):
+        callback = dict(net.callbacks_)["codebooks"]
+        if self.codebooks_ is not None:
+            callback.codebooks = self.codebooks_.copy()
 
     def _finish_fit(self, net, embeddings):
         callback = dict(net.callbacks_)["codebooks"]

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from sklearn.utils._param_validation import Interval, StrOptions
 from skorch.callbacks import Callback
 
-from skhash._base import BaseCodeLearner, _Criterion
+from skhash._base import MAX_WIDTH, BaseCodeLearner, _Criterion
 from skhash._codes import CodeSet
 from skhash._losses import pairwise_cosine_loss, quantization_loss, similarity_matrix
 from skhash.quantization._codebooks import (
@@ -67,7 +67,11 @@ class _DQNCriterion(_Criterion):
             ) / len(pairs)
         loss = l_sim
         l_q = torch.zeros(())
-        if self.reconstruction is not None and self.lambda_q > 0:
+        if (
+            self.reconstruction is not None
+            and self.lambda_q > 0
+            and "index" in y_pred  # per-item state: training batches only
+        ):
             idx = y_pred["index"]
             l_q = sum(
                 quantization_loss(f, self.reconstruction[m][idx])
@@ -138,7 +142,7 @@ class _ProductCodebooks(Callback):
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
         if self.learner.lambda_q > 0 and self.learner.quantization_warmup == 0:
-            self._refresh(net, X)
+            self._refresh(net, getattr(X, "X", X))  # skhash's item dataset
 
     def on_epoch_end(self, net, dataset_train=None, **kwargs):
         epoch = len(net.history)
@@ -312,14 +316,22 @@ class DQNQuantizer(BaseCodeLearner):
 
     _parameter_constraints: dict = {
         **BaseCodeLearner._parameter_constraints,
-        "n_codebooks": [Interval(numbers.Integral, 1, None, closed="left")],
+        "n_codebooks": [Interval(numbers.Integral, 1, MAX_WIDTH, closed="both")],
         "n_codewords": [Interval(numbers.Integral, 2, 65536, closed="both")],
-        "n_dims": [Interval(numbers.Integral, 1, None, closed="left")],
+        "n_dims": [Interval(numbers.Integral, 1, MAX_WIDTH, closed="both")],
         "lambda_q": [Interval(numbers.Real, 0, None, closed="left")],
         "quantization_warmup": [Interval(numbers.Integral, 0, None, closed="left")],
         "similarity": [StrOptions({"cosine", "ip"})],
         "quantizer": [StrOptions({"pq", "opq"})],
     }
+    _structural_params = (
+        *BaseCodeLearner._structural_params,
+        "n_codebooks",
+        "n_codewords",
+        "n_dims",
+        "similarity",
+        "quantizer",
+    )
 
     def __init__(
         self,
@@ -343,6 +355,10 @@ class DQNQuantizer(BaseCodeLearner):
         device="auto",
         verbose=0,
         n_jobs=None,
+        optimizer=torch.optim.Adam,
+        callbacks=None,
+        train_split=None,
+        warm_start=False,
         **kwargs,
     ):
         self.n_codebooks = n_codebooks
@@ -364,6 +380,10 @@ class DQNQuantizer(BaseCodeLearner):
         self.random_state = random_state
         self.verbose = verbose
         self.n_jobs = n_jobs
+        self.optimizer = optimizer
+        self.callbacks = callbacks
+        self.train_split = train_split
+        self.warm_start = warm_start
         self._store_routed(kwargs)
 
     def _check_params(self):
@@ -388,6 +408,12 @@ class DQNQuantizer(BaseCodeLearner):
     def _callbacks(self, rng):
         # the callback lives in the net only: a failed fit leaves nothing on self
         return [("codebooks", _ProductCodebooks(self, rng))]
+
+    def _warm_start(self, net):
+        callback = dict(net.callbacks_)["codebooks"]
+        callback.codebooks = self.codebooks_.copy()
+        rotation = getattr(self, "rotation_", None)
+        callback.rotation = None if rotation is None else rotation.copy()
 
     def _finish_fit(self, net, embeddings):
         callback = dict(net.callbacks_)["codebooks"]
