@@ -99,6 +99,49 @@ def test_kmeans_codebooks_fewer_samples_than_codewords(kind):
     assert_array_equal(C, kmeans_codebooks(X, 2, 16, kind=kind, random_state=0))
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_kmeans_codebooks_learn_on_a_bounded_sample(kind):
+    # max_points_per_centroid * n_codewords rows are drawn once (without
+    # replacement, from random_state): the other rows do not matter
+    X = _data(n=400, d=6, seed=2)
+    C = kmeans_codebooks(X, 2, 4, kind=kind, random_state=0, max_points_per_centroid=5)
+    keep = np.sort(np.random.RandomState(0).choice(400, 20, replace=False))
+    other = np.setdiff1d(np.arange(400), keep)
+    X2 = X.copy()
+    X2[other] = 100.0  # far away: would pull a codeword if it were used
+    C2 = kmeans_codebooks(
+        X2, 2, 4, kind=kind, random_state=0, max_points_per_centroid=5
+    )
+    assert_array_equal(C, C2)
+    assert np.abs(C).max() < 10
+    # no subsample when there are few enough rows: None gives the same codebooks
+    assert_array_equal(
+        kmeans_codebooks(X, 2, 4, kind=kind, random_state=0),
+        kmeans_codebooks(
+            X, 2, 4, kind=kind, random_state=0, max_points_per_centroid=None
+        ),
+    )
+
+
+def test_kmeans_codebooks_seeding_subset_is_deterministic():
+    # more rows than the k-means++ seeding subset (32 per codeword, >= 8192),
+    # all of them used by the Lloyd iterations (no max_points_per_centroid)
+    X = _data(n=9000, d=3, seed=3)
+    kw = {"kind": "additive", "n_iter": 2, "max_points_per_centroid": None}
+    C1 = kmeans_codebooks(X, 2, 4, random_state=0, **kw)
+    C2 = kmeans_codebooks(X, 2, 4, random_state=0, **kw)
+    assert_array_equal(C1, C2)
+    assert not np.array_equal(C1, kmeans_codebooks(X, 2, 4, random_state=1, **kw))
+    err = quantization_error(X, encode(X, C1, kind="additive"), C1)
+    assert err < 0.8 * np.mean(np.sum(X**2, axis=1))
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, "all"])
+def test_kmeans_codebooks_max_points_per_centroid_is_validated(bad):
+    with pytest.raises(InvalidParameterError, match="max_points_per_centroid"):
+        kmeans_codebooks(_data(), 2, 4, kind="additive", max_points_per_centroid=bad)
+
+
 # --------------------------------------------------------------------------- #
 # encode / decode
 # --------------------------------------------------------------------------- #
