@@ -187,7 +187,7 @@ def _batches(source, y, chunk_size):
         def sliced():
             for a in range(0, n, chunk_size):
                 X = source[a : a + chunk_size]
-                if not isinstance(X, CodeSet):
+                if not isinstance(X, (CodeSet, dict)):  # MultiModal stays
                     X = np.asarray(X)
                 yield X, None if y is None else np.asarray(y[a : a + chunk_size])
 
@@ -236,6 +236,12 @@ class _ShardBuffer:
                 if X.get(m, p) is not None
             }
             meta = ("codes", X.modalities, X.n_bits, X.codebooks, X.codebook_kind)
+        elif isinstance(X, dict):
+            raise TypeError(
+                "A batch is raw features of several modalities (a "
+                f"{type(X).__name__}); pass encoder=<a fitted learner> to turn "
+                "each chunk into codes."
+            )
         else:
             X = np.asarray(X)
             if X.ndim != 2:

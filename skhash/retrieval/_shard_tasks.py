@@ -6,6 +6,8 @@ Module-level functions, so that Dask pickles them by reference.
 from __future__ import annotations
 
 import copy
+import threading
+import weakref
 
 import numpy as np
 
@@ -141,14 +143,31 @@ def _export_items(shard, modality):
     return _indexed_codes(shard, modality)
 
 
+_LOCKS = weakref.WeakKeyDictionary()
+_LOCKS_LOCK = threading.Lock()
+
+
+def _lock_of(shard):
+    with _LOCKS_LOCK:
+        lock = _LOCKS.get(shard)
+        if lock is None:
+            lock = _LOCKS[shard] = threading.Lock()
+        return lock
+
+
 def _query(shard, X, k, alpha, direction, backend, n_jobs):
-    # a shallow copy per call: concurrent queries never see another's alpha
-    view = copy.copy(shard)
-    view.backend, view.n_jobs = backend, n_jobs
-    if alpha is not None:
-        view.alpha = int(alpha)
-    dist, idx = view.kneighbors(X, k, direction=direction)
-    return dist, idx
+    # The held shard itself is searched (not a copy), so that what it builds
+    # lazily for its search (e.g. stage-1 tables) is kept; the query-time
+    # parameters are set for the call under the shard's lock and restored.
+    with _lock_of(shard):
+        saved = shard.alpha, shard.backend, shard.n_jobs
+        shard.backend, shard.n_jobs = backend, n_jobs
+        if alpha is not None:
+            shard.alpha = int(alpha)
+        try:
+            return shard.kneighbors(X, k, direction=direction)
+        finally:
+            shard.alpha, shard.backend, shard.n_jobs = saved
 
 
 def _search_shard(shard, blocks, spec):
@@ -169,8 +188,29 @@ def _search_shard(shard, blocks, spec):
             alpha = kr if stage1 else None
             r = _query(shard, X, kr, alpha, direction, backend, n_jobs)
         n_q = shard.n_samples_fit_ if X is None else len(X)
-        out[b] = (n_q, h, r)
+        r_hd = _hamming_of(h, r, shard.n_samples_fit_) if h and r else None
+        out[b] = (n_q, h, r, r_hd)
     return out
+
+
+def _hamming_of(h, r, n):
+    """The Hamming distance of each re-ranked item, looked up in the shard's
+    Hamming ranking ``h``, whose first columns are the re-ranked items."""
+    h_d, h_i = h
+    r_i = r[1]
+    n_q, width = h_i.shape
+    rows = np.arange(n_q, dtype=np.int64)[:, None] * (n + 1)
+    order = np.argsort(h_i, axis=1)
+    keys = (np.take_along_axis(h_i, order, axis=1) + rows).ravel()
+    want = (r_i + rows).ravel()
+    pos = np.searchsorted(keys, want)
+    if not np.array_equal(keys[np.minimum(pos, keys.size - 1)], want):
+        raise RuntimeError(
+            "A re-ranked item is missing from the shard's own Hamming ranking; "
+            "the shard's stage 1 is not deterministic."
+        )
+    flat = (pos // width) * width + order.ravel()[pos]
+    return h_d.ravel()[flat].reshape(r_i.shape)
 
 
 def _labels_at(shard, local):
@@ -185,28 +225,39 @@ def _count_relevant(shard, y):
 # merging
 # ---------------------------------------------------------------------- #
 def _stack(blocks, which, offset, sentinel):
-    """Rows of all query blocks of one shard, global indices, padded."""
+    """Rows of all query blocks of one shard: (distances, global indices[,
+    Hamming distances of the re-ranked items]), padded with (inf, sentinel)."""
     got = [b[1 + which] for b in blocks]
     if all(g is None for g in got):
         return None
     width = max(g[0].shape[1] for g in got if g is not None)
-    d_rows, i_rows = [], []
-    for (n_q, *_), g in zip(blocks, got):
+    d_rows, i_rows, h_rows = [], [], []
+    for block, g in zip(blocks, got):
+        n_q = block[0]
         d = np.full((n_q, width), np.inf)
         i = np.full((n_q, width), sentinel, dtype=np.int64)
+        h = np.full((n_q, width), np.inf)
         if g is not None:
             w = g[0].shape[1]
             d[:, :w] = g[0]
             i[:, :w] = g[1] + offset
+            if which == 1 and block[3] is not None:
+                h[:, :w] = block[3]
         d_rows.append(d)
         i_rows.append(i)
-    return np.concatenate(d_rows, axis=0), np.concatenate(i_rows, axis=0)
+        h_rows.append(h)
+    out = np.concatenate(d_rows, axis=0), np.concatenate(i_rows, axis=0)
+    return out + (np.concatenate(h_rows, axis=0),) if which == 1 else out
 
 
-def _top(dist, idx, k, drop=None):
-    """First ``k`` of each row by (drop, distance, index)."""
-    keys = (idx, dist) if drop is None else (idx, dist, drop)
-    order = np.lexsort(keys, axis=1)[:, :k]
+def _top(dist, idx, k):
+    """First ``k`` of each row by (distance, global index).
+
+    The columns are the shards' lists side by side, in shard order (so in
+    global index order between shards), each sorted by (distance, index):
+    a stable sort on the distance alone orders ties by index.
+    """
+    order = np.argsort(dist, axis=1, kind="stable")[:, :k]
     return (
         np.take_along_axis(dist, order, axis=1),
         np.take_along_axis(idx, order, axis=1),

@@ -8,7 +8,7 @@ from concurrent.futures import CancelledError, ThreadPoolExecutor
 from numbers import Integral
 
 import numpy as np
-from sklearn.base import BaseEstimator, _fit_context
+from sklearn.base import BaseEstimator, _fit_context, clone
 from sklearn.utils import check_array
 from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -182,7 +182,7 @@ class ShardedRetriever(BaseEstimator):
     """
 
     _parameter_constraints: dict = {
-        **TwoStageRetriever._parameter_constraints,
+        **{p: TwoStageRetriever._parameter_constraints[p] for p in _SHARD_PARAMS},
         "n_shards": [None, Interval(Integral, 1, None, closed="left")],
         "max_shard_size": [None, Interval(Integral, 1, None, closed="left")],
         "client": [None, HasMethods(["submit", "gather", "scatter"])],
@@ -208,6 +208,15 @@ class ShardedRetriever(BaseEstimator):
         self.n_shards = n_shards
         self.max_shard_size = max_shard_size
         self.client = client
+
+    def __sklearn_clone__(self):
+        # the client is a connection, shared by the clones (GridSearchCV,
+        # cross_validate), never deep-copied
+        params = {
+            name: value if name == "client" else clone(value, safe=False)
+            for name, value in self.get_params(deep=False).items()
+        }
+        return type(self)(**params)
 
     # ------------------------------------------------------------------ #
     # running tasks on the shards
@@ -685,31 +694,33 @@ default=None
     def _merge(self, shard_results, k, L, stage1, two_stage):
         """Global top-k from each shard's (Hamming, re-ranked) lists."""
         sentinel = self.n_samples_fit_
-        h_d, h_i, r_d, r_i = [], [], [], []
+        h, r = [], []
         for off, blocks in zip(self.shard_offsets_, shard_results):
-            h, r = _stack(blocks, 0, off, sentinel), _stack(blocks, 1, off, sentinel)
-            if h is not None:
-                h_d.append(h[0])
-                h_i.append(h[1])
-            if r is not None:
-                r_d.append(r[0])
-                r_i.append(r[1])
-        if stage1:
-            hd, hi = _top(np.hstack(h_d), np.hstack(h_i), max(k, L if two_stage else 0))
-            if not two_stage:
-                return hd[:, :k], hi[:, :k]
-            rd, ri = np.hstack(r_d), np.hstack(r_i)
-            short = hi[:, :L]
-            rows = np.arange(len(ri), dtype=np.int64)[:, None] * (sentinel + 1)
-            member = np.isin(ri + rows, short + rows)
-            top_d, top_i = _top(rd, ri, min(k, L), ~member)
-            if L >= k:
-                return top_d, top_i
-            return (
-                np.concatenate([top_d, hd[:, L:k]], axis=1),
-                np.concatenate([top_i, hi[:, L:k]], axis=1),
-            )
-        return _top(np.hstack(r_d), np.hstack(r_i), k)
+            h.append(_stack(blocks, 0, off, sentinel))
+            r.append(_stack(blocks, 1, off, sentinel))
+        h = [x for x in h if x is not None]
+        r = [x for x in r if x is not None]
+        if not stage1:
+            return _top(np.hstack([x[0] for x in r]), np.hstack([x[1] for x in r]), k)
+        hd, hi = _top(
+            np.hstack([x[0] for x in h]),
+            np.hstack([x[1] for x in h]),
+            max(k, L) if two_stage else k,
+        )
+        if not two_stage:
+            return hd, hi
+        # the global shortlist is the first L of the global Hamming ranking:
+        # an item is in it when (Hamming, index) <= that of the L-th one
+        rd, ri, rh = (np.hstack([x[j] for x in r]) for j in range(3))
+        last_d, last_i = hd[:, L - 1 : L], hi[:, L - 1 : L]
+        member = (rh < last_d) | ((rh == last_d) & (ri <= last_i))
+        top_d, top_i = _top(np.where(member, rd, np.inf), ri, min(k, L))
+        if L >= k:
+            return top_d, top_i
+        return (
+            np.concatenate([top_d, hd[:, L:k]], axis=1),
+            np.concatenate([top_i, hi[:, L:k]], axis=1),
+        )
 
     # ------------------------------------------------------------------ #
     # score

@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
+from sklearn.base import clone
 
 from skhash import CodeSet, pack_bits
 from skhash.exceptions import ShardUnavailableError
@@ -469,6 +470,8 @@ def _parts(db, m, n_extra):
 
 def test_cluster_self_queries(client, data):
     db, _, _ = data
+    # clones (GridSearchCV, cross_validate) share the client, never copy it
+    assert clone(ShardedRetriever(client=client)).client is client
     single = TwoStageRetriever(alpha=9, n_neighbors=6, rerank="exact").fit(db)
     sharded = ShardedRetriever(
         alpha=9, n_neighbors=6, rerank="exact", n_shards=2, client=client
