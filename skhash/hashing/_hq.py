@@ -454,10 +454,16 @@ class HQHasher(BaseCodeLearner):
         return {"codebooks_": codebooks}
 
     def _codes_from_embeddings(self, modality, embedding):
+        from skhash.quantization._encode_torch import learner_device
+
         codes = None
-        if self.codebooks_ is not None:
+        if self.codebooks_ is not None:  # on the GPU when the towers are
             codes = encode(
-                embedding, self.codebooks_, kind="additive", n_iter=self.n_icm_iter
+                embedding,
+                self.codebooks_,
+                kind="additive",
+                n_iter=self.n_icm_iter,
+                device=learner_device(getattr(self, "device_", None)),
             )
         return CodeSet(
             embedding=embedding,

@@ -132,8 +132,9 @@ class TestDQNWithOPQ:
 
     def test_pq_has_no_rotation(self, cross_modal):
         X, y = cross_modal
-        dqn = DQNQuantizer(4, **FAST).fit(X, y)
+        dqn = DQNQuantizer(4, quantizer="pq", **FAST).fit(X, y)
         assert dqn.rotation_ is None
+        assert DQNQuantizer().quantizer == "opq"  # the default learns R
 
     def test_searchable(self, cross_modal):
         X, y = cross_modal
