@@ -500,6 +500,344 @@ def figure3(args):
         )
 
 
+# --------------------------------------------------------------------------- #
+# Recall-throughput curves on learned codes (issue 14)
+# --------------------------------------------------------------------------- #
+
+
+def _learned(args, n):
+    """HQ codes of clustered cross-modal data: database, queries, labels.
+
+    An ``HQHasher`` (``n_bits`` bits, M = 8 additive codebooks of K = 256)
+    is fitted on the first ``--train`` items of ``make_cross_modal`` data
+    (``--classes`` classes); the database is the ``n`` first items (training
+    items included), the queries the next ``--queries``, all encoded with
+    ``transform`` (image modality; the search is img->img).
+    """
+    import torch
+
+    from skhash import MultiModal
+    from skhash.datasets import make_cross_modal
+    from skhash.hashing import HQHasher
+
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    X, y = make_cross_modal(
+        n + args.queries,
+        n_classes=args.classes,
+        difficulty=args.difficulty,
+        random_state=RANDOM_STATE,
+    )
+    img = X["img"]
+    t1 = time.perf_counter()
+    train = min(args.train, n)
+    hq = HQHasher(
+        args.curve_bits,
+        n_codebooks=8,
+        n_codewords=K,
+        max_epochs=args.epochs,
+        quantization_warmup=1,
+        random_state=RANDOM_STATE,
+        n_jobs=1,
+    )
+    hq.fit(MultiModal(img=img[:train], txt=X["txt"][:train]), y[:train])
+    t2 = time.perf_counter()
+    parts = []
+    for s in range(0, n, GEN_ROWS // 4):
+        parts.append(hq.transform(MultiModal(img=img[s : min(n, s + GEN_ROWS // 4)])))
+    db = CodeSet(
+        embedding=np.concatenate([p.get("img", "embedding") for p in parts]),
+        bits=np.concatenate([p.get("img", "bits") for p in parts]),
+        codes=np.concatenate([p.get("img", "codes") for p in parts]),
+        n_bits=args.curve_bits,
+        codebooks=hq.codebooks_,
+        codebook_kind="additive",
+    )
+    q = hq.transform(MultiModal(img=img[n:]))
+    queries = CodeSet(
+        embedding=q.get("img", "embedding"),
+        bits=q.get("img", "bits"),
+        codes=q.get("img", "codes"),
+        n_bits=args.curve_bits,
+        codebooks=hq.codebooks_,
+        codebook_kind="additive",
+    )
+    t3 = time.perf_counter()
+    print(
+        f"  data {t1 - t0:.0f} s, HQHasher fit on {train} items ({args.epochs} "
+        f"epochs) {t2 - t1:.0f} s, transform of {n + args.queries} items "
+        f"{t3 - t2:.0f} s",
+        flush=True,
+    )
+    return db, queries
+
+
+def _concentration(bits):
+    """Distinct codes / N and the mean number of items sharing an item's code."""
+    view = np.ascontiguousarray(bits).view(np.dtype((np.void, bits.shape[1])))
+    _, counts = np.unique(view.ravel(), return_counts=True)
+    return len(counts) / len(bits), float(np.square(counts / 1.0).sum() / len(bits))
+
+
+def _rerank_fn(search, q_bits, Q, codes, C, L):
+    """``search(q_bits[:n], L) -> cand`` then AQD (inner product) re-rank."""
+    from skhash.quantization import lookup_tables
+
+    def run(n):
+        cand = search(q_bits[:n], L)
+        luts = lookup_tables(Q[:n], C, metric="ip")
+        valid = cand >= 0
+        c = codes[np.where(valid, cand, 0)]
+        scores = np.zeros(cand.shape, np.float32)
+        for m in range(C.shape[0]):
+            scores += np.take_along_axis(luts[:, m, :], c[:, :, m].astype(np.intp), 1)
+        scores[~valid] = -np.inf
+        k = min(N_NEIGHBORS, cand.shape[1])
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(scores, top, 1), axis=1)
+        return np.take_along_axis(cand, np.take_along_axis(top, order, 1), 1)
+
+    return run
+
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def _faiss_bytes(index, binary=False):
+    import faiss
+
+    if binary:
+        return faiss.serialize_index_binary(index).nbytes
+    return faiss.serialize_index(index).nbytes
+
+
+def curves(args):
+    """Recall@50 against throughput, skhash's knobs against faiss indexes."""
+    import faiss
+
+    print(
+        "\nRecall-throughput curves (issue 14): HQ codes of clustered data, "
+        f"{args.curve_bits} bits + 8 x 256 additive codes = "
+        f"{args.curve_bits // 8 + 8} B/item, img->img, top-{N_NEIGHBORS}, "
+        "1 thread (2thr: 2 threads), recall@50 against the exact inner-product "
+        f"top-{N_NEIGHBORS} of the float embeddings ({args.truth} queries).",
+        flush=True,
+    )
+    results = []
+    for n in (int(v) for v in args.n):
+        print(f"\nN = {_fmt_n(n)}", flush=True)
+        db, queries = _learned(args, n)
+        X = np.ascontiguousarray(db.get("X", "embedding"), dtype=np.float32)
+        Q = np.ascontiguousarray(queries.get("X", "embedding"), dtype=np.float32)
+        bits, q_bits = db.get("X", "bits"), queries.get("X", "bits")
+        codes, C = db.get("X", "codes"), db.codebooks
+        d = X.shape[1]
+        distinct, shared = _concentration(bits)
+        print(
+            f"  codes: {100 * distinct:.1f} % distinct, an item shares its code "
+            f"with {shared:.1f} items on average",
+            flush=True,
+        )
+        truth = exact_topk(X, Q[: args.truth])
+        nq = args.queries
+        rows = []
+
+        def add(method, knob, qps, found, build, nbytes, qps2=float("nan")):
+            rec = recall(found, truth)
+            rows.append((method, knob, qps, qps2, rec, build, nbytes / n))
+            print(
+                f"  {method:<22} {knob:<14} {qps:>8.0f} {_f(qps2, 8, 0)} "
+                f"{rec:>6.3f} {build:>7.1f} {nbytes / n:>7.1f}",
+                flush=True,
+            )
+
+        print(
+            f"  {'method':<22} {'knob':<14} {'q/s':>8} {'2thr':>8} {'rec@50':>6} "
+            f"{'build s':>7} {'B/item':>7}",
+            flush=True,
+        )
+        # skhash: alpha x stage1
+        for stage1 in args.stage1:
+            est, build = _timed(
+                lambda s=stage1: TwoStageRetriever(
+                    n_neighbors=N_NEIGHBORS, backend="numba", stage1=s
+                ).fit(db)
+            )
+            index_bytes = sum(a.nbytes for a in est._index["X"].values())
+            index_bytes += est.codebooks_.nbytes
+            tables = getattr(est, "_mih_cache", {}).get("X")
+            for alpha in args.curve_alpha:
+                L = int(alpha) if alpha >= 1 else round(alpha * n)
+                if L > n:
+                    continue
+                est.set_params(alpha=L, n_jobs=None)
+                qps = rate(lambda m: est.kneighbors(queries[:m]), nq, args.budget)
+                est.set_params(n_jobs=2)
+                qps2 = rate(lambda m: est.kneighbors(queries[:m]), nq, args.budget)
+                est.set_params(n_jobs=None)
+                found = est.kneighbors(queries[: args.truth])[1]
+                extra = "" if tables is None else f" fb={tables.last_fallbacks}"
+                nbytes = index_bytes + (0 if tables is None else tables.nbytes)
+                add(
+                    f"skhash {stage1}", f"L={L}{extra}", qps, found, build, nbytes, qps2
+                )
+        # faiss IndexBinaryFlat + the same AQD re-rank
+        flat, build = _timed(lambda: to_faiss(CodeSet(bits=bits, n_bits=d)))
+        nbytes = _faiss_bytes(flat, True) + codes.nbytes + C.nbytes
+        for L in [a for a in args.curve_alpha if a >= 1 and a <= min(n, 4096)]:
+            fn = _rerank_fn(
+                lambda qb, L: flat.search(qb, L)[1], q_bits, Q, codes, C, int(L)
+            )
+            qps = rate(fn, nq, args.budget)
+            add(
+                "faiss BinaryFlat+rr", f"L={int(L)}", qps, fn(args.truth), build, nbytes
+            )
+        # faiss IndexBinaryIVF + re-rank, nprobe sweep
+        nlist = args.nlist or int(4 * np.sqrt(n))
+
+        def build_bivf():
+            quantizer = faiss.IndexBinaryFlat(d)
+            index = faiss.IndexBinaryIVF(quantizer, d, nlist)
+            sample = np.random.default_rng(0).choice(
+                n, min(n, 64 * nlist), replace=False
+            )
+            index.train(bits[np.sort(sample)])
+            index.add(bits)
+            index.own_fields = True
+            return index, quantizer
+
+        (bivf, _keep), build = _timed(build_bivf)
+        nbytes = _faiss_bytes(bivf, True) + codes.nbytes + C.nbytes
+        for L in [a for a in args.curve_alpha if 100 <= a <= 1000]:
+            for nprobe in args.nprobe:
+                bivf.nprobe = nprobe
+                fn = _rerank_fn(
+                    lambda qb, L: bivf.search(qb, L)[1], q_bits, Q, codes, C, int(L)
+                )
+                qps = rate(fn, nq, args.budget)
+                add(
+                    f"faiss BinaryIVF{nlist}+rr",
+                    f"L={int(L)} np={nprobe}",
+                    qps,
+                    fn(args.truth),
+                    build,
+                    nbytes,
+                )
+        ip = faiss.METRIC_INNER_PRODUCT
+        train = X[np.random.default_rng(1).choice(n, min(n, 65536), replace=False)]
+
+        # faiss IndexPQFastScan, same 16 B/item (32 x 4 bits)
+        def build_pqfs():
+            index = faiss.IndexPQFastScan(d, 32, 4, ip)
+            index.train(train)
+            index.add(X)
+            return index
+
+        pqfs, build = _timed(build_pqfs)
+        qps = rate(lambda m: pqfs.search(Q[:m], N_NEIGHBORS), nq, args.budget)
+        found = pqfs.search(Q[: args.truth], N_NEIGHBORS)[1]
+        add("faiss PQFastScan32x4", "-", qps, found, build, _faiss_bytes(pqfs))
+
+        # faiss IndexIVFPQFastScan (32 x 4 bits), nprobe sweep
+        def build_ivfpqfs():
+            quantizer = faiss.IndexFlatIP(d)
+            index = faiss.IndexIVFPQFastScan(quantizer, d, nlist, 32, 4, ip)
+            index.train(train)
+            index.add(X)
+            index.own_fields = True
+            return index, quantizer
+
+        (ivfpq, _keep2), build = _timed(build_ivfpqfs)
+        for nprobe in args.nprobe:
+            ivfpq.nprobe = nprobe
+            qps = rate(lambda m: ivfpq.search(Q[:m], N_NEIGHBORS), nq, args.budget)
+            found = ivfpq.search(Q[: args.truth], N_NEIGHBORS)[1]
+            add(
+                f"faiss IVF{nlist}PQFS32x4",
+                f"np={nprobe}",
+                qps,
+                found,
+                build,
+                _faiss_bytes(ivfpq),
+            )
+        # faiss IndexHNSWFlat on the floats (its memory: 4 d B + the graph)
+        if n <= args.hnsw_max:
+
+            def build_hnsw():
+                index = faiss.IndexHNSWFlat(d, 32, ip)
+                faiss.omp_set_num_threads(os.cpu_count())
+                index.add(X)
+                faiss.omp_set_num_threads(1)
+                return index
+
+            hnsw, build = _timed(build_hnsw)
+            for ef in args.ef:
+                hnsw.hnsw.efSearch = ef
+                qps = rate(lambda m: hnsw.search(Q[:m], N_NEIGHBORS), nq, args.budget)
+                found = hnsw.search(Q[: args.truth], N_NEIGHBORS)[1]
+                add(
+                    "faiss HNSWFlat32 (x)",
+                    f"ef={ef}",
+                    qps,
+                    found,
+                    build,
+                    _faiss_bytes(hnsw),
+                )
+            hnsw = None
+        results.append((n, rows))
+        _summary(n, rows)
+        db = queries = X = None
+    if args.plot:
+        _plot(results, args.plot)
+    return results
+
+
+def _summary(n, rows):
+    """Per recall level reached by a 16 B/item faiss index: fastest of each."""
+
+    def best(pred, level):
+        cands = [r for r in rows if pred(r[0]) and r[4] >= level]
+        return max(cands, key=lambda r: r[2]) if cands else None
+
+    ours = lambda m: m.startswith("skhash")  # noqa: E731
+    theirs = lambda m: m.startswith("faiss") and "HNSW" not in m  # noqa: E731
+    print(f"  summary N = {_fmt_n(n)}: fastest at each recall level (1 thread)")
+    for level in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8):
+        a, b = best(ours, level), best(theirs, level)
+        if a is None and b is None:
+            continue
+        fa = f"{a[0]} {a[1]} {a[2]:.0f} q/s" if a else "-"
+        fb = f"{b[0]} {b[1]} {b[2]:.0f} q/s" if b else "-"
+        ratio = f"{a[2] / b[2]:.2f}x" if a and b else "-"
+        print(f"    recall >= {level:.1f}: skhash {fa} | faiss {fb} | {ratio}")
+
+
+def _plot(results, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.5))
+    axes = np.atleast_1d(axes)
+    for ax, (n, rows) in zip(axes, results):
+        for method in dict.fromkeys(r[0] for r in rows):
+            pts = sorted((r[4], r[2]) for r in rows if r[0] == method)
+            ax.plot(*zip(*pts), marker="o", label=method)
+        ax.set_yscale("log")
+        ax.set_xlabel("recall@50 vs exact float search")
+        ax.set_ylabel("queries/s, 1 thread")
+        ax.set_title(f"N = {_fmt_n(n)}")
+        ax.grid(True, alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"plot saved to {path}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=float, nargs="+", default=[1e5, 1e6, 1e7])
@@ -537,6 +875,35 @@ def main(argv=None):
         "--fig3-lengths", type=int, nargs="+", default=[16, 32, 64, 128, 256]
     )
     parser.add_argument("--no-fig3", action="store_true")
+    parser.add_argument(
+        "--curves",
+        action="store_true",
+        help="only the recall-throughput curves on learned (HQHasher) codes, "
+        "for each --n: skhash alpha x stage1 against faiss indexes",
+    )
+    parser.add_argument("--curve-bits", type=int, default=64)
+    parser.add_argument(
+        "--curve-alpha",
+        type=float,
+        nargs="+",
+        default=[100, 300, 1000, 3000, 10000],
+        help="shortlist sizes of the curves (>= 1: L, < 1: fraction of N)",
+    )
+    parser.add_argument(
+        "--stage1", nargs="+", default=["exhaustive", "mih"], help="curves' stage1"
+    )
+    parser.add_argument("--nprobe", type=int, nargs="+", default=[1, 4, 16, 64])
+    parser.add_argument("--nlist", type=int, default=None, help="default 4 sqrt(N)")
+    parser.add_argument("--ef", type=int, nargs="+", default=[16, 64, 256])
+    parser.add_argument(
+        "--hnsw-max", type=float, default=2e5, help="largest N given an HNSW index"
+    )
+    parser.add_argument("--train", type=int, default=5000, help="HQ training items")
+    parser.add_argument("--epochs", type=int, default=3, help="HQ training epochs")
+    parser.add_argument("--classes", type=int, default=100)
+    parser.add_argument("--difficulty", type=float, default=0.5)
+    parser.add_argument("--truth", type=int, default=200, help="recall queries")
+    parser.add_argument("--plot", default=None, help="save the curves to this file")
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument(
         "--quick",
@@ -558,6 +925,11 @@ def main(argv=None):
         flush=True,
     )
     t0 = time.perf_counter()
+    if args.curves:
+        with threadpool_limits(limits=1):
+            curves(args)
+        print(f"Total time {time.perf_counter() - t0:.0f} s")
+        return
     if not args.no_compile:
         compile_times()
     get_backend("numba")  # compiled (or loaded) before any timing

@@ -161,17 +161,25 @@ def test_tables_follow_refit_params_and_load(tmp_path):
     assert loaded._mih_cache["X"].n_items == 1000
 
 
-def test_auto_chooses_by_size_and_concentration():
+def test_auto_chooses_by_size_and_concentration(monkeypatch):
     rng = np.random.RandomState(4)
     small = TwoStageRetriever(stage1="auto").fit(
         CodeSet(bits=_codes(rng, 500, 64, "random"))
     )
     assert not small._mih_cache and _mih.stage1_index(small, "X", 50) is None
     n = _mih.AUTO_MIN_ITEMS
+    trials = []
+    monkeypatch.setattr(  # the timed trial says "faster" (machine-independent)
+        _mih, "_calibrate", lambda est, mih, n_short: trials.append(n_short) or True
+    )
     spread = TwoStageRetriever(stage1="auto").fit(
         CodeSet(bits=_codes(rng, n, 64, "random"))
     )
     assert _mih.stage1_index(spread, "X", 50) is not None
+    assert _mih.stage1_index(spread, "X", 60) is not None
+    assert trials == [50]  # one trial per power of two of n_short
+    spread._mih_cache["X"].faster[(50).bit_length()] = False  # trial: slower
+    assert _mih.stage1_index(spread, "X", 50) is None
     assert _mih.stage1_index(spread, "X", n // 2) is None  # shortlist too long
     dense_bits = _codes(rng, n, 64, "concentrated")
     dense = TwoStageRetriever(stage1="auto", n_neighbors=10).fit(
@@ -184,6 +192,21 @@ def test_auto_chooses_by_size_and_concentration():
     q = CodeSet(bits=dense_bits[:30])
     for x, z in zip(dense.kneighbors(q), ref.kneighbors(q)):
         np.testing.assert_array_equal(x, z)
+
+
+def test_calibration_is_a_timed_choice_with_identical_results():
+    rng = np.random.RandomState(6)
+    bits = _codes(rng, _mih.AUTO_MIN_ITEMS, 64, "random")
+    params = dict(alpha=10, n_neighbors=10)
+    auto = TwoStageRetriever(stage1="auto", **params).fit(CodeSet(bits=bits))
+    ref = TwoStageRetriever(stage1="exhaustive", **params)
+    q = CodeSet(bits=bits[::1000])
+    for x, z in zip(auto.kneighbors(q), ref.fit(CodeSet(bits=bits)).kneighbors(q)):
+        np.testing.assert_array_equal(x, z)
+    tables = auto._mih_cache["X"]
+    assert set(tables.faster) == {(10).bit_length()}
+    assert tables.n_queries in (0, len(bits[::1000]))  # trials not counted
+    assert isinstance(_mih._calibrate(auto, tables, 10), bool)
 
 
 def test_parameter_validation_names_parameter_and_value():
