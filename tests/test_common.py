@@ -19,7 +19,7 @@ import skhash.retrieval
 from skhash import DQNQuantizer, HQHasher, TwoStageRetriever
 from skhash.compose import ModalityTransformer
 from skhash.hashing import DJSRHHasher
-from skhash.quantization import AdditiveQuantizer, ProductQuantizer
+from skhash.quantization import OPQ, AdditiveQuantizer, ProductQuantizer
 from skhash.retrieval import ShardedRetriever
 
 _TOWER = {"hidden_layer_sizes": (16,), "device": "cpu", "random_state": 0}
@@ -39,6 +39,7 @@ INSTANCES = [
     ),
     DJSRHHasher(n_bits=8, max_epochs=2, batch_size=16, **_TOWER),
     ProductQuantizer(n_codebooks=2, n_codewords=4, n_iter=5, random_state=0),
+    OPQ(n_codebooks=2, n_codewords=4, n_iter=3, n_kmeans_iter=5, random_state=0),
     AdditiveQuantizer(
         n_codebooks=2, n_codewords=4, n_iter=2, n_icm_iter=2, random_state=0
     ),
