@@ -7,6 +7,8 @@ import copy
 import math
 import numbers
 import os
+import re
+import sys
 import warnings
 from abc import abstractmethod
 
@@ -50,7 +52,7 @@ _ROUTED_WHAT = {
 MAX_WIDTH = 65536
 _MAX_HIDDEN = 1 << 20
 #: Elements of float32 per chunk when a whole set is embedded or scanned.
-_CHUNK_ELEMENTS = 1 << 23
+_CHUNK_ELEMENTS = 1 << 20
 
 
 @contextlib.contextmanager
@@ -318,11 +320,12 @@ def _is_count_constraint(constraints):
 
 def _channel_statistics(a, ndim):
     """Mean and standard deviation of each channel (axis 1) of ``a``, over
-    the items and the other axes, computed in float64 chunk by chunk (no
-    float copy of the whole set)."""
+    the items and the other axes, accumulated in float64 a small chunk at a
+    time: the temporary memory stays a fraction of a megabyte whatever the
+    size of the set (no float copy of it)."""
     n = a.shape[0]
     per_item = int(np.prod(a.shape[1:], dtype=np.int64))
-    rows = max(1, _CHUNK_ELEMENTS // max(per_item, 1))
+    rows = max(1, (1 << 16) // max(per_item, 1))
     axes = (0,) + tuple(range(2, ndim))
     count = n * int(np.prod(a.shape[2:], dtype=np.int64))
     total = np.zeros(a.shape[1], np.float64)
@@ -330,10 +333,13 @@ def _channel_statistics(a, ndim):
         total += a[start : start + rows].sum(axis=axes, dtype=np.float64)
     mean = total / count
     shape = (1, -1) + (1,) * (ndim - 2)
+    mean32 = mean.astype(np.float32).reshape(shape)
     sq = np.zeros(a.shape[1], np.float64)
     for start in range(0, n, rows):
-        chunk = a[start : start + rows].astype(np.float64) - mean.reshape(shape)
-        sq += np.square(chunk).sum(axis=axes)
+        chunk = a[start : start + rows].astype(np.float32)
+        chunk -= mean32
+        np.square(chunk, out=chunk)
+        sq += chunk.sum(axis=axes, dtype=np.float64)
     return mean, np.sqrt(sq / count)
 
 
@@ -823,6 +829,9 @@ class BaseCodeLearner(PortableState, TransformerMixin, BaseEstimator):
             iterators["iterator_train__generator"] = generator
         if n_train is not None:
             iterators["iterator_train__drop_last"] = n_train > batch_size
+        if int(self.verbose) > 0:
+            # skorch's epoch table, without colour codes when piped
+            iterators["callbacks__print_log__sink"] = _print_table
         for prefix in ("iterator_train__", "iterator_valid__", "callbacks__"):
             iterators.update({prefix + k: v for k, v in self._routed(prefix).items()})
         user = [
@@ -1149,8 +1158,10 @@ class BaseCodeLearner(PortableState, TransformerMixin, BaseEstimator):
             ) from exc
         try:
             ds_train, ds_valid = parts
-            train_idx = np.asarray(ds_train.indices, dtype=np.int64)
-            valid_idx = np.asarray(ds_valid.indices, dtype=np.int64)
+            # in the order of X: the training part is then X minus
+            # validation_indices_, as a user rebuilds it
+            train_idx = np.sort(np.asarray(ds_train.indices, dtype=np.int64))
+            valid_idx = np.sort(np.asarray(ds_valid.indices, dtype=np.int64))
         except (TypeError, ValueError, AttributeError):
             raise ValueError(
                 f"train_split={self.train_split!r} must split the dataset it is "
@@ -1158,6 +1169,16 @@ class BaseCodeLearner(PortableState, TransformerMixin, BaseEstimator):
                 "ValidSplit does); for a fixed validation set, pass a callable "
                 "returning Subsets of chosen positions."
             ) from None
+        if (
+            np.intersect1d(train_idx, valid_idx).size
+            or train_idx.min(initial=0) < 0
+            or max(train_idx.max(initial=0), valid_idx.max(initial=0)) >= n
+        ):
+            raise ValueError(
+                f"train_split={self.train_split!r} gave overlapping or out-of-range "
+                "training and validation positions; the two parts must be "
+                f"disjoint subsets of the {n} items."
+            )
         if len(train_idx) < 2 or len(valid_idx) < 1:
             raise ValueError(
                 f"train_split={self.train_split!r} left {len(train_idx)} training "
@@ -1369,6 +1390,19 @@ class BaseCodeLearner(PortableState, TransformerMixin, BaseEstimator):
         tags.input_tags.sparse = True  # densified per modality (bag-of-words)
         tags.transformer_tags.preserves_dtype = []
         return tags
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _print_table(text):
+    """skorch's epoch-table sink: ``print``, dropping the ANSI colour codes
+    when standard output is not a terminal (a log file, a pipe, CI)."""
+    out = sys.stdout
+    if not (hasattr(out, "isatty") and out.isatty()):
+        text = _ANSI.sub("", text)
+    print(text, file=out)
+    out.flush()
 
 
 class _NetView:
