@@ -49,8 +49,8 @@ _CHUNK_ENTRIES = 1 << 22
 _MAX_CODEWORDS = 1 << 16
 # k-means++ seeds from a random subset of at most this many points per
 # centroid (and at least _MIN_SEED_POINTS points; smaller data seeds from all).
-_SEED_POINTS_PER_CENTROID = 32
-_MIN_SEED_POINTS = 8192
+_SEED_POINTS_PER_CENTROID = 8
+_MIN_SEED_POINTS = 1024
 
 
 # --------------------------------------------------------------------------- #
@@ -269,8 +269,8 @@ def kmeans_codebooks(
       assigned centroids, k-means on the residual for the next codebook, etc.
 
     Each k-means is :class:`sklearn.cluster.KMeans` with ``n_init=1``, seeded
-    by k-means++ (on a random subset of 32 points per codeword, at least
-    8192, when there are more), with seeds drawn from ``random_state``, so
+    by k-means++ (on a random subset of 8 points per codeword, at least
+    1024, when there are more), with seeds drawn from ``random_state``, so
     the result is deterministic for a fixed ``random_state``. With more than
     ``max_points_per_centroid * n_codewords`` samples, the codebooks are
     learned on a random subset of that many samples (as faiss's
@@ -329,7 +329,8 @@ def kmeans_codebooks(
         for m, block in enumerate(product_blocks(d, n_codebooks)):
             codebooks[m][:, block] = _kmeans(X[:, block], n_codewords, rng, n_iter)
         return codebooks
-    residual = X.astype(np.float64, copy=True)
+    # in X's dtype: float32 embeddings run k-means at float32 speed
+    residual = X.astype(X.dtype, copy=True)
     for m in range(n_codebooks):
         centers = _kmeans(residual, n_codewords, rng, n_iter)
         codebooks[m] = centers

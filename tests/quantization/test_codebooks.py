@@ -124,9 +124,9 @@ def test_kmeans_codebooks_learn_on_a_bounded_sample(kind):
 
 
 def test_kmeans_codebooks_seeding_subset_is_deterministic():
-    # more rows than the k-means++ seeding subset (32 per codeword, >= 8192),
+    # more rows than the k-means++ seeding subset (8 per codeword, >= 1024),
     # all of them used by the Lloyd iterations (no max_points_per_centroid)
-    X = _data(n=9000, d=3, seed=3)
+    X = _data(n=3000, d=3, seed=3)
     kw = {"kind": "additive", "n_iter": 2, "max_points_per_centroid": None}
     C1 = kmeans_codebooks(X, 2, 4, random_state=0, **kw)
     C2 = kmeans_codebooks(X, 2, 4, random_state=0, **kw)
