@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import numbers
 
 import numpy as np
@@ -10,6 +11,46 @@ __all__ = ["CodeSet", "pack_bits", "unpack_bits"]
 
 _PARTS = ("embedding", "bits", "codes")
 _KINDS = ("additive", "product")
+_ATTRS = ("n_bits", "codebooks", "codebook_kind")
+
+
+def codebook_fingerprint(codebooks, kind):
+    """Short hex digest of the codebooks' values, shape and kind (or None).
+
+    Two code sets share a fingerprint exactly when their codebooks are the
+    same float32 values of the same shape and kind, so codes made by one
+    quantizer are never searched against another's.
+    """
+    if codebooks is None:
+        return None
+    codebooks = np.ascontiguousarray(codebooks, dtype=np.float32)
+    h = hashlib.sha256(f"{kind}|{codebooks.shape}|float32|".encode())
+    h.update(codebooks.tobytes())
+    return h.hexdigest()[:16]
+
+
+def check_n_bits(n_bits, name="n_bits"):
+    """``n_bits`` as an int >= 1, or a ValueError naming it and the fix."""
+    if isinstance(n_bits, (bool, np.bool_)) or not isinstance(n_bits, numbers.Integral):
+        raise ValueError(
+            f"{name}={n_bits!r} must be a positive int (bool is not accepted), "
+            f"the number of bits per item; pass e.g. {name}=16."
+        )
+    if n_bits < 1:
+        raise ValueError(
+            f"{name}={n_bits} must be >= 1, the number of bits per item; pass "
+            f"e.g. {name}=16."
+        )
+    return int(n_bits)
+
+
+def _readonly(a):
+    """A read-only view of ``a`` (the caller's array keeps its flags)."""
+    if a is None:
+        return None
+    v = a.view()
+    v.flags.writeable = False
+    return v
 
 
 def pack_bits(signs):
@@ -174,20 +215,62 @@ class CodeSet:
         )
 
     # -- construction -----------------------------------------------------
-    def _init(self, parts, *, n_bits, codebooks, kind):
-        self._parts = parts
-        self.n_bits = n_bits
-        self.codebooks = codebooks
-        self.codebook_kind = kind
-        self._n = next(
+    def _init(self, parts, *, n_bits, codebooks, kind, fingerprint=None):
+        d = self.__dict__
+        d["_parts"] = parts
+        d["n_bits"] = n_bits
+        d["codebooks"] = codebooks
+        d["codebook_kind"] = kind
+        d["_fingerprint"] = fingerprint
+        d["_n"] = next(
             v.shape[0] for p in parts.values() for v in p.values() if v is not None
         )
 
     @classmethod
-    def _new(cls, parts, *, n_bits, codebooks, kind):
+    def _new(cls, parts, *, n_bits, codebooks, kind, fingerprint=None):
         obj = cls.__new__(cls)
-        obj._init(parts, n_bits=n_bits, codebooks=codebooks, kind=kind)
+        obj._init(
+            parts,
+            n_bits=n_bits,
+            codebooks=codebooks,
+            kind=kind,
+            fingerprint=fingerprint,
+        )
         return obj
+
+    def _derived(self, parts):
+        """A CodeSet of other parts with the same codebooks (and fingerprint)."""
+        return self._new(
+            parts,
+            n_bits=self.n_bits,
+            codebooks=self.codebooks,
+            kind=self.codebook_kind,
+            fingerprint=self.__dict__.get("_fingerprint"),
+        )
+
+    def __setattr__(self, name, value):
+        raise AttributeError(
+            f"CodeSet is read-only: cannot set {name!r}. Build a new one, e.g. "
+            "CodeSet(embedding=..., bits=..., n_bits=...)."
+        )
+
+    def __delattr__(self, name):
+        raise AttributeError(f"CodeSet is read-only: cannot delete {name!r}.")
+
+    @property
+    def fingerprint(self):
+        """Short hex digest of the codebooks (values, shape, kind), or None.
+
+        Computed once, on first use, and kept by slicing, :meth:`without`
+        and :meth:`from_modalities`. :class:`~skhash.TwoStageRetriever`
+        stores it at fit and rejects queries and additions whose codebooks
+        have another fingerprint.
+        """
+        fp = self.__dict__.get("_fingerprint")
+        if fp is None and self.codebooks is not None:
+            fp = codebook_fingerprint(self.codebooks, self.codebook_kind)
+            self.__dict__["_fingerprint"] = fp
+        return fp
 
     @staticmethod
     def _check_codebooks(codebooks, kind):
@@ -197,20 +280,26 @@ class CodeSet:
                     f"codebook_kind must be one of {_KINDS}; got {kind!r}."
                 )
             return None, None
-        codebooks = np.asarray(codebooks, dtype=np.float32)
-        if codebooks.ndim != 3:
+        codebooks = np.array(codebooks, dtype=np.float32, copy=True)
+        if codebooks.ndim != 3 or 0 in codebooks.shape:
             raise ValueError(
-                f"codebooks must have shape (M, K, d); got {codebooks.shape}."
+                f"codebooks must have shape (M, K, d) with M, K, d >= 1; got "
+                f"{codebooks.shape}."
             )
+        if not np.isfinite(codebooks).all():
+            raise ValueError("codebooks contain NaN or inf.")
         if kind not in _KINDS:
             raise ValueError(
                 f"codebook_kind must be one of {_KINDS} when codebooks are given; "
                 f"got {kind!r}."
             )
+        codebooks.flags.writeable = False
         return codebooks, kind
 
     @staticmethod
     def _check_part(name, part, n_bits, codebooks):
+        if n_bits is not None:
+            n_bits = check_n_bits(n_bits)
         out = {}
         n_rows = {}
         if part.get("embedding") is not None:
@@ -233,6 +322,11 @@ class CodeSet:
                 )
             if n_bits is None:
                 n_bits = 8 * bits.shape[1]
+                if n_bits == 0:
+                    raise ValueError(
+                        f"bits of modality {name!r} have 0 bytes per item; "
+                        "pass at least one bit per item."
+                    )
             if bits.shape[1] != _n_bytes(n_bits):
                 raise ValueError(
                     f"bits of modality {name!r} have {bits.shape[1]} bytes per item "
@@ -279,7 +373,7 @@ class CodeSet:
                 f"The parts of modality {name!r} have different numbers of rows: "
                 f"{n_rows}."
             )
-        return {p: out.get(p) for p in _PARTS}, n_bits
+        return {p: _readonly(out.get(p)) for p in _PARTS}, n_bits
 
     @classmethod
     def from_modalities(cls, **code_sets):
@@ -318,13 +412,7 @@ class CodeSet:
                 raise ValueError(
                     f"Modality {name!r} has n_bits={cs.n_bits}, expected {ref.n_bits}."
                 )
-            same_cb = (cs.codebooks is None and ref.codebooks is None) or (
-                cs.codebooks is not None
-                and ref.codebooks is not None
-                and cs.codebooks.shape == ref.codebooks.shape
-                and np.array_equal(cs.codebooks, ref.codebooks)
-            )
-            if not same_cb or cs.codebook_kind != ref.codebook_kind:
+            if cs.fingerprint != ref.fingerprint:
                 raise ValueError(
                     f"Modality {name!r} does not share the codebooks of the others."
                 )
@@ -332,9 +420,7 @@ class CodeSet:
         n = {name: cs._n for name, cs in code_sets.items()}
         if len(set(n.values())) != 1:
             raise ValueError(f"All modalities need the same number of rows; got {n}.")
-        return cls._new(
-            parts, n_bits=ref.n_bits, codebooks=ref.codebooks, kind=ref.codebook_kind
-        )
+        return ref._derived(parts)
 
     # -- access -------------------------------------------------------------
     @property
@@ -444,12 +530,7 @@ class CodeSet:
                 raise KeyError(
                     f"No modality {key!r}; this CodeSet has {self.modalities}."
                 )
-            return self._new(
-                {key: self._parts[key]},
-                n_bits=self.n_bits,
-                codebooks=self.codebooks,
-                kind=self.codebook_kind,
-            )
+            return self._derived({key: self._parts[key]})
         if isinstance(key, tuple):
             key = key[0]
         if isinstance(key, numbers.Integral):
@@ -457,12 +538,12 @@ class CodeSet:
                 raise IndexError(f"row {key} is out of range for {len(self)} rows.")
             key = slice(key, key + 1 if key != -1 else None)
         parts = {
-            name: {p: (None if v is None else v[key]) for p, v in part.items()}
+            name: {
+                p: (None if v is None else _readonly(v[key])) for p, v in part.items()
+            }
             for name, part in self._parts.items()
         }
-        return self._new(
-            parts, n_bits=self.n_bits, codebooks=self.codebooks, kind=self.codebook_kind
-        )
+        return self._derived(parts)
 
     def without(self, *parts):
         """Return a copy without some parts (e.g. to index no embeddings).
@@ -492,9 +573,13 @@ class CodeSet:
             name: {p: (None if p in parts else v) for p, v in part.items()}
             for name, part in self._parts.items()
         }
-        return self._new(
-            new, n_bits=self.n_bits, codebooks=self.codebooks, kind=self.codebook_kind
-        )
+        for name, part in new.items():
+            if all(v is None for v in part.values()):
+                raise ValueError(
+                    f"without{parts} would leave modality {name!r} with no part; "
+                    f"keep at least one of {_PARTS}."
+                )
+        return self._derived(new)
 
     # -- size -------------------------------------------------------------
     @property
@@ -551,4 +636,11 @@ class CodeSet:
         return self.__dict__
 
     def __setstate__(self, state):
+        state = dict(state)
+        state["_parts"] = {
+            name: {p: _readonly(v) for p, v in part.items()}
+            for name, part in state["_parts"].items()
+        }
+        state["codebooks"] = _readonly(state.get("codebooks"))
+        state.setdefault("_fingerprint", None)
         self.__dict__.update(state)

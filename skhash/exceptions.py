@@ -7,6 +7,7 @@ __all__ = [
     "NotFittedError",
     "TrainingError",
     "ShardUnavailableError",
+    "IndexFormatError",
     "DeviceWarning",
 ]
 
@@ -48,6 +49,23 @@ class TrainingError(SkhashError, RuntimeError):
     >>> from skhash.exceptions import TrainingError
     >>> str(TrainingError("loss became nan at epoch 3"))
     'loss became nan at epoch 3'
+    """
+
+
+class IndexFormatError(SkhashError, ValueError):
+    """Raised when a saved search index is damaged, foreign or inconsistent.
+
+    :meth:`TwoStageRetriever.load <skhash.retrieval.TwoStageRetriever.load>`
+    raises it for a file that :meth:`~skhash.retrieval.TwoStageRetriever.save`
+    did not write, a truncated or tampered array, metadata that does not
+    match the arrays, or (with ``verify=True``) a checksum mismatch. The
+    message names the file and what is wrong. Subclasses :class:`ValueError`.
+
+    Examples
+    --------
+    >>> from skhash.exceptions import IndexFormatError
+    >>> issubclass(IndexFormatError, ValueError)
+    True
     """
 
 

@@ -49,9 +49,118 @@ def _chunks(n_rows, row_width):
         yield slice(start, min(start + step, n_rows))
 
 
+_LABEL_FAMILIES = {"U": "strings", "S": "bytes"}
+
+
+def _label_type(value):
+    if value is None:
+        return "None"
+    if isinstance(value, (str, np.str_)):
+        return "str"
+    if isinstance(value, (bytes, np.bytes_)):
+        return "bytes"
+    if isinstance(value, (bool, np.bool_, Integral, Real)):
+        return "number"
+    return type(value).__name__
+
+
+def _as_label_array(y, name):
+    """``y`` as an array of labels of one type (numbers, strings or bytes).
+
+    numpy turns a list mixing numbers and strings into strings without a
+    word, and keeps None or other objects in an object array: both raise
+    here, naming an example, instead of giving labels that silently differ.
+    """
+    try:
+        arr = np.asarray(y)
+    except ValueError as exc:  # ragged nested lists
+        raise ValueError(
+            f"{name} cannot be read as an array of labels ({exc}); pass one "
+            "label per sample (1-D) or equal-length indicator rows (2-D)."
+        ) from None
+    if arr.dtype.kind == "O" or (
+        arr.dtype.kind in "US" and not isinstance(y, np.ndarray)
+    ):
+        flat = np.asarray(y, dtype=object).ravel()
+        seen = {}
+        for i, v in enumerate(flat):
+            seen.setdefault(_label_type(v), (i, v))
+        if "None" in seen:
+            i = seen["None"][0]
+            raise ValueError(
+                f"{name} holds None (a missing label) at position {i}; labels "
+                "must all be class ids. Drop or label those samples."
+            )
+        if len(seen) > 1:
+            (ta, (_, a)), (tb, (_, b)) = list(seen.items())[:2]
+            raise ValueError(
+                f"{name} mixes label types ({ta} {a!r} and {tb} {b!r}); give "
+                "every label the same type, e.g. all int or all str."
+            )
+        kind = next(iter(seen), "number")
+        if kind not in ("str", "bytes", "number"):
+            raise ValueError(
+                f"{name} holds values of type {kind}; labels must be ints, "
+                "floats, bools or strings."
+            )
+        if arr.dtype.kind == "O":
+            arr = np.array(arr.tolist())
+    if arr.dtype.kind not in "biufUS":
+        raise ValueError(
+            f"{name} has dtype {arr.dtype}; labels must be ints, floats, bools or "
+            "strings."
+        )
+    return arr
+
+
+def _label_family(y):
+    return _LABEL_FAMILIES.get(y.dtype.kind, "numbers")
+
+
+def _check_label_compat(y_query, y_database):
+    """Validate both label arrays and raise when they can never match.
+
+    Cheaper than :func:`_check_label_pair` (no encoding): 1-D against 2-D,
+    indicator matrices of other widths, and strings against numbers (or
+    bytes) raise a ValueError saying so. Returns both arrays, checked.
+    """
+    yq = _check_labels(y_query, "y_query")
+    yd = _check_labels(y_database, "y_database")
+    if yq.ndim != yd.ndim:
+        kinds = {1: "1-D (class ids)", 2: "2-D (label indicator matrix)"}
+        raise ValueError(
+            f"y_query is {kinds[yq.ndim]} but y_database is {kinds[yd.ndim]}; "
+            "pass both as class ids or both as indicator matrices."
+        )
+    if yq.ndim == 2:
+        if yq.shape[1] != yd.shape[1]:
+            raise ValueError(
+                f"y_query has {yq.shape[1]} label columns but y_database has "
+                f"{yd.shape[1]}; both indicator matrices must use the same "
+                "label columns."
+            )
+    elif _label_family(yq) != _label_family(yd):
+        raise ValueError(
+            f"y_query holds {_label_family(yq)} (dtype {yq.dtype}) but y_database "
+            f"holds {_label_family(yd)} (dtype {yd.dtype}): no query can share a "
+            "label with an item. Encode both label sets the same way (e.g. the "
+            "same class ids)."
+        )
+    return yq, yd
+
+
+def _reject_bool(value, name, example):
+    """A count given as a bool (True is 1 to Python) is a mistake: raise."""
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(
+            f"{name}={value!r} must be a positive int (bool is not accepted); "
+            f"pass e.g. {name}={example}."
+        )
+
+
 def _check_labels(y, name):
     """Validate class ids (1-D) or a 0/1 indicator matrix (2-D)."""
-    y = np.asarray(y)
+    y = _as_label_array(y, name)
     if y.ndim not in (1, 2):
         raise ValueError(
             f"{name} must be 1-D class ids or a 2-D label indicator matrix, got "
@@ -97,21 +206,8 @@ def _check_label_pair(y_query, y_database):
 
     Returns integer class codes for 1-D labels and bool matrices for 2-D ones.
     """
-    yq = _check_labels(y_query, "y_query")
-    yd = _check_labels(y_database, "y_database")
-    if yq.ndim != yd.ndim:
-        kinds = {1: "1-D (class ids)", 2: "2-D (label indicator matrix)"}
-        raise ValueError(
-            f"y_query is {kinds[yq.ndim]} but y_database is {kinds[yd.ndim]}; "
-            "pass both as class ids or both as indicator matrices."
-        )
+    yq, yd = _check_label_compat(y_query, y_database)
     if yq.ndim == 2:
-        if yq.shape[1] != yd.shape[1]:
-            raise ValueError(
-                f"y_query has {yq.shape[1]} label columns but y_database has "
-                f"{yd.shape[1]}; both indicator matrices must use the same "
-                "label columns."
-            )
         return yq, yd
     # Encode class ids as 0..n_classes-1 on the union of both label sets.
     _, codes = np.unique(np.concatenate([yq, yd]), return_inverse=True)
@@ -685,6 +781,7 @@ def mean_average_precision(y_true, y_score, *, k=50, variant="djsrh", ties="inde
     ...                        ties="average")  # E[rel(1)] / 2
     0.25
     """
+    _reject_bool(k, "k", 50)
     y_true, y_score = _check_relevance_and_scores(y_true, y_score)
     n_queries, n_database = y_true.shape
     k = n_database if k is None else min(k, n_database)
@@ -742,6 +839,7 @@ def precision_at_k(y_true, y_score, *, k=50, ties="index"):
     >>> precision_at_k([[1, 0, 1, 0]], [[0.9, 0.8, 0.5, 0.1]], k=10)
     0.5
     """
+    _reject_bool(k, "k", 50)
     y_true, y_score = _check_relevance_and_scores(y_true, y_score)
     n_database = y_true.shape[1]
     k = n_database if k is None else min(k, n_database)
@@ -857,6 +955,7 @@ def precision_recall_hamming(y_true, hamming_distances, *, n_bits):
     >>> radii
     array([0, 1, 2])
     """
+    _reject_bool(n_bits, "n_bits", 64)
     y_true, dist = _check_relevance_and_scores(
         y_true, hamming_distances, score_name="hamming_distances"
     )

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import functools
-import io
-import json
 import math
-import os
 from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral, Real
 
@@ -14,31 +11,35 @@ import numpy as np
 from joblib import effective_n_jobs
 from sklearn.base import BaseEstimator, _fit_context
 from sklearn.utils import check_array
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import (
+    Interval,
+    InvalidParameterError,
+    StrOptions,
+)
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from skhash._codes import CodeSet
+from skhash._codes import CodeSet, codebook_fingerprint
 from skhash._constants import SINGLE_MODALITY
+from skhash.exceptions import IndexFormatError
 from skhash.metrics import (
     average_precision_from_ranking,
     harmonic_mean,
     n_relevant,
     ranked_relevance,
 )
+from skhash.metrics._ranking import _as_label_array, _check_label_compat
 from skhash.quantization import (
     lookup_tables,
     product_blocks,
     reconstruction_sqnorms,
 )
-from skhash.retrieval import _mih
+from skhash.retrieval import _mih, _storage
 from skhash.retrieval._kernels import _CHUNK_BYTES, get_backend, register_backend
 
 __all__ = ["TwoStageRetriever"]
 
-_RERANKS = ("aqd", "aqd-l2", "hamming-codes", "exact", "none")
-_NEEDS_CODES = ("aqd", "aqd-l2", "hamming-codes")
-_FORMAT = "skhash.TwoStageRetriever"
-_FORMAT_VERSION = 1
+_RERANKS = _storage._RERANKS
+_NEEDS_CODES = _storage._NEEDS_CODES
 
 
 def _numba_backend():
@@ -333,7 +334,7 @@ default=None
                 "X holds 0 items; fit needs a database of at least one item."
             )
         if y is not None:
-            y = check_array(y, ensure_2d=False, dtype=None, input_name="y")
+            y = _check_y(y)
             if y.ndim not in (1, 2) or y.shape[0] != n:
                 raise ValueError(
                     f"y must have one row per indexed item: X has {n} items but "
@@ -351,11 +352,27 @@ default=None
             kind=codes.codebook_kind,
             y=y,
             rerank=self.rerank,
+            fingerprint=codes.fingerprint,
         )
         _mih.prepare(self)
         return self
 
-    def _set_index(self, index, *, n_samples, n_bits, codebooks, kind, y, rerank):
+    def _validate_params(self):
+        super()._validate_params()
+        for name in ("alpha", "n_neighbors", "n_jobs"):
+            value = getattr(self, name)
+            if isinstance(value, (bool, np.bool_)):
+                raise InvalidParameterError(
+                    f"The {name!r} parameter of TwoStageRetriever must be a number, "
+                    f"not a bool; got {name}={value!r}. Pass an int, e.g. "
+                    f"{name}={ {'alpha': 100, 'n_neighbors': 50, 'n_jobs': 1}[name] }."
+                )
+
+    def _set_index(
+        self, index, *, n_samples, n_bits, codebooks, kind, y, rerank, fingerprint
+    ):
+        plans = {m: _plan(e, rerank) for m, e in index.items()}
+        lut_blocks = _lut_blocks(codebooks, kind)
         self._index = index
         self._fit_rerank = rerank
         self.modalities_ = tuple(index)
@@ -363,10 +380,25 @@ default=None
         self.n_bits_ = None if n_bits is None else int(n_bits)
         self.codebooks_ = codebooks
         self.codebook_kind_ = kind
+        self.codebooks_fingerprint_ = fingerprint
         self.y_ = y
-        self._plans = {m: _plan(e, rerank) for m, e in index.items()}
-        self.search_plan_ = {m: _describe(*plan) for m, plan in self._plans.items()}
-        self._lut_blocks = _lut_blocks(codebooks, kind)
+        self._plans = plans
+        self.search_plan_ = {m: _describe(*plan) for m, plan in plans.items()}
+        self._lut_blocks = lut_blocks
+
+    def _install(self, arrays, *, n_samples):
+        """Replace the index arrays by ``arrays`` (by name), same structure."""
+        index = {m: {p: arrays[f"{m}.{p}"] for p in e} for m, e in self._index.items()}
+        self._set_index(
+            index,
+            n_samples=n_samples,
+            n_bits=self.n_bits_,
+            codebooks=self.codebooks_,
+            kind=self.codebook_kind_,
+            y=arrays.get("y"),
+            rerank=self._fit_rerank,
+            fingerprint=self.codebooks_fingerprint_,
+        )
 
     def add(self, X, y=None):
         """Append items to the fitted index, without re-indexing the others.
@@ -384,6 +416,16 @@ default=None
         memory grows in place. Otherwise the arrays are extended in memory
         (a memory map opened ``"r"`` or ``"c"`` is read into memory; the
         files are not changed).
+
+        ``add`` is all or nothing: everything is checked before anything is
+        written, and an error part-way (or a process killed part-way) leaves
+        the index as it was, in memory and on disk (see
+        :ref:`the persistence guide <index-integrity>`). Labels are never
+        cast with a loss: the stored label dtype is widened when that is
+        exact (longer strings, a wider int, float labels that are whole
+        numbers into an int index), and labels that cannot be stored exactly
+        (2.7 into an int index, strings into a numeric one) raise. Adding 0
+        items (after the same checks) is a no-op.
 
         Parameters
         ----------
@@ -424,7 +466,13 @@ default=None
                     "This index was fit on a CodeSet; add items as a CodeSet "
                     f"with the modalities {self.modalities_}."
                 )
-            X = validate_data(self, X, reset=False, dtype=[np.float32, np.float64])
+            X = validate_data(
+                self,
+                X,
+                reset=False,
+                dtype=[np.float32, np.float64],
+                ensure_min_samples=0,
+            )
             codes = CodeSet(embedding=X, modality=SINGLE_MODALITY)
         n_new = len(codes)
         if set(codes.modalities) != set(self.modalities_):
@@ -438,13 +486,13 @@ default=None
                 f"n_bits={self.n_bits_}; encode the new items with the same hasher."
             )
         if self.codebooks_ is not None and (
-            codes.codebooks is None
-            or codes.codebook_kind != self.codebook_kind_
-            or not np.array_equal(codes.codebooks, self.codebooks_)
+            codes.codebooks is None or codes.fingerprint != self.codebooks_fingerprint_
         ):
             raise ValueError(
-                "X was quantized with other codebooks than the indexed items; "
-                "encode the new items with the same quantizer."
+                "X was quantized with other codebooks than the indexed items "
+                f"(fingerprint {codes.fingerprint} instead of "
+                f"{self.codebooks_fingerprint_}); encode the new items with the "
+                "same quantizer."
             )
         if (self.y_ is None) != (y is None):
             raise ValueError(
@@ -452,14 +500,16 @@ default=None
                 f"{'has' if self.y_ is not None else 'has no'} labels, and y is "
                 f"{'None' if y is None else 'given'}."
             )
+        dtypes = {}
         if y is not None:
-            y = check_array(y, ensure_2d=False, dtype=None, input_name="y")
+            y = _check_y(y, ensure_min_samples=0)
             if y.shape[0] != n_new or y.shape[1:] != self.y_.shape[1:]:
                 raise ValueError(
                     f"y must have one row per new item, shaped like the indexed "
                     f"labels {self.y_.shape[1:]}: X has {n_new} items but y has "
                     f"shape {y.shape}."
                 )
+            dtypes["y"] = _merged_label_dtype(self.y_, y)
         new = {}
         for m in self.modalities_:
             entry = _index_entry(codes, m, self._fit_rerank)
@@ -473,33 +523,21 @@ default=None
                 new[f"{m}.{p}"] = a
         if y is not None:
             new["y"] = y
-        old = self._arrays()
-        store = getattr(self, "_store", None)  # (directory, mmap_mode) of load
-        if store is not None and store[1] == "r+":
-            path, mode = store
-            merged = {
-                name: _append_npy(os.path.join(path, f"{name}.npy"), a, mode)
-                for name, a in new.items()
-            }
-        else:
-            merged = {
-                name: np.concatenate([np.asarray(old[name]), a.astype(old[name].dtype)])
-                for name, a in new.items()
-            }
-        index = {m: {p: merged[f"{m}.{p}"] for p in e} for m, e in self._index.items()}
-        self._set_index(
-            index,
-            n_samples=self.n_samples_fit_ + n_new,
-            n_bits=self.n_bits_,
-            codebooks=self.codebooks_,
-            kind=self.codebook_kind_,
-            y=merged.get("y"),
-            rerank=self._fit_rerank,
-        )
-        if store is not None and store[1] == "r+":
-            meta_path = os.path.join(store[0], "meta.json")
-            with open(meta_path, "w", encoding="utf-8") as f:
-                json.dump(self._meta(), f)
+        if n_new == 0:  # validated, nothing to append: the index is unchanged
+            return self
+        store = getattr(self, "_store", None)
+        if store is not None and store.mode == "r+":
+            _storage.append(self, new, dtypes)
+            return self
+        old = _storage.index_arrays(self)
+        merged = {}
+        for name, a in new.items():
+            dtype = dtypes.get(name, old[name].dtype)
+            merged[name] = np.concatenate(
+                [np.asarray(old[name]).astype(dtype, copy=False), a.astype(dtype)]
+            )
+        self._install(merged, n_samples=self.n_samples_fit_ + n_new)
+        self._store = None
         return self
 
     # ------------------------------------------------------------------ #
@@ -555,7 +593,7 @@ default=None
                     "change direction."
                 )
             parts = {p: X.get(src, p) for p in ("bits", "codes", "embedding")}
-            n_bits, q_codebooks = X.n_bits, X.codebooks
+            n_bits, q_fingerprint = X.n_bits, X.fingerprint
         elif X is None:
             raise TypeError("X must not be None here.")
         else:
@@ -573,16 +611,22 @@ default=None
                 "codes": None,
                 "embedding": np.asarray(X, dtype=np.float32),
             }
-            n_bits, q_codebooks = None, None
+            n_bits, q_fingerprint = None, None
         n_q = next(len(v) for v in parts.values() if v is not None)
         if n_q == 0:
             raise ValueError(
                 "X holds 0 queries; pass at least one query to kneighbors/score."
             )
-        self._check_query_parts(parts, need, src, n_bits, q_codebooks, dst)
+        self._check_query_parts(parts, need, src, n_bits, q_fingerprint, dst)
+        if "bits" in need:  # junk in the padding bits would change distances
+            parts["bits"] = _clean_bits(parts["bits"], self.n_bits_)
+        if "codes" in need:
+            _check_code_range(
+                parts["codes"], self.codebooks_.shape[1], "the query codes"
+            )
         return parts, n_q
 
-    def _check_query_parts(self, parts, need, src, n_bits, q_codebooks, dst):
+    def _check_query_parts(self, parts, need, src, n_bits, q_fingerprint, dst):
         if "bits" in need and n_bits is not None and n_bits != self.n_bits_:
             raise ValueError(
                 f"The queries have n_bits={n_bits} but the database was indexed "
@@ -616,16 +660,21 @@ default=None
                 )
             if not np.isfinite(parts["embedding"]).all():
                 raise ValueError("The query embeddings contain NaN or inf.")
-        if "codes" in need and q_codebooks is not None:
-            if q_codebooks.shape != self.codebooks_.shape or not np.array_equal(
-                q_codebooks, self.codebooks_
-            ):
-                raise ValueError(
-                    "The queries' quantization codes were made with other "
-                    f"codebooks (shape {q_codebooks.shape}) than the indexed "
-                    f"ones (shape {self.codebooks_.shape}); encode both with "
-                    "the same quantizer."
-                )
+        uses_codebooks = "codes" in need or (
+            "embedding" in need and self._plans[dst][1] in ("aqd", "aqd-l2")
+        )
+        if (
+            uses_codebooks
+            and q_fingerprint is not None
+            and q_fingerprint != self.codebooks_fingerprint_
+        ):
+            what = "quantization codes" if "codes" in need else "embeddings"
+            raise ValueError(
+                f"The queries' {what} come with other codebooks (fingerprint "
+                f"{q_fingerprint}) than the indexed ones (fingerprint "
+                f"{self.codebooks_fingerprint_}); encode the queries with the "
+                "model that encoded the database."
+            )
 
     def _needs(self, dst, n_candidates):
         stage1, stage2 = self._plans[dst]
@@ -699,12 +748,7 @@ default=None
         """
         check_is_fitted(self)
         self._validate_params()
-        k = self.n_neighbors if n_neighbors is None else n_neighbors
-        if not isinstance(k, Integral) or isinstance(k, bool) or k < 1:
-            raise ValueError(
-                f"n_neighbors must be a positive int; got {k!r}. Pass n_neighbors >= 1."
-            )
-        k = int(k)
+        k = _check_count(self.n_neighbors if n_neighbors is None else n_neighbors)
         src, dst = self._resolve_direction(direction, X)
         n = self.n_samples_fit_
         exclude_self = X is None
@@ -917,13 +961,18 @@ default=None
                 "score needs the labels of the database items; fit with "
                 "fit(X, y) to index them."
             )
+        self._validate_params()
         if isinstance(n_neighbors, str) and n_neighbors == "all":
             k = self.n_samples_fit_
         else:
             k = self.n_neighbors if n_neighbors is None else n_neighbors
-            if not isinstance(k, Integral) or k < 1:
+            if isinstance(k, (bool, np.bool_)) or not isinstance(k, Integral) or k < 1:
+                why = (
+                    " (bool is not accepted)" if isinstance(k, (bool, np.bool_)) else ""
+                )
                 raise ValueError(
-                    f"n_neighbors must be a positive int, 'all' or None; got {k!r}."
+                    f"n_neighbors must be a positive int, 'all' or None; got {k!r}"
+                    f"{why}. Pass e.g. n_neighbors=50."
                 )
             k = min(int(k), self.n_samples_fit_)
         mods = self.modalities_
@@ -931,7 +980,7 @@ default=None
             directions = [f"{mods[0]}->{mods[1]}", f"{mods[1]}->{mods[0]}"]
         else:
             directions = [direction]
-        y = np.asarray(y)
+        y, _ = _check_label_compat(y, self.y_)
         scores = []
         for d in directions:
             idx = self.kneighbors(X, k, direction=d, return_distance=False)
@@ -963,7 +1012,14 @@ default=None
         return tags
 
     def save(self, path):
-        """Save the fitted index without pickle.
+        """Save the fitted index without pickle, all or nothing.
+
+        The write is transactional: ``path`` holds the old index or the new
+        one, never a mix, even if the process is killed part-way (the new
+        files are written beside the old ones, flushed to disk, and switched
+        in by an atomic rename). The metadata records a format version, the
+        dtype, shape and sha256 checksum of every array and the fingerprint
+        of the codebooks, which :meth:`load` checks.
 
         Parameters
         ----------
@@ -971,7 +1027,9 @@ default=None
             A path ending in ``.npz`` writes one ``.npz`` file (arrays plus a
             JSON string of the parameters and metadata). Any other path is a
             directory (created if needed) of one ``.npy`` file per array and
-            a ``meta.json``, which :meth:`load` can memory-map.
+            a ``meta.json`` manifest, which :meth:`load` can memory-map.
+            Saving over an index directory replaces it; a directory whose
+            ``meta.json`` was written by something else is refused.
 
         Returns
         -------
@@ -990,51 +1048,19 @@ default=None
         20
         """
         check_is_fitted(self)
-        arrays = self._arrays()
-        if self.codebooks_ is not None:
-            arrays["codebooks"] = self.codebooks_
-        if self.y_ is not None and self.y_.dtype.hasobject:
-            raise ValueError(
-                "The database labels y_ have dtype object, which cannot be "
-                "saved without pickle; fit with numeric or string labels."
-            )
-        meta = self._meta()
-        path = os.fspath(path)
-        if path.endswith(".npz"):
-            np.savez(path, __meta__=np.array(json.dumps(meta)), **arrays)
-        else:
-            os.makedirs(path, exist_ok=True)
-            for name, a in arrays.items():
-                np.save(os.path.join(path, f"{name}.npy"), np.asarray(a))
-            with open(os.path.join(path, "meta.json"), "w", encoding="utf-8") as f:
-                json.dump(meta, f)
-        return path
-
-    def _arrays(self):
-        """The per-item arrays, by file name (``"<modality>.<part>"``, ``"y"``)."""
-        arrays = {f"{m}.{p}": a for m, e in self._index.items() for p, a in e.items()}
-        if self.y_ is not None:
-            arrays["y"] = self.y_
-        return arrays
-
-    def _meta(self):
-        return {
-            "format": _FORMAT,
-            "version": _FORMAT_VERSION,
-            "params": {k: _jsonable(v) for k, v in self.get_params().items()},
-            "rerank_fit": self._fit_rerank,
-            "n_samples_fit": self.n_samples_fit_,
-            "has_y": self.y_ is not None,
-            "modalities": list(self.modalities_),
-            "parts": {m: sorted(e) for m, e in self._index.items()},
-            "n_bits": self.n_bits_,
-            "codebook_kind": self.codebook_kind_,
-            "n_features_in": getattr(self, "n_features_in_", None),
-        }
+        return _storage.save(self, path)
 
     @classmethod
-    def load(cls, path, mmap_mode=None):
-        """Rebuild a fitted retriever saved with :meth:`save`.
+    def load(cls, path, mmap_mode=None, *, verify=False):
+        """Rebuild a fitted retriever saved with :meth:`save`, checking it.
+
+        Every array is checked against the metadata before the retriever is
+        built: present, one row per item, dtypes and widths (``ceil(n_bits /
+        8)`` bytes of bits with the padding bits clear, ``M`` codes per item
+        below ``K``), finite codebooks of the recorded fingerprint, finite
+        embeddings, labels of a storable dtype. A file that fails is reported
+        with a :class:`~skhash.exceptions.IndexFormatError` naming it and
+        what is wrong, so nothing damaged reaches a search kernel.
 
         Parameters
         ----------
@@ -1043,13 +1069,25 @@ default=None
         mmap_mode : {None, "r", "r+", "c"}, default=None
             Memory-map the arrays (``numpy.load``'s argument) instead of
             reading them, so that a database larger than memory is searched
-            from disk. Only a directory can be memory-mapped: a ``.npz`` file
-            is always read into memory and this argument is ignored.
+            from disk; ``"r+"`` lets :meth:`add` grow the files in place.
+            Only a directory can be memory-mapped: a ``.npz`` file is always
+            read into memory and this argument is ignored.
+        verify : bool, default=False
+            Also recompute the sha256 checksum of every array and compare it
+            with the one :meth:`save` (or :meth:`add` on disk) recorded: for
+            index files received from someone else. Reads every byte.
 
         Returns
         -------
         retriever : TwoStageRetriever
             The fitted retriever; its results equal the saved one's.
+
+        Raises
+        ------
+        skhash.exceptions.IndexFormatError
+            When ``path`` was not written by :meth:`save` (a pickle, another
+            ``.npz``, a foreign ``meta.json``), is truncated or damaged, or
+            (``verify=True``) does not match its checksums.
 
         Examples
         --------
@@ -1060,57 +1098,44 @@ default=None
         >>> X = rng.randn(20, 4)
         >>> search = TwoStageRetriever(n_neighbors=3).fit(X)
         >>> path = search.save(os.path.join(tempfile.mkdtemp(), "index"))
-        >>> loaded = TwoStageRetriever.load(path, mmap_mode="r")
+        >>> loaded = TwoStageRetriever.load(path, mmap_mode="r", verify=True)
         >>> np.array_equal(loaded.kneighbors(X)[1], search.kneighbors(X)[1])
         True
         """
-        path = os.fspath(path)
-        if mmap_mode not in (None, "r", "r+", "c"):
-            raise ValueError(
-                f"mmap_mode must be None, 'r', 'r+' or 'c'; got {mmap_mode!r}."
+        meta, arrays, store = _storage.read(path, mmap_mode, verify)
+        where = f"{_storage.where_meta(path)}"
+        params = meta["params"]
+        unknown = set(params) - set(cls().get_params())
+        if unknown:  # parameters added since keep their defaults
+            raise IndexFormatError(
+                f"{where}: the parameters {sorted(unknown)} are not parameters of "
+                "TwoStageRetriever."
             )
-        foreign = ValueError(f"{path!r} was not written by TwoStageRetriever.save.")
-        if os.path.isdir(path):
-            if not os.path.isfile(os.path.join(path, "meta.json")):
-                raise foreign
-            with open(os.path.join(path, "meta.json"), encoding="utf-8") as f:
-                meta = json.load(f)
-
-            def get(name):
-                return np.load(
-                    os.path.join(path, f"{name}.npy"),
-                    mmap_mode=mmap_mode,
-                    allow_pickle=False,
-                )
-        else:
-            with np.load(path, allow_pickle=False) as f:
-                stored = {name: f[name] for name in f.files}
-            if "__meta__" not in stored:
-                raise foreign
-            meta = json.loads(str(stored.pop("__meta__")))
-
-            def get(name):
-                return stored[name]
-
-        if meta.get("format") != _FORMAT:
-            raise foreign
-        est = cls(**meta["params"])
+        est = cls(**params)
+        try:
+            est._validate_params()
+        except (ValueError, TypeError) as exc:
+            raise IndexFormatError(f"{where}: invalid parameters ({exc}).") from None
         index = {
-            m: {p: get(f"{m}.{p}") for p in meta["parts"][m]}
+            m: {p: arrays[f"{m}.{p}"] for p in meta["parts"][m]}
             for m in meta["modalities"]
         }
+        codebooks = arrays.get("codebooks")
+        if codebooks is not None:
+            codebooks = np.array(codebooks)
         est._set_index(
             index,
             n_samples=meta["n_samples_fit"],
             n_bits=meta["n_bits"],
-            codebooks=get("codebooks") if meta["codebook_kind"] is not None else None,
+            codebooks=codebooks,
             kind=meta["codebook_kind"],
-            y=get("y") if meta["has_y"] else None,
+            y=arrays.get("y"),
             rerank=meta["rerank_fit"],
+            fingerprint=codebook_fingerprint(codebooks, meta["codebook_kind"]),
         )
         if meta["n_features_in"] is not None:
             est.n_features_in_ = int(meta["n_features_in"])
-        est._store = (path, mmap_mode) if os.path.isdir(path) and mmap_mode else None
+        est._store = store
         return est
 
 
@@ -1118,16 +1143,6 @@ def _describe(stage1, stage2):
     if not stage1:
         return stage2
     return "hamming" if stage2 == "none" else f"hamming->{stage2}"
-
-
-def _jsonable(value):
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, Integral):
-        return int(value)
-    if isinstance(value, Real):
-        return float(value)
-    return value
 
 
 def _plan(entry, rerank):
@@ -1155,7 +1170,9 @@ def _index_entry(codes, m, rerank):
     if qcodes is not None:
         n_codewords = codes.codebooks.shape[1]
         dtype = np.uint8 if n_codewords <= 256 else np.uint16
-        entry["codes"] = np.asarray(qcodes).astype(dtype, copy=False)
+        qcodes = np.asarray(qcodes).astype(dtype, copy=False)
+        _check_code_range(qcodes, n_codewords, f"the codes of modality {m!r}")
+        entry["codes"] = qcodes
         if rerank == "aqd-l2" and codes.codebook_kind == "additive":
             entry["sqnorms"] = reconstruction_sqnorms(qcodes, codes.codebooks)
     if rerank == "exact" or (bits is None and qcodes is None):
@@ -1184,53 +1201,27 @@ def _lut_blocks(codebooks, kind):
     return blocks
 
 
-def _append_npy(path, new, mmap_mode):
-    """Append the rows ``new`` to the ``.npy`` file ``path``; re-map it.
-
-    The header is rewritten in place (numpy leaves room for the first axis
-    to grow); when it does not fit, the file is rewritten.
-    """
-    fmt = np.lib.format
-    with open(path, "r+b") as f:
-        version = fmt.read_magic(f)
-        if version == (1, 0):
-            read, write = fmt.read_array_header_1_0, fmt.write_array_header_1_0
-        else:
-            read, write = fmt.read_array_header_2_0, fmt.write_array_header_2_0
-        shape, fortran, dtype = read(f)
-        offset = f.tell()
-        if fortran or shape[1:] != new.shape[1:]:
-            raise ValueError(
-                f"Cannot append rows of shape {new.shape[1:]} to {path!r}, which "
-                f"holds an array of shape {shape}."
-            )
-        header = {
-            "descr": fmt.dtype_to_descr(dtype),
-            "fortran_order": False,
-            "shape": (shape[0] + new.shape[0],) + tuple(shape[1:]),
-        }
-        buf = io.BytesIO()
-        write(buf, header)
-        if len(buf.getvalue()) == offset:
-            f.seek(0, os.SEEK_END)
-            f.write(np.ascontiguousarray(new, dtype=dtype).tobytes())
-            f.flush()
-            f.seek(0)
-            f.write(buf.getvalue())
-            rewritten = False
-        else:
-            rewritten = True
-    if rewritten:
-        old = np.load(path, mmap_mode="r")
-        out = fmt.open_memmap(
-            path + ".tmp", mode="w+", dtype=dtype, shape=header["shape"]
+def _check_count(k, name="n_neighbors"):
+    """``k`` as an int >= 1; bools and other types raise, naming ``name``."""
+    if isinstance(k, (bool, np.bool_)):
+        raise ValueError(
+            f"{name}={k!r} must be a positive int (bool is not accepted); pass "
+            f"e.g. {name}=10."
         )
-        out[: shape[0]] = old
-        out[shape[0] :] = new
-        out.flush()
-        del out, old
-        os.replace(path + ".tmp", path)
-    return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    if not isinstance(k, Integral) or k < 1:
+        raise ValueError(f"{name} must be a positive int; got {k!r}. Pass {name} >= 1.")
+    return int(k)
+
+
+def _check_code_range(codes, n_codewords, what):
+    """Raise unless every code is below ``n_codewords`` (the kernels index
+    look-up tables with them, unchecked)."""
+    if codes.size and int(codes.max()) >= n_codewords:
+        raise ValueError(
+            f"{what} must lie in [0, {n_codewords}) for n_codewords={n_codewords}; "
+            f"got {int(codes.max())}. The array was changed after the CodeSet "
+            "was made; encode the items again."
+        )
 
 
 def _clean_bits(bits, n_bits):
@@ -1252,3 +1243,73 @@ def _drop_self(idx, dist, rows):
     drop[~drop.any(axis=1), width - 1] = True
     keep = ~drop
     return idx[keep].reshape(c, width - 1), dist[keep].reshape(c, width - 1)
+
+
+def _check_y(y, ensure_min_samples=1):
+    """Labels of indexed items: one type, no NaN, a storable dtype."""
+    y = _as_label_array(y, "y")
+    y = check_array(
+        y,
+        ensure_2d=False,
+        dtype=None,
+        input_name="y",
+        ensure_min_samples=ensure_min_samples,
+    )
+    return y
+
+
+def _exact_in(values, dtype):
+    """Whether every value of ``values`` is stored exactly as ``dtype``."""
+    if values.size == 0:
+        return True
+    with np.errstate(invalid="ignore", over="ignore"):
+        cast = values.astype(dtype)
+        return bool(np.array_equal(cast.astype(values.dtype), values))
+
+
+def _merged_label_dtype(old, new):
+    """The label dtype holding the indexed labels ``old`` and ``new`` exactly.
+
+    The indexed dtype when it holds ``new`` exactly; else a wider one of the
+    same family (longer strings, a wider int, float64) that holds both;
+    else a ValueError. Never a cast that changes a value: an int index stays
+    int (whole-number floats are accepted, 2.7 raises), and strings never
+    mix with numbers.
+    """
+    ko, kn = old.dtype.kind, new.dtype.kind
+    if new.size == 0:  # no value to store (np.array([]) is float64)
+        return old.dtype
+    if ko in "US" or kn in "US":
+        if ko != kn:
+            what = {"U": "strings", "S": "bytes"}
+            raise ValueError(
+                f"y holds {what.get(kn, 'numbers')} (dtype {new.dtype}) but the "
+                f"index labels are {what.get(ko, 'numbers')} (dtype {old.dtype}); "
+                "add labels of the same type as at fit."
+            )
+        if new.dtype.itemsize <= old.dtype.itemsize:
+            return old.dtype
+        return np.dtype(f"{kn}{new.dtype.itemsize // (4 if kn == 'U' else 1)}")
+    if _exact_in(new, old.dtype):
+        return old.dtype
+    if ko in "biu":
+        if kn == "f" and not np.all(np.mod(new, 1) == 0):
+            bad = new[np.mod(new, 1) != 0].ravel()[0].item()
+            raise ValueError(
+                f"y holds {bad!r}, which is not a whole number, but the index "
+                f"labels are integers (dtype {old.dtype}); add integer class "
+                "ids (an int index never stores a float with a loss)."
+            )
+        candidates = [np.result_type(old.dtype, new.dtype), np.int64, np.uint64]
+        candidates = [np.dtype(c) for c in candidates if np.dtype(c).kind in "iu"]
+    else:  # float index
+        candidates = [np.result_type(old.dtype, new.dtype), np.float64]
+        candidates = [np.dtype(c) for c in candidates if np.dtype(c).kind == "f"]
+    for dtype in candidates:
+        if _exact_in(new, dtype) and _exact_in(np.asarray(old), dtype):
+            return dtype
+    raise ValueError(
+        f"y (dtype {new.dtype}, values in [{new.min().item()!r}, "
+        f"{new.max().item()!r}]) cannot be stored exactly with the index labels "
+        f"(dtype {old.dtype}); add labels of the indexed type."
+    )

@@ -49,6 +49,7 @@ from skhash.datasets import (
     load_wiki,
     make_cross_modal,
 )
+from skhash.exceptions import IndexFormatError
 from skhash.hashing import DJSRHHasher
 from skhash.metrics import (
     average_precision_from_ranking,
@@ -1337,8 +1338,8 @@ rejects(
     f"{G}.load",
     "an .npz file not written by save",
     lambda ctx: TwoStageRetriever.load(_foreign_npz(ctx)),
-    ValueError,
-    "was not written by TwoStageRetriever.save.",
+    IndexFormatError,
+    "was not written by TwoStageRetriever.save (no '__meta__' entry)",
 )
 rejects(
     G,
@@ -1425,6 +1426,277 @@ accepts(
     lambda score, ctx: _assert(
         score == ctx.retriever.score(ctx.codes, ctx.y, n_neighbors="all")
     ),
+)
+
+
+# -- retriever: counts, labels, codebooks, files (issue 12) ------------------ #
+
+
+def _str_retriever(ctx):
+    names = np.array(["cat", "dog", "emu"])
+    return TwoStageRetriever(alpha=10, n_neighbors=5).fit(ctx.codes, names[ctx.y])
+
+
+def _int_retriever(ctx, dtype=np.int64):
+    return TwoStageRetriever(alpha=10, n_neighbors=5).fit(
+        ctx.codes[:40], ctx.y[:40].astype(dtype)
+    )
+
+
+def _add(y_new, retriever=_int_retriever):
+    def run(ctx):
+        return retriever(ctx).add(ctx.codes[40:], y_new(ctx))
+
+    return run
+
+
+def _other_codebooks(ctx):
+    """ctx.codes with the same shapes but other codebook values."""
+    img = ctx.codes["img"]
+    return CodeSet(
+        embedding=img.embedding,
+        bits=img.bits,
+        codes=img.codes,
+        n_bits=img.n_bits,
+        codebooks=img.codebooks + 0.5,
+        codebook_kind=img.codebook_kind,
+        modality="img",
+    )
+
+
+def _junk_padding(ctx):
+    """Query codes of 6 bits whose 2 padding bits are set."""
+    img = ctx.codes["img"]
+    bits = unpack_bits(img.bits, 8)[:, :6]
+    clean = CodeSet(bits=pack_bits(bits), n_bits=6, modality="img")
+    junk = CodeSet(bits=pack_bits(bits) | np.uint8(0b11), n_bits=6, modality="img")
+    r = TwoStageRetriever(n_neighbors=5).fit(clean)
+    return r.kneighbors(junk), r.kneighbors(clean)
+
+
+def _tmp_file(ctx, name, data):
+    path = os.path.join(ctx.tmpdir, name)
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+def _pickle_file(ctx):
+    import pickle
+
+    return _tmp_file(ctx, "index.pkl", pickle.dumps(ctx.retriever))
+
+
+def _npy_file(ctx):
+    path = os.path.join(ctx.tmpdir, "array.npy")
+    np.save(path, np.ones(3))
+    return path
+
+
+def _truncated_npz(ctx):
+    whole = ctx.retriever.save(os.path.join(ctx.tmpdir, "whole.npz"))
+    with open(whole, "rb") as f:
+        data = f.read()
+    return _tmp_file(ctx, "cut.npz", data[: len(data) // 2])
+
+
+rejects(
+    G,
+    SC,
+    "n_neighbors=True",
+    lambda ctx: ctx.retriever.score(ctx.codes, ctx.y, n_neighbors=True),
+    ValueError,
+    "n_neighbors must be a positive int, 'all' or None; got True (bool is not "
+    "accepted). Pass e.g. n_neighbors=50.",
+)
+rejects(
+    G,
+    KN,
+    "n_neighbors=True",
+    _knn(lambda c: c.codes, True),
+    ValueError,
+    "n_neighbors=True must be a positive int (bool is not accepted); pass e.g. "
+    "n_neighbors=10.",
+)
+rejects(
+    G,
+    KN,
+    "alpha=True",
+    _knn(lambda c: c.codes, alpha=True),
+    InvalidParameterError,
+    "The 'alpha' parameter of TwoStageRetriever must be a number, not a bool; got "
+    "alpha=True. Pass an int, e.g. alpha=100.",
+)
+rejects(
+    G,
+    FT,
+    "n_neighbors=True (parameter)",
+    lambda ctx: TwoStageRetriever(n_neighbors=True).fit(ctx.codes),
+    InvalidParameterError,
+    "The 'n_neighbors' parameter of TwoStageRetriever must be a number, not a "
+    "bool; got n_neighbors=True.",
+)
+rejects(
+    G,
+    SC,
+    "integer class ids against a string-labelled index",
+    lambda ctx: _str_retriever(ctx).score(ctx.codes, ctx.y),
+    ValueError,
+    "y_query holds numbers (dtype int64) but y_database holds strings (dtype <U3): "
+    "no query can share a label with an item.",
+)
+rejects(
+    G,
+    SC,
+    "an indicator matrix of another width",
+    lambda ctx: (
+        TwoStageRetriever(n_neighbors=5)
+        .fit(ctx.codes, ctx.Y)
+        .score(ctx.codes, ctx.Y[:, :2])
+    ),
+    ValueError,
+    "y_query has 2 label columns but y_database has 3; both indicator matrices "
+    "must use the same label columns.",
+)
+rejects(
+    G,
+    FT,
+    "y holding None",
+    lambda ctx: TwoStageRetriever().fit(
+        ctx.codes, [None if i == 3 else "a" for i in range(N)]
+    ),
+    ValueError,
+    "y holds None (a missing label) at position 3; labels must all be class ids.",
+)
+rejects(
+    G,
+    FT,
+    "y mixing ints and strings",
+    lambda ctx: TwoStageRetriever().fit(ctx.codes, [0, "a"] * (N // 2)),
+    ValueError,
+    "y mixes label types (number 0 and str 'a'); give every label the same type",
+)
+rejects(
+    G,
+    FT,
+    "complex y",
+    lambda ctx: TwoStageRetriever().fit(ctx.codes, ctx.y + 1j),
+    ValueError,
+    "y has dtype complex128; labels must be ints, floats, bools or strings.",
+)
+G_ADD = f"{G}.add"
+rejects(
+    G,
+    G_ADD,
+    "float labels 2.7 into an int index",
+    _add(lambda c: np.full(N - 40, 2.7)),
+    ValueError,
+    "y holds 2.7, which is not a whole number, but the index labels are integers "
+    "(dtype int64)",
+)
+rejects(
+    G,
+    G_ADD,
+    "string labels into an int index",
+    _add(lambda c: np.array(["cat"] * (N - 40))),
+    ValueError,
+    "y holds strings (dtype <U3) but the index labels are numbers (dtype int64); "
+    "add labels of the same type as at fit.",
+)
+accepts(
+    G,
+    G_ADD,
+    "longer string labels than the indexed ones",
+    lambda ctx: (
+        TwoStageRetriever(n_neighbors=5)
+        .fit(ctx.codes[:40], np.array(["cat", "dog", "emu"])[ctx.y[:40]])
+        .add(ctx.codes[40:], np.array(["horse"] * (N - 40)))
+    ),
+    "accepted: the label dtype widens from <U3 to <U5, no value is cut",
+    lambda r, ctx: _assert(r.y_.dtype == np.dtype("<U5") and r.y_[-1] == "horse"),
+)
+accepts(
+    G,
+    G_ADD,
+    "whole-number float labels into an int index",
+    _add(lambda c: c.y[40:].astype(float)),
+    "accepted: stored as the index's int64, values unchanged",
+    lambda r, ctx: _assert(r.y_.dtype == np.int64 and np.array_equal(r.y_, ctx.y)),
+)
+accepts(
+    G,
+    G_ADD,
+    "int64 labels beyond int32 into an int32 index",
+    lambda ctx: _int_retriever(ctx, np.int32).add(
+        ctx.codes[40:], np.full(N - 40, 2**40)
+    ),
+    "accepted: the label dtype widens to int64",
+    lambda r, ctx: _assert(r.y_.dtype == np.int64 and r.y_[-1] == 2**40),
+)
+accepts(
+    G,
+    G_ADD,
+    "0 items",
+    lambda ctx: _int_retriever(ctx).add(ctx.codes[:0], ctx.y[:0]),
+    "accepted: a no-op (checked like any add, nothing changes)",
+    lambda r, ctx: _assert(r.n_samples_fit_ == 40),
+)
+rejects(
+    G,
+    G_ADD,
+    "items coded with other codebooks of the same shape",
+    lambda ctx: TwoStageRetriever().fit(ctx.codes["img"]).add(_other_codebooks(ctx)),
+    ValueError,
+    "X was quantized with other codebooks than the indexed items (fingerprint",
+)
+rejects(
+    G,
+    KN,
+    "query embeddings with other codebooks of the same shape (AQD)",
+    _knn(_other_codebooks),
+    ValueError,
+    "The queries' embeddings come with other codebooks (fingerprint",
+)
+accepts(
+    G,
+    KN,
+    "query bits with junk in the padding bits (n_bits=6)",
+    _junk_padding,
+    "accepted: the padding bits are cleared, results equal the clean queries'",
+    lambda res, ctx: _assert(all(np.array_equal(a, b) for a, b in zip(res[0], res[1]))),
+)
+rejects(
+    G,
+    f"{G}.load",
+    "a pickle of a retriever",
+    lambda ctx: TwoStageRetriever.load(_pickle_file(ctx)),
+    IndexFormatError,
+    "was not written by TwoStageRetriever.save (it holds pickled data, which load "
+    "never runs)",
+)
+rejects(
+    G,
+    f"{G}.load",
+    "a .npy file",
+    lambda ctx: TwoStageRetriever.load(_npy_file(ctx)),
+    IndexFormatError,
+    "was not written by TwoStageRetriever.save (a single .npy array, not a .npz file)",
+)
+rejects(
+    G,
+    f"{G}.load",
+    "a truncated .npz",
+    lambda ctx: TwoStageRetriever.load(_truncated_npz(ctx)),
+    IndexFormatError,
+    "was not written by TwoStageRetriever.save (not a .npz file, or a truncated one",
+)
+rejects(
+    G,
+    f"{G}.load",
+    "verify='yes'",
+    lambda ctx: TwoStageRetriever.load(_foreign_npz(ctx), verify="yes"),
+    ValueError,
+    "verify must be True or False; got 'yes'.",
 )
 
 
@@ -1739,6 +2011,85 @@ rejects(
     "A retrieval scorer needs a fitted retriever with a score method, or a "
     "pipeline ending in one, such as skhash's TwoStageRetriever; got "
     "StandardScaler, which has no score method.",
+)
+
+
+# labels that can never match, counts given as bools (issue 12)
+for _fn in (relevance, n_relevant):
+    rejects(
+        GM,
+        _fn.__name__,
+        "string query labels against integer database labels",
+        lambda ctx, f=_fn: f(["a", "b"], [0, 1, 2]),
+        ValueError,
+        "y_query holds strings (dtype <U1) but y_database holds numbers (dtype "
+        "int64): no query can share a label with an item.",
+    )
+rejects(
+    GM,
+    "ranked_relevance",
+    "string query labels against integer database labels",
+    lambda ctx: ranked_relevance(["a", "b"], [0, 1, 2], [[0], [1]]),
+    ValueError,
+    "y_query holds strings (dtype <U1) but y_database holds numbers",
+)
+rejects(
+    GM,
+    "relevance",
+    "bytes query labels against string database labels",
+    lambda ctx: relevance(np.array([b"a"]), np.array(["a"])),
+    ValueError,
+    "y_query holds bytes (dtype |S1) but y_database holds strings (dtype <U1)",
+)
+rejects(
+    GM,
+    "relevance",
+    "labels holding None",
+    lambda ctx: relevance([0, None], [0, 1]),
+    ValueError,
+    "y_query holds None (a missing label) at position 1",
+)
+rejects(
+    GM,
+    "relevance",
+    "a list mixing ints and strings",
+    lambda ctx: relevance([0, "a"], [0, 1]),
+    ValueError,
+    "y_query mixes label types (number 0 and str 'a')",
+)
+rejects(
+    GM,
+    "n_relevant",
+    "class ids against an indicator matrix",
+    lambda ctx: n_relevant([0, 1], [[1, 0], [0, 1]]),
+    ValueError,
+    "y_query is 1-D (class ids) but y_database is 2-D (label indicator matrix)",
+)
+rejects(
+    GM,
+    "mean_average_precision",
+    "k=True",
+    _map(k=True),
+    ValueError,
+    "k=True must be a positive int (bool is not accepted); pass e.g. k=50.",
+)
+rejects(
+    GM,
+    "precision_at_k",
+    "k=True",
+    lambda ctx: precision_at_k(*ctx.relevance, k=True),
+    ValueError,
+    "k=True must be a positive int (bool is not accepted); pass e.g. k=50.",
+)
+rejects(
+    GM,
+    "precision_recall_hamming",
+    "n_bits=True",
+    lambda ctx: precision_recall_hamming(
+        ctx.relevance[0], ctx.relevance[0], n_bits=True
+    ),
+    ValueError,
+    "n_bits=True must be a positive int (bool is not accepted); pass e.g. n_bits=64.",
 )
 
 
