@@ -91,8 +91,11 @@ def peak_rss_mb():
 
 
 def cluster(n_workers):
+    import logging
+
     from distributed import Client, LocalCluster
 
+    logging.getLogger("distributed").setLevel(logging.ERROR)
     lc = LocalCluster(
         n_workers=n_workers,
         threads_per_worker=1,
@@ -112,26 +115,48 @@ def worker_peak_rss_mb(client):
     return sorted(client.run(peak).values())
 
 
+def exhaustive(est):
+    """Search by the plain stage-1 scan, the per-shard figure of the cost
+    model (``stage1="auto"`` may pick multi-index hashing, whose tables cost
+    memory and, for a loaded index, a build at the first search)."""
+    return est.set_params(stage1="exhaustive")
+
+
 def same(a, b):
     return np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
 
 
 # ---------------------------------------------------------------------- #
-def interleaved(fns, n_q, rounds):
+def worker_cpu(client):
+    """A callable: the CPU seconds all workers of ``client`` have used."""
+    return lambda: sum(client.run(time.process_time).values())
+
+
+def interleaved(fns, n_q, rounds, cpu=None):
     """Best and median queries/s of each ``fns[name]()``, the calls of the
-    configurations alternating, so that they see the same machine load."""
+    configurations alternating, so that they see the same machine load; and,
+    for the names in ``cpu``, the workers' CPU ms per query (a figure the
+    load of the machine does not inflate)."""
+    cpu = cpu or {}
     for fn in fns.values():
         fn()  # warm-up
     times = {name: [] for name in fns}
+    cpu_s = dict.fromkeys(cpu, 0.0)
     for _ in range(rounds):
         for name, fn in fns.items():
+            before = cpu[name]() if name in cpu else 0.0
             t = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t)
-    return {
+            if name in cpu:
+                cpu_s[name] += cpu[name]() - before
+    out = {
         name: dict(best=n_q / min(ts), median=n_q / float(np.median(ts)))
         for name, ts in times.items()
     }
+    for name, seconds in cpu_s.items():
+        out[name]["worker_cpu_ms_per_query"] = 1e3 * seconds / (rounds * n_q)
+    return out
 
 
 def part_memory(args, out):
@@ -141,10 +166,10 @@ def part_memory(args, out):
     (db, y) = next(batches(n, n, seed=2, with_labels=True))
     Q, yq = queries(n_q)
     params = dict(alpha=ALPHA, n_neighbors=TOP_K)
-    single = TwoStageRetriever(**params).fit(db, y)
+    single = exhaustive(TwoStageRetriever(**params).fit(db, y))
     ref = single.kneighbors(Q)
     ref_score = single.score(Q, yq)
-    half = TwoStageRetriever(**params).fit(db[: n // 2], y[: n // 2])
+    half = exhaustive(TwoStageRetriever(**params).fit(db[: n // 2], y[: n // 2]))
 
     merge_s = [0.0, 0]
     original = _sharded.ShardedRetriever._merge
@@ -164,9 +189,10 @@ def part_memory(args, out):
             clusters[w] = cluster(w)
             client = clusters[w][1]
             est = ShardedRetriever(**params, n_shards=2, client=client).fit(db, y)
+            exhaustive(est)
             exact = same(est.kneighbors(Q), ref) and est.score(Q, yq) == ref_score
             path = est.save(os.path.join(out, f"mem-{w}"))
-            loaded = ShardedRetriever.load(path, client=client)
+            loaded = exhaustive(ShardedRetriever.load(path, client=client))
             reload_exact = (
                 same(loaded.kneighbors(Q), ref) and loaded.score(Q, yq) == ref_score
             )
@@ -175,7 +201,8 @@ def part_memory(args, out):
         fns["single index"] = lambda: single.kneighbors(Q)
         fns["one shard"] = lambda: half.kneighbors(Q)
         merge_s[:] = [0.0, 0]
-        rates = interleaved(fns, n_q, args.rounds)
+        cpu = {f"{w} worker(s)": worker_cpu(clusters[w][1]) for w in (1, 2)}
+        rates = interleaved(fns, n_q, args.rounds, cpu)
         merge_ms = 1e3 * merge_s[0] / max(merge_s[1], 1) / n_q
         for w in (1, 2):
             rows[w].update(
@@ -201,8 +228,9 @@ def part_memory(args, out):
     for w, r in rows.items():
         print(
             f"  {w} worker(s), 2 shards: {r['best']:.0f} ({r['median']:.0f}); "
-            f"exact={r['exact']} reload_exact={r['reload_exact']}; worker peak "
-            f"RSS {r['worker_rss_mb']} MB"
+            f"worker CPU {r['worker_cpu_ms_per_query']:.3f} ms/query; "
+            f"exact={r['exact']} reload_exact={r['reload_exact']}; "
+            f"worker peak RSS {r['worker_rss_mb']} MB"
         )
     ratio = rows[2]["best"] / rows[1]["best"]
     ratio_med = rows[2]["median"] / rows[1]["median"]
@@ -275,11 +303,12 @@ def part_disk(args, out):
         for w in (1, 2):
             clusters[w] = cluster(w)
             t = time.perf_counter()
-            est = ShardedRetriever.load(path, client=clusters[w][1])
+            est = exhaustive(ShardedRetriever.load(path, client=clusters[w][1]))
             loads[w] = time.perf_counter() - t
             results[w] = est.kneighbors(Q)
             fns[w] = lambda est=est: est.kneighbors(Q)
-        rates = interleaved(fns, n_q, args.disk_rounds)
+        cpu = {w: worker_cpu(clusters[w][1]) for w in (1, 2)}
+        rates = interleaved(fns, n_q, args.disk_rounds, cpu)
         rss = {w: worker_peak_rss_mb(clusters[w][1]) for w in (1, 2)}
     finally:
         for lc, client in clusters.values():
@@ -289,7 +318,9 @@ def part_disk(args, out):
         print(
             f"[N={n:.0e}] {w} worker(s), {est.n_shards_} shards: "
             f"{rates[w]['best']:.1f} ({rates[w]['median']:.1f}) q/s best (median) "
-            f"of {args.disk_rounds} calls of {n_q}; load {loads[w]:.1f}s; worker "
+            f"of {args.disk_rounds} calls of {n_q}; worker CPU "
+            f"{rates[w]['worker_cpu_ms_per_query']:.2f} ms/query; load "
+            f"{loads[w]:.1f}s; worker "
             f"peak RSS {rss[w]} MB"
         )
     agree = same(results[1], results[2])

@@ -11,7 +11,15 @@ import numpy as np
 _FORMAT = "skhash.ShardedRetriever"
 _FORMAT_VERSION = 1
 _MANIFEST = "manifest.json"
-_SHARD_PARAMS = ("alpha", "n_neighbors", "rerank", "n_jobs", "backend")
+_SHARD_PARAMS = (
+    "alpha",
+    "n_neighbors",
+    "rerank",
+    "n_jobs",
+    "backend",
+    "stage1",
+    "n_substrings",
+)
 
 
 # ---------------------------------------------------------------------- #

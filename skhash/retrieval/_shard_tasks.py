@@ -155,26 +155,30 @@ def _lock_of(shard):
         return lock
 
 
-def _query(shard, X, k, alpha, direction, backend, n_jobs):
+# the ShardedRetriever's parameters read by each shard at query time
+_QUERY_PARAMS = ("backend", "n_jobs", "stage1", "n_substrings")
+
+
+def _query(shard, X, k, alpha, direction, params):
     # The held shard itself is searched (not a copy), so that what it builds
     # lazily for its search (e.g. stage-1 tables) is kept; the query-time
     # parameters are set for the call under the shard's lock and restored.
     with _lock_of(shard):
-        saved = shard.alpha, shard.backend, shard.n_jobs
-        shard.backend, shard.n_jobs = backend, n_jobs
+        saved = shard.get_params()
         if alpha is not None:
-            shard.alpha = int(alpha)
+            params = {**params, "alpha": int(alpha)}
         try:
+            shard.set_params(**params)
             return shard.kneighbors(X, k, direction=direction)
         finally:
-            shard.alpha, shard.backend, shard.n_jobs = saved
+            shard.set_params(**saved)
 
 
 def _search_shard(shard, blocks, spec):
     """Per block of queries (``None``: this shard's own items, each
     excluding itself): the shard's Hamming ranking of ``n_h`` items and its
     re-ranking of its own first ``min(n_r, N_s)`` Hamming items."""
-    direction, n_h, n_r, stage1, backend, n_jobs = spec
+    direction, n_h, n_r, stage1, params = spec
     order = sorted(range(len(blocks)), key=lambda b: blocks[b] is not None)
     out = [None] * len(blocks)
     for b in order:  # the own block first: it raises what X=None would
@@ -182,11 +186,11 @@ def _search_shard(shard, blocks, spec):
         n_search = shard.n_samples_fit_ - (X is None)
         h = r = None
         if n_h and min(n_h, n_search) > 0:
-            h = _query(shard, X, min(n_h, n_search), 0, direction, backend, n_jobs)
+            h = _query(shard, X, min(n_h, n_search), 0, direction, params)
         if n_r and min(n_r, n_search) > 0:
             kr = min(n_r, n_search)
             alpha = kr if stage1 else None
-            r = _query(shard, X, kr, alpha, direction, backend, n_jobs)
+            r = _query(shard, X, kr, alpha, direction, params)
         n_q = shard.n_samples_fit_ if X is None else len(X)
         r_hd = _hamming_of(h, r, shard.n_samples_fit_) if h and r else None
         out[b] = (n_q, h, r, r_hd)

@@ -30,6 +30,7 @@ from skhash.retrieval._shard_manifest import (
     _write_manifest,
 )
 from skhash.retrieval._shard_tasks import (
+    _QUERY_PARAMS,
     _add_to_shard,
     _check_same_index,
     _count_relevant,
@@ -86,6 +87,13 @@ class ShardedRetriever(BaseEstimator):
     backend : str, default="auto"
         Search kernels of every shard, see
         :func:`~skhash.retrieval.get_backend`. Read at query time.
+    stage1 : {"auto", "exhaustive", "mih"}, default="auto"
+        How each shard's stage 1 finds its shortlist, as for
+        :class:`TwoStageRetriever` (every choice returns the same results).
+        Read at query time; ``"auto"`` decides per shard.
+    n_substrings : int, default=None
+        Number of multi-index hashing tables of each shard, as for
+        :class:`TwoStageRetriever`.
     n_shards : int, default=None
         Number of shards made by :meth:`fit`. None makes one per worker of
         ``client``, or one per CPU without a client. Never more than the
@@ -196,6 +204,8 @@ class ShardedRetriever(BaseEstimator):
         rerank="aqd",
         n_jobs=None,
         backend="auto",
+        stage1="auto",
+        n_substrings=None,
         n_shards=None,
         max_shard_size=None,
         client=None,
@@ -205,6 +215,8 @@ class ShardedRetriever(BaseEstimator):
         self.rerank = rerank
         self.n_jobs = n_jobs
         self.backend = backend
+        self.stage1 = stage1
+        self.n_substrings = n_substrings
         self.n_shards = n_shards
         self.max_shard_size = max_shard_size
         self.client = client
@@ -654,7 +666,8 @@ default=None
             n_h, n_r = k, 0
         else:
             n_h, n_r = 0, k
-        spec = (direction, n_h, n_r, stage1, self.backend, self.n_jobs)
+        query_params = {p: getattr(self, p) for p in _QUERY_PARAMS}
+        spec = (direction, n_h, n_r, stage1, query_params)
         if exclude_self:
             dist, idx = self._search_self(src, spec, k, L)
         else:
