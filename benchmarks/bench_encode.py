@@ -51,7 +51,7 @@ from skhash.quantization import (  # noqa: E402
     kmeans_codebooks,
     quantization_error,
 )
-from skhash.quantization._codebooks import _encode_numpy  # noqa: E402
+from skhash.quantization._encode import _encode_numpy  # noqa: E402
 
 
 def _clustered(n, d, n_clusters=50, seed=0):

@@ -6,19 +6,17 @@ numpy/numba quantizers load without torch.
 
 import importlib
 
+from skhash.quantization._checks import product_blocks
 from skhash.quantization._codebooks import (
     AdditiveQuantizer,
     ProductQuantizer,
-    aqd,
     decode,
-    encode,
-    kmeans_codebooks,
-    lookup_tables,
-    product_blocks,
     quantization_error,
-    reconstruction_sqnorms,
     update_codebooks,
 )
+from skhash.quantization._distances import aqd, lookup_tables, reconstruction_sqnorms
+from skhash.quantization._encode import encode
+from skhash.quantization._kmeans import kmeans_codebooks
 from skhash.quantization._opq import OPQ
 
 __all__ = [

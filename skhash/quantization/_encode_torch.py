@@ -51,7 +51,7 @@ def encode_torch(
     """
     import torch
 
-    from skhash.quantization._encode import _TABLE_BYTES, table_bytes
+    from skhash.quantization._encode_kernels import _TABLE_BYTES, table_bytes
 
     M, K, d = codebooks.shape
     n = X.shape[0]

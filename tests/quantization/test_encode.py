@@ -1,4 +1,4 @@
-"""Tests of the compiled encoders (skhash.quantization._encode) behind encode().
+"""Tests of the compiled encoders (quantization._encode_kernels) behind encode().
 
 The numpy reference (``_encode_numpy``, the former implementation) is the
 oracle: the compiled greedy + ICM search must return its codes, and the torch
@@ -10,9 +10,9 @@ import pytest
 from numpy.testing import assert_array_equal
 from sklearn.utils._param_validation import InvalidParameterError
 
-from skhash.quantization import _encode as E
+from skhash.quantization import _encode_kernels as E
 from skhash.quantization import encode, kmeans_codebooks, quantization_error
-from skhash.quantization._codebooks import _check_encode_args, _encode_numpy
+from skhash.quantization._encode import _check_encode_args, _encode_numpy
 from skhash.quantization._encode_torch import encode_torch
 
 

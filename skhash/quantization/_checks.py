@@ -1,0 +1,138 @@
+"""Validation shared by the quantization modules, and the product blocks.
+
+Codebooks are always a float32 array of shape ``(M, K, d)``; codes are
+``uint8`` when ``K <= 256`` and ``uint16`` otherwise, of shape ``(n, M)``.
+"""
+
+from numbers import Integral
+
+import numpy as np
+from sklearn.utils import check_array
+from sklearn.utils._param_validation import Interval, StrOptions, validate_params
+
+__all__ = ["product_blocks"]
+
+_KINDS = StrOptions({"additive", "product"})
+_METRICS = StrOptions({"ip", "l2"})
+_MAX_CODEWORDS = 1 << 16
+
+
+def _codes_dtype(n_codewords):
+    """Smallest unsigned dtype holding codes in ``[0, n_codewords)``."""
+    return np.uint8 if n_codewords <= 256 else np.uint16
+
+
+def _check_X(X, name="X"):
+    """2-D finite float array (float32 stays float32, anything else float64)."""
+    return check_array(X, dtype=[np.float64, np.float32], input_name=name)
+
+
+def _check_codebooks(codebooks):
+    """Codebooks as a float32 ``(M, K, d)`` array."""
+    codebooks = np.asarray(codebooks)
+    if codebooks.ndim != 3:
+        raise ValueError(
+            "codebooks must be a 3-D array of shape (n_codebooks, n_codewords, "
+            f"n_features), got an array of shape {codebooks.shape}."
+        )
+    if not np.issubdtype(codebooks.dtype, np.number):
+        raise ValueError(
+            f"codebooks must be numeric, got an array of dtype {codebooks.dtype}."
+        )
+    return np.ascontiguousarray(codebooks, dtype=np.float32)
+
+
+def _check_width(X, codebooks, name="X"):
+    d = codebooks.shape[2]
+    if X.shape[1] != d:
+        raise ValueError(
+            f"{name} has {X.shape[1]} features but the codebooks have d={d} "
+            f"dimensions (shape {codebooks.shape}); pass {name} in the embedding "
+            "space the codebooks were learned in."
+        )
+
+
+def _check_codes(codes, n_codebooks, n_codewords, name="codes"):
+    """Integer codes of shape ``(n, n_codebooks)`` in ``[0, n_codewords)``."""
+    codes = np.asarray(codes)
+    if codes.ndim != 2 or codes.shape[1] != n_codebooks:
+        raise ValueError(
+            f"{name} must have shape (n_samples, n_codebooks={n_codebooks}), got "
+            f"shape {codes.shape}."
+        )
+    if codes.size == 0:
+        return codes.astype(np.intp)
+    if not np.issubdtype(codes.dtype, np.integer):
+        if not np.issubdtype(codes.dtype, np.floating) or not np.all(
+            np.isfinite(codes) & (codes == np.round(codes))
+        ):
+            raise ValueError(
+                f"{name} must hold integer codeword indices, got dtype "
+                f"{codes.dtype} with non-integer values."
+            )
+    lo, hi = codes.min(), codes.max()
+    if lo < 0 or hi >= n_codewords:
+        raise ValueError(
+            f"{name} must lie in [0, n_codewords) = [0, {n_codewords}), got values "
+            f"in [{lo}, {hi}]; encode with the same codebooks, or pass the "
+            "n_codewords the codes were made with."
+        )
+    return codes.astype(np.intp, copy=False)
+
+
+def _check_block_diagonal(codebooks):
+    n_codebooks, _, d = codebooks.shape
+    if n_codebooks > d:
+        raise ValueError(
+            f'kind="product" needs n_codebooks <= n_features, got '
+            f"n_codebooks={n_codebooks} and n_features={d}."
+        )
+    outside = np.ones((n_codebooks, d), dtype=bool)
+    for m, block in enumerate(product_blocks(d, n_codebooks)):
+        outside[m, block] = False
+    if np.any(codebooks[np.broadcast_to(outside[:, None, :], codebooks.shape)]):
+        raise ValueError(
+            'kind="product" codebooks must be zero outside their block of '
+            "dimensions (product_blocks(d, n_codebooks)); these codebooks are not "
+            'block-diagonal: use kind="additive" for them.'
+        )
+
+
+@validate_params(
+    {
+        "d": [Interval(Integral, 1, None, closed="left")],
+        "n_codebooks": [Interval(Integral, 1, None, closed="left")],
+    },
+    prefer_skip_nested_validation=True,
+)
+def product_blocks(d, n_codebooks):
+    """Split ``d`` dimensions into ``n_codebooks`` contiguous blocks.
+
+    The blocks are ``np.array_split(np.arange(d), n_codebooks)``: ``d`` need not
+    be a multiple of ``n_codebooks``, the first ``d % n_codebooks`` blocks get
+    one dimension more.
+
+    Parameters
+    ----------
+    d : int
+        Number of dimensions (features) of the embedding.
+    n_codebooks : int
+        Number of blocks, one per product codebook. Must not exceed ``d``.
+
+    Returns
+    -------
+    blocks : list of ndarray of int
+        The indices of the dimensions of each block.
+
+    Examples
+    --------
+    >>> from skhash.quantization import product_blocks
+    >>> [b.tolist() for b in product_blocks(5, 2)]
+    [[0, 1, 2], [3, 4]]
+    """
+    if n_codebooks > d:
+        raise ValueError(
+            f"n_codebooks={n_codebooks} product blocks need at least as many "
+            f"dimensions, but n_features={d}; lower n_codebooks to at most {d}."
+        )
+    return np.array_split(np.arange(d), n_codebooks)

@@ -1,0 +1,468 @@
+"""Compiled code assignment (numba): product, greedy + ICM and beam search.
+
+The kernels of :func:`skhash.quantization.encode`. Items are encoded one by
+one, in blocks of ``_BLOCK`` items, so that the temporary memory is bounded
+independently of the number of items and every item is encoded by exactly
+the same arithmetic whatever the size of the call (a block is always a full
+``_BLOCK`` rows; the last one is zero-padded). The kernels release the GIL,
+so blocks run on several threads (``n_jobs``) with the same result.
+
+Additive codes (``M`` codebooks of ``K`` codewords in ``d`` dimensions):
+
+* ``"tables"`` (``M²K²`` float entries up to ``_TABLE_BYTES``): the unary
+  terms ``‖C_mk‖² − 2⟨x, C_mk⟩`` of a block come from one BLAS product of
+  the block with all ``M·K`` codewords; the cross terms from the codeword
+  Gram tables ``T[l, m, i, k] = 2⟨C_li, C_mk⟩``. Per item the kernel keeps
+  ``A[m, k] = Σ_l T[l, m, c_l, k]`` (the cross terms of codeword ``k`` of
+  codebook ``m`` with the current reconstruction), so a step of ICM costs
+  one row of ``K`` additions plus an argmin, and the ``2M`` row updates of
+  ``A`` are paid only when a code changes (rarely after the first sweep).
+* ``"direct"`` (more codewords): the residual ``r`` is kept and each step
+  computes ``⟨r + C_m[c_m], C_mk⟩`` over the ``d`` dimensions.
+
+Both give the greedy residual encoding followed by ``n_iter`` sweeps of
+iterated conditional modes (ICM); a sweep that changes no code ends the
+search early (further sweeps would change nothing). With ``beam_width > 1``
+the greedy start is replaced by a beam search (the ``beam_width`` best
+partial encodings are kept codebook after codebook, as in faiss's
+``ResidualQuantizer``), then ICM refines the best one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+__all__ = ["encode_additive", "encode_product", "table_bytes"]
+
+# Items per block (each block is one BLAS call and one kernel call).
+_BLOCK = 64
+# Largest Gram-table memory of the "tables" additive encoder (M² K² entries).
+_TABLE_BYTES = 64 * 2**20
+
+
+# --------------------------------------------------------------------------- #
+# Product codes
+# --------------------------------------------------------------------------- #
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _pq_kernel(X, Ct, sq, starts, stops, codes):
+    """Nearest codeword per block of dimensions.
+
+    ``Ct[m, j, k]``: dimension ``starts[m] + j`` of codeword ``k`` of block
+    ``m`` (zero-padded to the widest block); ``sq[m, k]`` its squared norm.
+    The distance ``sq − 2⟨x, c⟩`` is accumulated dimension after dimension,
+    vectorised over the codewords.
+    """
+    n = X.shape[0]
+    M, _, K = Ct.shape
+    dist = np.empty(K, dtype=X.dtype)
+    for i in range(n):
+        for m in range(M):
+            for k in range(K):
+                dist[k] = 0.0
+            for j in range(stops[m] - starts[m]):
+                xj = X[i, starts[m] + j]
+                for k in range(K):
+                    dist[k] += xj * Ct[m, j, k]
+            best = 0
+            best_d = sq[m, 0] - 2.0 * dist[0]
+            for k in range(1, K):
+                dk = sq[m, k] - 2.0 * dist[k]
+                if dk < best_d:
+                    best_d = dk
+                    best = k
+            codes[i, m] = best
+
+
+def encode_product(X, codebooks, blocks, out_dtype, n_jobs=1):
+    """Product codes of ``X`` (the exact nearest codeword of each block).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d), float32 or float64
+        Items (the computation runs in this dtype).
+    codebooks : ndarray of shape (M, K, d)
+        Block-diagonal codebooks.
+    blocks : list of ndarray
+        ``product_blocks(d, M)`` (contiguous).
+    out_dtype : dtype
+        Dtype of the codes.
+    n_jobs : int, default=1
+        Threads.
+
+    Returns
+    -------
+    codes : ndarray of shape (n, M)
+    """
+    M, K, _ = codebooks.shape
+    width = max(len(b) for b in blocks)
+    Ct = np.zeros((M, width, K), dtype=X.dtype)
+    sq = np.empty((M, K), dtype=X.dtype)
+    starts = np.array([b[0] for b in blocks], dtype=np.int64)
+    stops = np.array([b[-1] + 1 for b in blocks], dtype=np.int64)
+    for m, b in enumerate(blocks):
+        sub = codebooks[m][:, b].astype(X.dtype)
+        Ct[m, : len(b)] = sub.T
+        sq[m] = np.einsum("kd,kd->k", sub, sub)
+    X = np.ascontiguousarray(X)
+    out = np.empty((X.shape[0], M), dtype=out_dtype)
+
+    def run(lo, hi):
+        codes = np.empty((hi - lo, M), dtype=np.int32)
+        _pq_kernel(X[lo:hi], Ct, sq, starts, stops, codes)
+        out[lo:hi] = codes
+
+    _run_blocks(run, X.shape[0], n_jobs, _BLOCK * 16)
+    return out
+
+
+# --------------------------------------------------------------------------- #
+# Additive codes
+# --------------------------------------------------------------------------- #
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _argmin(s, si):
+    """First index of the smallest entry of the float32 array ``s``.
+
+    ``si`` is ``s.view(np.int32)``: each float is mapped to an int32 of the
+    same order and packed with its index into an int64, so that one
+    vectorised integer minimum finds the smallest entry and, among equal
+    ones, the lowest index (``np.argmin``'s choice; ``-0.0`` ranks below
+    ``0.0``).
+    """
+    best = np.int64(0x7FFFFFFFFFFFFFFF)
+    for k in range(s.shape[0]):
+        b = si[k]
+        p = (np.int64(b ^ ((b >> 31) & 0x7FFFFFFF)) << 32) | k
+        best = p if p < best else best
+    return best & 0xFFFFFFFF
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _argmin64(s, si):
+    """First index of the smallest entry of ``s`` (any float dtype)."""
+    best = 0
+    best_d = s[0]
+    for k in range(1, s.shape[0]):
+        v = s[k]
+        if v < best_d:
+            best_d = v
+            best = k
+    return best
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _add_rows(A, T2, m, new, old, has_old):
+    """A[l] += T2[m, new, l] (− T2[m, old, l]) for every codebook l != m."""
+    M, K = A.shape
+    for lo in range(M):
+        if lo == m:
+            continue
+        if has_old:
+            for k in range(K):
+                A[lo, k] += T2[m, new, lo, k] - T2[m, old, lo, k]
+        else:
+            for k in range(K):
+                A[lo, k] += T2[m, new, lo, k]
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _icm_tables_kernel(U, sq, T2, codes, n_rows, have_init, n_iter, s, si):
+    """Greedy start (or given codes) then ICM, from unary terms and Gram tables.
+
+    ``U[i, m, k] = −2⟨x_i, C_mk⟩``; ``sq[m, k] = ‖C_mk‖²``;
+    ``T2[l, a, m, k] = 2⟨C_la, C_mk⟩``. Per item
+    ``A[m, k] = sq[m, k] + Σ_{l≠m} T2[l, c_l, m, k]``, so the objective of
+    codeword ``k`` of codebook ``m`` with the other codes fixed is
+    ``U[i, m, k] + A[m, k]`` (up to a constant). An ICM step first checks,
+    in one vectorised pass, whether any codeword scores at most the current
+    one; only then does it search for the first minimum (``np.argmin``'s
+    choice). A step is skipped when no other code changed since the last
+    step of the same codebook (it would change nothing). ``s`` is a
+    ``K``-float scratch and ``si`` its integer view (int32 for float32,
+    which selects the vectorised :func:`_argmin`).
+    """
+    M = T2.shape[0]
+    K = T2.shape[1]
+    A = np.empty((M, K), dtype=U.dtype)
+    f32 = si.itemsize == 4
+    seen = np.empty(M, dtype=np.int64)
+    for i in range(n_rows):
+        for m in range(M):
+            for k in range(K):
+                A[m, k] = sq[m, k]
+        if have_init:
+            for m in range(M):
+                _add_rows(A, T2, m, codes[i, m], 0, False)
+        else:
+            for m in range(M):
+                for k in range(K):
+                    s[k] = U[i, m, k] + A[m, k]
+                best = _argmin(s, si) if f32 else _argmin64(s, si)
+                codes[i, m] = best
+                _add_rows(A, T2, m, best, 0, False)
+        if M == 1:
+            continue
+        # step counter of the last change, and of each codebook's last step
+        # taken with all the other codes set (the last greedy step is one)
+        last_change = 0
+        for m in range(M):
+            seen[m] = -1
+        if not have_init:
+            seen[M - 1] = 0
+        step = 0
+        for _ in range(n_iter):
+            for m in range(M):
+                step += 1
+                if seen[m] >= last_change:
+                    continue
+                seen[m] = step
+                cm = codes[i, m]
+                thr = U[i, m, cm] + A[m, cm]
+                n_le = 0
+                for k in range(K):
+                    v = U[i, m, k] + A[m, k]
+                    s[k] = v
+                    n_le += 1 if v <= thr else 0
+                if n_le <= 1:
+                    continue
+                best = _argmin(s, si) if f32 else _argmin64(s, si)
+                if best != cm:
+                    _add_rows(A, T2, m, best, cm, True)
+                    codes[i, m] = best
+                    last_change = step
+                    seen[m] = step
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _beam_start(U, sq, T2, codes, i, beam, scratch, A):
+    """Beam search over the codebooks in order; the best encoding ends in
+    ``codes[i]`` and its cross terms in ``A``.
+
+    ``scratch`` is ``(2, beam, M + 1, K)``: per beam entry its cross-term rows
+    ``A`` (first ``M`` rows) and, in the last row, its codes (first ``M``
+    columns) and its energy (column ``M``). The energy of a partial encoding
+    is ``Σ_m U[c_m] + sq[m, c_m] + Σ_{l<m} T2[l, c_l, m, c_m]``; candidates
+    are ranked by (energy, parent, codeword), so ties are broken the same way
+    every time.
+    """
+    M = T2.shape[0]
+    K = T2.shape[1]
+    cur = scratch[0]
+    nxt = scratch[1]
+    n_beam = 1
+    cur[0, :M, :K] = sq
+    cur[0, M, :] = 0.0
+    kept_e = np.empty(beam, dtype=U.dtype)
+    kept_c = np.empty(beam, dtype=np.int64)
+    for m in range(M):
+        n_kept = 0
+        for b in range(n_beam):
+            e0 = cur[b, M, M]
+            for k in range(K):
+                e = e0 + U[i, m, k] + cur[b, m, k]
+                if n_kept == beam and e >= kept_e[n_kept - 1]:
+                    continue
+                # insert after the entries with energy <= e (stable)
+                j = n_kept if n_kept < beam else beam - 1
+                while j > 0 and kept_e[j - 1] > e:
+                    kept_e[j] = kept_e[j - 1]
+                    kept_c[j] = kept_c[j - 1]
+                    j -= 1
+                kept_e[j] = e
+                kept_c[j] = b * K + k
+                if n_kept < beam:
+                    n_kept += 1
+        for j in range(n_kept):
+            b = kept_c[j] // K
+            k = kept_c[j] - b * K
+            for lo in range(M):
+                if lo == m:
+                    for kk in range(K):
+                        nxt[j, lo, kk] = cur[b, lo, kk]
+                else:
+                    for kk in range(K):
+                        nxt[j, lo, kk] = cur[b, lo, kk] + T2[m, k, lo, kk]
+            for mm in range(m):
+                nxt[j, M, mm] = cur[b, M, mm]
+            nxt[j, M, m] = k
+            nxt[j, M, M] = kept_e[j]
+        n_beam = n_kept
+        cur, nxt = nxt, cur
+    for m in range(M):
+        codes[i, m] = int(cur[0, M, m])
+    for lo in range(M):
+        for k in range(K):
+            A[lo, k] = cur[0, lo, k]
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _beam_kernel(U, sq, T2, codes, n_rows, beam, scratch):
+    """Beam-search start of each row (see :func:`_beam_start`)."""
+    A = np.empty((T2.shape[0], T2.shape[1]), dtype=U.dtype)
+    for i in range(n_rows):
+        _beam_start(U, sq, T2, codes, i, beam, scratch, A)
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _icm_direct_kernel(X, Ct, sq, codes, have_init, n_iter):
+    """Greedy start then ICM on the residual, for codebooks too large for
+    the Gram tables. ``Ct[m, j, k]`` is dimension ``j`` of codeword ``k``;
+    the codes of ``X`` must be valid when ``have_init``."""
+    n, d = X.shape
+    M, _, K = Ct.shape
+    r = np.empty(d, dtype=X.dtype)
+    t = np.empty(d, dtype=X.dtype)
+    dot = np.empty(K, dtype=X.dtype)
+    for i in range(n):
+        for j in range(d):
+            r[j] = X[i, j]
+        if have_init:
+            for m in range(M):
+                c = codes[i, m]
+                for j in range(d):
+                    r[j] -= Ct[m, j, c]
+        n_pass = n_iter + (0 if have_init else 1)
+        if M == 1 and have_init:
+            n_pass = 0
+        for p in range(n_pass):
+            greedy = p == 0 and not have_init
+            changed = False
+            for m in range(M):
+                cm = codes[i, m]
+                for j in range(d):
+                    t[j] = r[j] if greedy else r[j] + Ct[m, j, cm]
+                for k in range(K):
+                    dot[k] = 0.0
+                for j in range(d):
+                    tj = t[j]
+                    for k in range(K):
+                        dot[k] += tj * Ct[m, j, k]
+                best = 0
+                best_d = sq[m, 0] - 2.0 * dot[0]
+                for k in range(1, K):
+                    dk = sq[m, k] - 2.0 * dot[k]
+                    if dk < best_d:
+                        best_d = dk
+                        best = k
+                if greedy or best != cm:
+                    changed = True
+                    codes[i, m] = best
+                    for j in range(d):
+                        r[j] = t[j] - Ct[m, j, best]
+            if M == 1 or not changed:
+                break
+
+
+def table_bytes(n_codebooks, n_codewords, itemsize=4):
+    """Memory of the Gram tables of the ``"tables"`` additive encoder."""
+    return n_codebooks**2 * n_codewords**2 * itemsize
+
+
+def encode_additive(
+    X, codebooks, *, n_iter, init_codes, out_dtype, beam_width=1, n_jobs=1
+):
+    """Additive codes of ``X``: greedy (or beam) start then ICM sweeps.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d), float32 or float64
+        Items (the computation runs in this dtype).
+    codebooks : ndarray of shape (M, K, d)
+        Codebooks.
+    n_iter : int
+        ICM sweeps.
+    init_codes : ndarray of shape (n, M) or None
+        Validated starting codes.
+    out_dtype : dtype
+        Dtype of the codes.
+    beam_width : int, default=1
+        Beam of the start (1: greedy).
+    n_jobs : int, default=1
+        Threads.
+
+    Returns
+    -------
+    codes : ndarray of shape (n, M)
+    """
+    M, K, d = codebooks.shape
+    n = X.shape[0]
+    dtype = X.dtype
+    C = np.ascontiguousarray(codebooks, dtype=dtype)
+    out = np.empty((n, M), dtype=out_dtype)
+    have_init = init_codes is not None
+    X = np.ascontiguousarray(X)
+    flat = C.reshape(M * K, d)
+    sq = np.einsum("kd,kd->k", flat, flat)
+    use_tables = table_bytes(M, K, np.dtype(dtype).itemsize) <= _TABLE_BYTES
+    if beam_width > 1 and not use_tables:
+        raise ValueError(
+            f"beam_width={beam_width} needs the codeword Gram tables "
+            f"(M²K² = {M * M * K * K} entries for M={M}, K={K}), which exceed "
+            f"{_TABLE_BYTES // 2**20} MiB; use beam_width=1 with these codebooks."
+        )
+
+    if use_tables:
+        G = flat @ flat.T  # (M K, M K)
+        T2 = np.ascontiguousarray((2.0 * G).astype(dtype).reshape(M, K, M, K))
+        flat_t = np.ascontiguousarray(-2.0 * flat.T)  # exact scaling
+        sqm = sq.reshape(M, K)
+
+        def run(lo, hi):
+            xb = np.zeros((_BLOCK, d), dtype=dtype)
+            U = np.empty((_BLOCK, M * K), dtype=dtype)
+            cb = np.empty((_BLOCK, M), dtype=np.int32)
+            if beam_width > 1:
+                scratch = np.empty((2, beam_width, M + 1, max(K, M + 1)), dtype)
+            else:
+                scratch = None
+            sc = np.empty(K, dtype=dtype)
+            sci = sc.view(np.int32 if dtype == np.float32 else np.int64)
+            for s in range(lo, hi, _BLOCK):
+                e = min(hi, s + _BLOCK)
+                xb[: e - s] = X[s:e]
+                xb[e - s :] = 0.0
+                np.matmul(xb, flat_t, out=U)
+                if have_init:
+                    cb[: e - s] = init_codes[s:e]
+                Ub = U.reshape(_BLOCK, M, K)
+                if beam_width > 1:
+                    _beam_kernel(Ub, sqm, T2, cb, e - s, beam_width, scratch)
+                _icm_tables_kernel(
+                    Ub, sqm, T2, cb, e - s, have_init or beam_width > 1, n_iter, sc, sci
+                )
+                out[s:e] = cb[: e - s]
+
+        _run_blocks(run, n, n_jobs, _BLOCK * 8)
+    else:
+        Ct = np.ascontiguousarray(C.transpose(0, 2, 1))
+        sqm = sq.reshape(M, K)
+
+        def run(lo, hi):
+            codes = np.zeros((hi - lo, M), dtype=np.int32)
+            if have_init:
+                codes[:] = init_codes[lo:hi]
+            _icm_direct_kernel(X[lo:hi], Ct, sqm, codes, have_init, n_iter)
+            out[lo:hi] = codes
+
+        _run_blocks(run, n, n_jobs, _BLOCK)
+    return out
+
+
+def _run_blocks(run, n, n_jobs, grain):
+    """``run(lo, hi)`` over ``[0, n)`` in pieces of ``grain`` items (a multiple
+    of ``_BLOCK``), on ``n_jobs`` threads."""
+    if n == 0:
+        return
+    pieces = [(lo, min(n, lo + grain)) for lo in range(0, n, grain)]
+    if n_jobs <= 1 or len(pieces) == 1:
+        for lo, hi in pieces:
+            run(lo, hi)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(n_jobs, len(pieces))) as pool:
+        list(pool.map(lambda p: run(*p), pieces))
