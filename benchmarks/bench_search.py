@@ -30,6 +30,25 @@ would take longer than ``--budget`` seconds) after a warm-up, repeated until
 one thread. The machine may be shared: compare the ratios, measured in the
 same run, rather than absolute rates across runs.
 
+Recall-throughput curves (``--curves``, issue 14): on HQ codes of clustered
+data (an ``HQHasher``, 64 bits + 8 x 256 additive codebooks = 16 B/item,
+fitted on 5,000 items of ``make_cross_modal`` with 100 classes, then
+``transform`` of the whole database and the queries), recall@50 against the
+exact inner-product top-50 of the float embeddings and queries/s with one
+thread (two for skhash's ``2thr``), for skhash's knobs (``alpha`` x
+``stage1``) and faiss's IndexBinaryFlat and IndexBinaryIVF (``nprobe``
+sweep; 4 sqrt(N) lists trained on 64 codes per list) + the same AQD
+re-rank, IndexPQFastScan and IndexIVFPQFastScan (32 x 4 bits, 16 B/item;
+``nprobe`` sweep) and IndexHNSWFlat (floats + graph, ``efSearch`` sweep, up
+to ``--hnsw-max`` items), with the build time and the bytes per item of
+every structure (serialized size for faiss; skhash: index arrays, codebooks
+and MIH tables). A summary gives, at each recall level, the fastest skhash
+configuration against the fastest faiss index of 16-30 B/item. Run:
+``python benchmarks/bench_search.py --curves --n 1e5 1e6 --cache DIR``
+(about 4 minutes at 10^5 and 12 at 10^6 on a shared 2-core machine;
+``--cache`` keeps the learned codes for the next run; ``--plot FILE``
+saves the curves).
+
 Run: ``python benchmarks/bench_search.py`` (default grid, about 6 minutes),
 ``python benchmarks/bench_search.py --quick`` (the headline row only:
 N = 10^6, 64 bits, M = 8, alpha*N = 100), or pick a subset with
@@ -52,7 +71,7 @@ from threadpoolctl import threadpool_limits
 
 from skhash import CodeSet, pack_bits
 from skhash.quantization import encode, kmeans_codebooks
-from skhash.retrieval import TwoStageRetriever, get_backend
+from skhash.retrieval import TwoStageRetriever, _mih, get_backend
 from skhash.retrieval._faiss import to_faiss
 from skhash.retrieval._numba import _popcount
 
@@ -514,6 +533,28 @@ def _learned(args, n):
     items included), the queries the next ``--queries``, all encoded with
     ``transform`` (image modality; the search is img->img).
     """
+    cache = None
+    if args.cache:
+        key = (
+            f"hq_n{n}_q{args.queries}_b{args.curve_bits}_c{args.classes}_"
+            f"d{args.difficulty}_t{args.train}_e{args.epochs}.npz"
+        )
+        cache = os.path.join(args.cache, key)
+        if os.path.exists(cache):
+            with np.load(cache) as f:
+                parts = {k: f[k] for k in f.files}
+            print(f"  learned codes read from {cache}", flush=True)
+            return tuple(
+                CodeSet(
+                    embedding=parts[f"{w}_emb"],
+                    bits=parts[f"{w}_bits"],
+                    codes=parts[f"{w}_codes"],
+                    n_bits=args.curve_bits,
+                    codebooks=parts["codebooks"],
+                    codebook_kind="additive",
+                )
+                for w in ("db", "q")
+            )
     import torch
 
     from skhash import MultiModal
@@ -563,6 +604,21 @@ def _learned(args, n):
         codebook_kind="additive",
     )
     t3 = time.perf_counter()
+    if cache is not None:
+        os.makedirs(args.cache, exist_ok=True)
+        np.savez(
+            cache,
+            codebooks=hq.codebooks_,
+            **{
+                f"{w}_{p}": c.get("X", part)
+                for w, c in (("db", db), ("q", queries))
+                for p, part in (
+                    ("emb", "embedding"),
+                    ("bits", "bits"),
+                    ("codes", "codes"),
+                )
+            },
+        )
     print(
         f"  data {t1 - t0:.0f} s, HQHasher fit on {train} items ({args.epochs} "
         f"epochs) {t2 - t1:.0f} s, transform of {n + args.queries} items "
@@ -668,7 +724,6 @@ def curves(args):
             )
             index_bytes = sum(a.nbytes for a in est._index["X"].values())
             index_bytes += est.codebooks_.nbytes
-            tables = getattr(est, "_mih_cache", {}).get("X")
             for alpha in args.curve_alpha:
                 L = int(alpha) if alpha >= 1 else round(alpha * n)
                 if L > n:
@@ -679,7 +734,13 @@ def curves(args):
                 qps2 = rate(lambda m: est.kneighbors(queries[:m]), nq, args.budget)
                 est.set_params(n_jobs=None)
                 found = est.kneighbors(queries[: args.truth])[1]
-                extra = "" if tables is None else f" fb={tables.last_fallbacks}"
+                tables = getattr(est, "_mih_cache", {}).get("X")  # kept ones
+                extra = ""
+                if stage1 == "auto":
+                    used = _mih.stage1_index(est, "X", max(L, N_NEIGHBORS))
+                    extra = " ->mih" if used is not None else " ->scan"
+                elif tables is not None:
+                    extra = f" fb={tables.last_fallbacks}"
                 nbytes = index_bytes + (0 if tables is None else tables.nbytes)
                 add(
                     f"skhash {stage1}", f"L={L}{extra}", qps, found, build, nbytes, qps2
@@ -904,6 +965,9 @@ def main(argv=None):
     parser.add_argument("--difficulty", type=float, default=0.5)
     parser.add_argument("--truth", type=int, default=200, help="recall queries")
     parser.add_argument("--plot", default=None, help="save the curves to this file")
+    parser.add_argument(
+        "--cache", default=None, help="directory caching the learned codes (npz)"
+    )
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument(
         "--quick",

@@ -201,9 +201,9 @@ class MultiIndexHashing:
         self.requested = n_substrings
         self.n_substrings = m
         self.load = None  # bucket_load().sum(), computed on demand
-        self.faster = {}  # stage1="auto": is MIH faster, per bit length of L
         self.n_queries = 0
         self.n_fallbacks = 0
+        self.last_fallbacks = 0
         self.starts, self.lengths = _split(n_bits, m)
         self._sub_masks = _substring_masks(self.starts, self.lengths, bits.shape[1])
         self.bits = bits
@@ -306,8 +306,7 @@ class MultiIndexHashing:
             )
         if len(bits) > self.n_items:
             self._extend(bits[self.n_items :])
-            self.load = None  # and stage1="auto" measures again
-            self.faster = {}
+            self.load = None
         self.bits = bits
         return self
 
@@ -526,15 +525,19 @@ def _uses_mih(est, n_items):
 
 
 def prepare(est):
-    """Build the MIH tables of every modality with bits, where ``est.stage1``
-    asks for them (``"mih"``, or ``"auto"`` with ``N >= AUTO_MIN_ITEMS``).
+    """Build the MIH tables of every modality with bits for
+    ``stage1="mih"`` (called at the end of ``fit``).
 
-    Called at the end of ``fit``; a loaded or grown index builds (or
-    extends) its tables at its first search instead.
+    ``"auto"`` builds them at the first search that tries them, and drops
+    them when the timed trial finds the scan faster; a loaded or grown index
+    builds (or extends) its tables at its first search.
     """
     est._mih_cache = {}
+    est._mih_auto = {}
+    if getattr(est, "stage1", None) != "mih":
+        return
     for m, entry in est._index.items():
-        if "bits" in entry and _uses_mih(est, len(entry["bits"])):
+        if "bits" in entry and _has_numba():
             _tables(est, m)
 
 
@@ -575,30 +578,38 @@ def stage1_index(est, dst, n_short):
     queries (:func:`_calibrate`, once per index and power of two of
     ``n_short``) finds MIH faster than the scan by a third; and, once 256
     queries have been searched, at most a quarter of them fell back to the
-    scan. The choice never changes results, only their speed.
+    scan. Tables that no trial found faster are dropped (no memory is
+    spent on them); the decisions hold until the indexed bits change. The
+    choice never changes results, only their speed.
     """
     stage1 = est.stage1
     if stage1 == "exhaustive":
         return None
     check_params(est, est.n_bits_)
-    n = len(est._index[dst]["bits"])
-    if stage1 == "auto":
-        if n < AUTO_MIN_ITEMS or 4 * n_short * ITEM_COST > n or not _has_numba():
-            return None
+    bits = est._index[dst]["bits"]
+    n = len(bits)
+    if stage1 == "mih":
+        return _tables(est, dst)
+    if n < AUTO_MIN_ITEMS or 4 * n_short * ITEM_COST > n or not _has_numba():
+        return None
+    decisions = est.__dict__.setdefault("_mih_auto", {})
+    if dst not in decisions or decisions[dst][0] is not bits:
+        decisions[dst] = (bits, {})
+    faster = decisions[dst][1]
+    key = int(n_short).bit_length()
+    if faster.get("load") is False or faster.get(key) is False:
+        return None
     mih = _tables(est, dst)
-    if stage1 == "auto":
-        if mih.load is None:
-            mih.load = float(mih.bucket_load().sum())
-            mih.faster = {}
-        if mih.load * 8 * ITEM_COST > n:
-            return None
-        if mih.n_queries >= 256 and 4 * mih.n_fallbacks > mih.n_queries:
-            return None
-        key = int(n_short).bit_length()
-        if key not in mih.faster:
-            mih.faster[key] = _calibrate(est, mih, n_short)
-        if not mih.faster[key]:
-            return None
+    if "load" not in faster:
+        faster["load"] = float(mih.bucket_load().sum()) * 8 * ITEM_COST <= n
+    if faster["load"] and key not in faster:
+        faster[key] = _calibrate(est, mih, n_short)
+    if not (faster["load"] and faster[key]):
+        if not any(v is True for k, v in faster.items() if k != "load"):
+            est._mih_cache.pop(dst, None)  # no trial found them faster
+        return None
+    if mih.n_queries >= 256 and 4 * mih.n_fallbacks > mih.n_queries:
+        return None
     return mih
 
 

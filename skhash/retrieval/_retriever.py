@@ -136,15 +136,18 @@ class TwoStageRetriever(BaseEstimator):
         hash tables over substrings of the codes (Norouzi et al. [3]_):
         exact, and sublinear in ``N`` when the shortlist's Hamming radius is
         small against ``n_bits / n_substrings``; a query whose search would
-        cost more than the scan (codes concentrated in a few buckets, or a
-        large radius) is answered by the scan. ``"auto"`` uses the tables
-        when ``N >= 2**15``, the shortlist is short against ``N``, the
-        codes spread over the buckets and few queries fall back, else the
-        scan. The tables take ``n_substrings * 4`` bytes per item plus
-        ``4 * 2**s`` per table of ``s``-bit substrings; they are built at
-        fit (for ``"mih"``, and for ``"auto"`` from ``2**15`` items), are
-        not saved (a loaded index builds them at its first search) and
-        grow with :meth:`add`. Read at query time.
+        cost several scans (codes concentrated in a few buckets, or a large
+        radius) is answered by the scan. ``"auto"`` tries the tables when
+        ``N >= 2**15``, the shortlist is short against ``N`` and the codes
+        spread over the buckets, and keeps them only where a timed trial
+        (64 database codes as queries, once per index and power of two of
+        the shortlist size) finds them faster than the scan; on learned
+        codes the scan usually wins (see the User Guide). The tables take
+        ``n_substrings * 4`` bytes per item plus ``4 * 2**s`` per table of
+        ``s``-bit substrings; they are built at fit for ``"mih"`` (at the
+        first search that tries them for ``"auto"``), are not saved (a
+        loaded index builds them at its first search) and grow with
+        :meth:`add`. Read at query time.
     n_substrings : int, default=None
         Number of MIH tables (substrings per code), each of at most 24
         bits; None uses ``ceil(n_bits / min(24, floor(log2 N)))``. Used

@@ -175,10 +175,11 @@ def test_auto_chooses_by_size_and_concentration(monkeypatch):
     spread = TwoStageRetriever(stage1="auto").fit(
         CodeSet(bits=_codes(rng, n, 64, "random"))
     )
+    assert not spread._mih_cache  # "auto" builds its tables when it tries them
     assert _mih.stage1_index(spread, "X", 50) is not None
     assert _mih.stage1_index(spread, "X", 60) is not None
     assert trials == [50]  # one trial per power of two of n_short
-    spread._mih_cache["X"].faster[(50).bit_length()] = False  # trial: slower
+    spread._mih_auto["X"][1][(50).bit_length()] = False  # trial: slower
     assert _mih.stage1_index(spread, "X", 50) is None
     assert _mih.stage1_index(spread, "X", n // 2) is None  # shortlist too long
     dense_bits = _codes(rng, n, 64, "concentrated")
@@ -203,10 +204,17 @@ def test_calibration_is_a_timed_choice_with_identical_results():
     q = CodeSet(bits=bits[::1000])
     for x, z in zip(auto.kneighbors(q), ref.fit(CodeSet(bits=bits)).kneighbors(q)):
         np.testing.assert_array_equal(x, z)
-    tables = auto._mih_cache["X"]
-    assert set(tables.faster) == {(10).bit_length()}
+    decisions = auto._mih_auto["X"][1]
+    assert set(decisions) == {"load", (10).bit_length()}
+    faster = decisions[(10).bit_length()]
+    # tables kept only when the trial found them faster
+    assert ("X" in auto._mih_cache) == faster
+    tables = _mih._tables(auto, "X")
     assert tables.n_queries in (0, len(bits[::1000]))  # trials not counted
     assert isinstance(_mih._calibrate(auto, tables, 10), bool)
+    auto.add(CodeSet(bits=bits[:5]))  # new bits: the decisions are measured again
+    auto.kneighbors(q)
+    assert auto._mih_auto["X"][0] is auto._index["X"]["bits"]
 
 
 def test_parameter_validation_names_parameter_and_value():
