@@ -471,9 +471,11 @@ default=None
         >>> from skhash import CodeSet, pack_bits
         >>> from skhash.retrieval import ShardedRetriever
         >>> bits = pack_bits(np.random.RandomState(0).randn(30, 16))
-        >>> search = ShardedRetriever(max_shard_size=8).fit(CodeSet(bits=bits[:20]))
+        >>> search = ShardedRetriever(n_shards=3, max_shard_size=8)
+        >>> search.fit(CodeSet(bits=bits[:20])).shard_sizes_
+        array([7, 7, 6])
         >>> search.add(CodeSet(bits=bits[20:])).shard_sizes_
-        array([7, 7, 6, 8, 2])
+        array([7, 7, 8, 8])
         """
         check_is_fitted(self)
         X = self._check_database(X, reset=False)
