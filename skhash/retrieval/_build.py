@@ -134,7 +134,10 @@ def build_sharded_index(
     def flush():
         nonlocal ref, n_features
         X, y_shard = buffer.take()
-        shard = TwoStageRetriever(**params).fit(X, y_shard)
+        # multi-index hashing tables are not saved (a loaded shard builds
+        # them at its first search): fit with the scan, save the parameters
+        shard = TwoStageRetriever(**{**params, "stage1": "exhaustive"})
+        shard.fit(X, y_shard).set_params(stage1=params["stage1"])
         info = _shard_info(shard)
         if ref is None:
             ref = info
