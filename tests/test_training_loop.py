@@ -3,6 +3,10 @@
 import numpy as np
 import pytest
 import torch
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV
+from skorch.callbacks import Callback, LRScheduler
+from skorch.dataset import ValidSplit
 
 from skhash import DQNQuantizer, HQHasher, MultiModal
 from skhash.hashing import DJSRHHasher
@@ -58,10 +62,6 @@ def test_initialized_net_has_the_fitted_architecture(learner, data):
 # --------------------------------------------------------------------------- #
 # skorch's training parameters
 # --------------------------------------------------------------------------- #
-from skorch.callbacks import Callback, LRScheduler  # noqa: E402
-from skorch.dataset import ValidSplit  # noqa: E402
-from sklearn.base import clone  # noqa: E402
-from sklearn.model_selection import GridSearchCV  # noqa: E402
 
 
 @pytest.mark.parametrize("learner", LEARNERS, ids=IDS)
