@@ -4,7 +4,8 @@
    an :class:`~skhash.quantization.AdditiveQuantizer` learned (k-means then
    ridge updates, as in HQ training) on clustered data: the former numpy ICM
    (``_encode_numpy``) against the compiled kernels (greedy + 3 ICM sweeps,
-   and the beam-search start), and faiss's encoders run on the *same*
+   the beam-search start, the iterated local search), and faiss's encoders
+   run on the *same*
    codebooks: ``ResidualQuantizer`` (greedy / beam) and
    ``LocalSearchQuantizer`` (ILS + ICM). µs per item and reconstruction
    error ``mean ‖x − x̂‖²``.
@@ -86,7 +87,7 @@ def bench_additive(n, repeat, faiss, rows):
     aq = AdditiveQuantizer(M, K, n_iter=4, random_state=0).fit(X[:20000])
     C, Xt = aq.codebooks_, np.ascontiguousarray(X[20000:])
     encode(Xt[:300], C, kind="additive")  # compile / load the kernels
-    encode(Xt[:300], C, kind="additive", beam_width=4)
+    encode(Xt[:300], C, kind="additive", beam_width=4, ils_iters=1)
     t_old, c_old = _timed(lambda: _encode_numpy(Xt, C, kind="additive"), repeat)
     t_new, c_new = _timed(lambda: encode(Xt, C, kind="additive"), repeat)
     err_old = quantization_error(Xt, c_old, C)
@@ -107,11 +108,14 @@ def bench_additive(n, repeat, faiss, rows):
     add("skhash numpy ICM (before)", t_old, c_old, n)
     add("skhash compiled greedy+ICM", t_new, c_new, n)
     n_small = min(n, 4000)
-    for bw in (4, 16):
-        t, c = _timed(
-            lambda bw=bw: encode(Xt[:n_small], C, kind="additive", beam_width=bw), 1
-        )
-        add(f"skhash beam_width={bw} + ICM", t, c, n_small)
+    for name, kw in (
+        ("beam_width=4", {"beam_width": 4}),
+        ("beam_width=16", {"beam_width": 16}),
+        ("ils_iters=16", {"ils_iters": 16}),
+        ("beam_width=16, ils_iters=16", {"beam_width": 16, "ils_iters": 16}),
+    ):
+        t, c = _timed(lambda kw=kw: encode(Xt[:n_small], C, kind="additive", **kw), 1)
+        add(f"skhash {name}", t, c, n_small)
     if faiss is not None:
         rq = faiss.ResidualQuantizer(d, M, 8)
         faiss.copy_array_to_vector(C.ravel(), rq.codebooks)

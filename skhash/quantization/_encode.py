@@ -34,6 +34,7 @@ __all__ = ["encode"]
         "n_iter": [Interval(Integral, 0, None, closed="left")],
         "init_codes": ["array-like", None],
         "beam_width": [Interval(Integral, 1, None, closed="left")],
+        "ils_iters": [Interval(Integral, 0, None, closed="left")],
         "n_jobs": [Integral, None],
         "device": [str, None],
     },
@@ -47,6 +48,7 @@ def encode(
     n_iter=3,
     init_codes=None,
     beam_width=1,
+    ils_iters=0,
     n_jobs=None,
     device=None,
 ):
@@ -90,6 +92,13 @@ def encode(
     beam_width : int, default=1
         Beam of the start of the additive search (1: greedy). Ignored with
         ``init_codes``.
+    ils_iters : int, default=0
+        Rounds of iterated local search after ICM (additive kind; faiss's
+        ``LocalSearchQuantizer.encode_ils_iters``): each sets ``min(4, M)``
+        codes of the best encoding so far to random codewords, runs ICM
+        again and keeps the result if its error is lower. The draws are
+        seeded by the item's own codes, so results stay deterministic and
+        independent of the other items.
     n_jobs : int, default=None
         Threads over blocks of items (``None``: 1, ``-1``: all cores); the
         codes do not depend on it.
@@ -127,6 +136,11 @@ def encode(
     )
     n_jobs = effective_n_jobs(n_jobs)
     if device is not None and device != "cpu":
+        if ils_iters > 0 and kind == "additive":
+            raise ValueError(
+                f"ils_iters={ils_iters} runs on the CPU only; pass device=None "
+                "for the local search, or ils_iters=0 on the GPU."
+            )
         return _encode_on_device(
             X, codebooks, kind, n_iter, init_codes, beam_width, out_dtype, device
         )
@@ -140,6 +154,7 @@ def encode(
         init_codes=init_codes,
         out_dtype=out_dtype,
         beam_width=1 if init_codes is not None else beam_width,
+        ils_iters=ils_iters,
         n_jobs=n_jobs,
     )
 

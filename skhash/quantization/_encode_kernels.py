@@ -206,35 +206,113 @@ def _icm_tables_kernel(U, sq, T2, codes, n_rows, have_init, n_iter, s, si):
                 _add_rows(A, T2, m, best, 0, False)
         if M == 1:
             continue
-        # step counter of the last change, and of each codebook's last step
-        # taken with all the other codes set (the last greedy step is one)
-        last_change = 0
+        _icm_sweeps(U, i, A, T2, codes[i], n_iter, s, si, seen, not have_init)
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _icm_sweeps(U, i, A, T2, row, n_iter, s, si, seen, last_is_set):
+    """``n_iter`` ICM sweeps of item ``i`` (codes ``row``, cross terms ``A``).
+
+    ``last_is_set``: the code of the last codebook was chosen with all the
+    others set (the end of a greedy start), so its first step is skipped
+    unless another code changes first.
+    """
+    M = T2.shape[0]
+    K = T2.shape[1]
+    f32 = si.itemsize == 4
+    # step counter of the last change, and of each codebook's last step
+    # taken with all the other codes set
+    last_change = 0
+    for m in range(M):
+        seen[m] = -1
+    if last_is_set:
+        seen[M - 1] = 0
+    step = 0
+    for _ in range(n_iter):
         for m in range(M):
-            seen[m] = -1
-        if not have_init:
-            seen[M - 1] = 0
-        step = 0
-        for _ in range(n_iter):
-            for m in range(M):
-                step += 1
-                if seen[m] >= last_change:
-                    continue
+            step += 1
+            if seen[m] >= last_change:
+                continue
+            seen[m] = step
+            cm = row[m]
+            thr = U[i, m, cm] + A[m, cm]
+            n_le = 0
+            for k in range(K):
+                v = U[i, m, k] + A[m, k]
+                s[k] = v
+                n_le += 1 if v <= thr else 0
+            if n_le <= 1:
+                continue
+            best = _argmin(s, si) if f32 else _argmin64(s, si)
+            if best != cm:
+                _add_rows(A, T2, m, best, cm, True)
+                row[m] = best
+                last_change = step
                 seen[m] = step
-                cm = codes[i, m]
-                thr = U[i, m, cm] + A[m, cm]
-                n_le = 0
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _energy(U, sq, A, i, row):
+    """``‖x − x̂‖² − ‖x‖²`` of item ``i`` with codes ``row`` (cross terms A)."""
+    e = 0.0
+    for m in range(row.shape[0]):
+        c = row[m]
+        e += U[i, m, c] + 0.5 * (A[m, c] + sq[m, c])
+    return e
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _ils_kernel(U, sq, T2, codes, n_rows, n_iter, n_rounds, n_perts, s, si):
+    """Iterated local search after ICM (faiss's LSQ encoder): ``n_rounds``
+    times, set ``n_perts`` codes of the best encoding so far to random
+    codewords, run ICM, and keep the result if its error is lower.
+
+    The random draws are seeded from the item's own ICM codes, so an item
+    gets the same codes whatever else is encoded with it.
+    """
+    M = T2.shape[0]
+    K = T2.shape[1]
+    A = np.empty((M, K), dtype=U.dtype)
+    At = np.empty((M, K), dtype=U.dtype)
+    trial = np.empty(M, dtype=codes.dtype)
+    seen = np.empty(M, dtype=np.int64)
+    for i in range(n_rows):
+        for m in range(M):
+            for k in range(K):
+                A[m, k] = sq[m, k]
+        for m in range(M):
+            _add_rows(A, T2, m, codes[i, m], 0, False)
+        best_e = _energy(U, sq, A, i, codes[i])
+        # xorshift64 seeded by FNV-1a of the item's ICM codes
+        state = np.uint64(14695981039346656037)
+        for m in range(M):
+            state = (state ^ np.uint64(codes[i, m])) * np.uint64(1099511628211)
+        state |= np.uint64(1)
+        for _ in range(n_rounds):
+            for m in range(M):
+                trial[m] = codes[i, m]
                 for k in range(K):
-                    v = U[i, m, k] + A[m, k]
-                    s[k] = v
-                    n_le += 1 if v <= thr else 0
-                if n_le <= 1:
-                    continue
-                best = _argmin(s, si) if f32 else _argmin64(s, si)
-                if best != cm:
-                    _add_rows(A, T2, m, best, cm, True)
-                    codes[i, m] = best
-                    last_change = step
-                    seen[m] = step
+                    At[m, k] = A[m, k]
+            for _p in range(n_perts):
+                state ^= state << np.uint64(13)
+                state ^= state >> np.uint64(7)
+                state ^= state << np.uint64(17)
+                m = int(state % np.uint64(M))
+                state ^= state << np.uint64(13)
+                state ^= state >> np.uint64(7)
+                state ^= state << np.uint64(17)
+                k = int(state % np.uint64(K))
+                if k != trial[m]:
+                    _add_rows(At, T2, m, k, trial[m], True)
+                    trial[m] = k
+            _icm_sweeps(U, i, At, T2, trial, n_iter, s, si, seen, False)
+            e = _energy(U, sq, At, i, trial)
+            if e < best_e:
+                best_e = e
+                for m in range(M):
+                    codes[i, m] = trial[m]
+                    for k in range(K):
+                        A[m, k] = At[m, k]
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
@@ -363,7 +441,15 @@ def table_bytes(n_codebooks, n_codewords, itemsize=4):
 
 
 def encode_additive(
-    X, codebooks, *, n_iter, init_codes, out_dtype, beam_width=1, n_jobs=1
+    X,
+    codebooks,
+    *,
+    n_iter,
+    init_codes,
+    out_dtype,
+    beam_width=1,
+    ils_iters=0,
+    n_jobs=1,
 ):
     """Additive codes of ``X``: greedy (or beam) start then ICM sweeps.
 
@@ -381,6 +467,9 @@ def encode_additive(
         Dtype of the codes.
     beam_width : int, default=1
         Beam of the start (1: greedy).
+    ils_iters : int, default=0
+        Rounds of iterated local search after ICM (``min(4, M)`` random
+        codes perturbed per round).
     n_jobs : int, default=1
         Threads.
 
@@ -398,6 +487,12 @@ def encode_additive(
     flat = C.reshape(M * K, d)
     sq = np.einsum("kd,kd->k", flat, flat)
     use_tables = table_bytes(M, K, np.dtype(dtype).itemsize) <= _TABLE_BYTES
+    if ils_iters > 0 and not use_tables:
+        raise ValueError(
+            f"ils_iters={ils_iters} needs the codeword Gram tables "
+            f"(M²K² = {M * M * K * K} entries for M={M}, K={K}), which exceed "
+            f"{_TABLE_BYTES // 2**20} MiB; use ils_iters=0 with these codebooks."
+        )
     if beam_width > 1 and not use_tables:
         raise ValueError(
             f"beam_width={beam_width} needs the codeword Gram tables "
@@ -434,6 +529,11 @@ def encode_additive(
                 _icm_tables_kernel(
                     Ub, sqm, T2, cb, e - s, have_init or beam_width > 1, n_iter, sc, sci
                 )
+                if ils_iters > 0 and M > 1:
+                    n_perts = min(4, M)
+                    _ils_kernel(
+                        Ub, sqm, T2, cb, e - s, n_iter, ils_iters, n_perts, sc, sci
+                    )
                 out[s:e] = cb[: e - s]
 
         _run_blocks(run, n, n_jobs, _BLOCK * 8)

@@ -171,6 +171,35 @@ def test_beam_width_is_validated(bad):
         encode(X, C, kind="additive", beam_width=bad)
 
 
+def test_local_search_never_worsens_an_item():
+    X, C = _problem(n=400, d=16, M=4, K=16, seed=12)
+    icm = encode(X, C, kind="additive")
+    ils = encode(X, C, kind="additive", ils_iters=8)
+
+    def per_item(codes):
+        rec = sum(C[m][codes[:, m]] for m in range(4))
+        return ((X - rec) ** 2).sum(1)
+
+    assert np.all(per_item(ils) <= per_item(icm) + 1e-5)
+    assert per_item(ils).mean() < per_item(icm).mean()
+    # deterministic, and independent of the other items of the call
+    assert_array_equal(encode(X, C, kind="additive", ils_iters=8), ils)
+    assert_array_equal(encode(X[7:70], C, kind="additive", ils_iters=8), ils[7:70])
+    both = encode(X, C, kind="additive", ils_iters=8, beam_width=4)
+    assert per_item(both).mean() <= per_item(icm).mean()
+
+
+def test_local_search_is_validated():
+    X, C = _problem(n=10)
+    with pytest.raises(InvalidParameterError, match="ils_iters"):
+        encode(X, C, kind="additive", ils_iters=-1)
+    X, C = _problem(n=10, d=4, M=2, K=3000)
+    with pytest.raises(ValueError, match=r"ils_iters=2 .*ils_iters=0"):
+        encode(X, C, kind="additive", ils_iters=2)
+    with pytest.raises(ValueError, match="ils_iters=2 runs on the CPU only"):
+        encode(X, C, kind="additive", ils_iters=2, device="cuda")
+
+
 # --------------------------------------------------------------------------- #
 # Product codes
 # --------------------------------------------------------------------------- #
