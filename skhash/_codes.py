@@ -143,6 +143,11 @@ class CodeSet:
     modality's ``CodeSet``; indexing with rows (slice, integer array, mask)
     gives those rows of every modality and keeps the shared codebooks.
 
+    A ``CodeSet`` is immutable: its parts are read-only views (the arrays
+    passed in keep their flags; a part shares memory with its input when no
+    conversion was needed), the codebooks are its own copy, and its
+    attributes cannot be set.
+
     Read more in the :ref:`User Guide <codes>`.
 
     Parameters
@@ -154,7 +159,9 @@ class CodeSet:
     codes : array-like of int of shape (n_samples, M), default=None
         Quantization codes of a single modality.
     n_bits : int, default=None
-        Bits per item; required with ``bits`` unless it is a multiple of 8.
+        Bits per item, a positive int; required with ``bits`` unless it is
+        ``8 * bits.shape[1]``. The padding bits of the last byte are ignored
+        by the search (cleared before any distance is computed).
     codebooks : array-like of shape (M, K, d), default=None
         Shared codebooks; required with ``codes``.
     codebook_kind : {"additive", "product"}, default=None

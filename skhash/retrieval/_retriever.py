@@ -165,6 +165,10 @@ class TwoStageRetriever(BaseEstimator):
         The shared codebooks.
     codebook_kind_ : {"additive", "product"} or None
         How the codebooks combine.
+    codebooks_fingerprint_ : str or None
+        :attr:`CodeSet.fingerprint <skhash.CodeSet.fingerprint>` of the
+        indexed codebooks; queries and additions from other codebooks are
+        refused.
     y_ : ndarray of shape (N,) or (N, n_labels) or None
         Labels of the database items, used by :meth:`score`.
     search_plan_ : dict of str to str
@@ -1262,12 +1266,25 @@ def _check_y(y, ensure_min_samples=1):
 
 
 def _exact_in(values, dtype):
-    """Whether every value of ``values`` is stored exactly as ``dtype``."""
+    """Whether every value of ``values`` is stored exactly as ``dtype``.
+
+    Compared by value (ranges as Python numbers), never through a cast that
+    wraps around (-1 is not 2**64 - 1).
+    """
+    dtype = np.dtype(dtype)
     if values.size == 0:
         return True
+    kind = values.dtype.kind
+    if dtype.kind == "b":
+        return kind == "b" or bool(np.all((values == 0) | (values == 1)))
+    if dtype.kind in "iu":
+        if kind == "f" and not np.all(np.mod(values, 1) == 0):
+            return False
+        info = np.iinfo(dtype)
+        return info.min <= values.min().item() and values.max().item() <= info.max
     with np.errstate(invalid="ignore", over="ignore"):
-        cast = values.astype(dtype)
-        return bool(np.array_equal(cast.astype(values.dtype), values))
+        back = values.astype(dtype).astype(values.dtype)
+    return bool(np.array_equal(back, values))
 
 
 def _merged_label_dtype(old, new):

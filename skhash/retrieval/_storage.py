@@ -432,7 +432,9 @@ def _read_npz(path, verify):
     except ValueError as exc:
         if "pickle" in str(exc):
             raise _foreign(
-                path, "it holds pickled data, which load never runs"
+                path,
+                "neither a .npz nor a .npy file: numpy would have to unpickle it, "
+                "which load never does",
             ) from None
         raise _foreign(path, f"not a .npz file: {exc}") from None
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
@@ -860,6 +862,15 @@ def append(est, new, dtypes):
                 sha256=[*segments, [n_new, _digest(rows)]],
             )
             del full
+        for name, entry in manifest["arrays"].items():  # version-1 files
+            if name not in new and not isinstance(entry.get("sha256"), list):
+                a = _open_npy(os.path.join(path, entry["file"]), None, "r")
+                entry.update(
+                    dtype=a.dtype.str,
+                    shape=list(a.shape),
+                    sha256=[[int(a.shape[0]), _digest(a)]],
+                )
+                del a
         _write_json_atomic(meta_path, manifest)
     except BaseException:
         _undo(undo)

@@ -1671,8 +1671,8 @@ rejects(
     "a pickle of a retriever",
     lambda ctx: TwoStageRetriever.load(_pickle_file(ctx)),
     IndexFormatError,
-    "was not written by TwoStageRetriever.save (it holds pickled data, which load "
-    "never runs)",
+    "was not written by TwoStageRetriever.save (neither a .npz nor a .npy file: "
+    "numpy would have to unpickle it, which load never does)",
 )
 rejects(
     G,
