@@ -715,7 +715,8 @@ def curves(args):
             f"{'build s':>7} {'B/item':>7}",
             flush=True,
         )
-        # skhash: alpha x stage1
+        # skhash: alpha x stage1 (every stage1 must return the same results)
+        reference = {}
         for stage1 in args.stage1:
             est, build = _timed(
                 lambda s=stage1: TwoStageRetriever(
@@ -734,6 +735,9 @@ def curves(args):
                 qps2 = rate(lambda m: est.kneighbors(queries[:m]), nq, args.budget)
                 est.set_params(n_jobs=None)
                 found = est.kneighbors(queries[: args.truth])[1]
+                same = reference.setdefault(L, found)
+                if not np.array_equal(same, found):
+                    raise AssertionError(f"stage1={stage1!r} changed the results")
                 tables = getattr(est, "_mih_cache", {}).get("X")  # kept ones
                 extra = ""
                 if stage1 == "auto":
