@@ -41,7 +41,7 @@ def _assert_same(got, want):
 @pytest.mark.parametrize("n_bits", BIT_LENGTHS)
 def test_shortlist_equals_exhaustive(n_bits, kind):
     rng = np.random.RandomState(n_bits)
-    db, q = _codes(rng, 1500, n_bits, kind), _codes(rng, 17, n_bits, kind)
+    db, q = _codes(rng, 800, n_bits, kind), _codes(rng, 13, n_bits, kind)
     ref = get_backend("numpy")
     # the default tables, short substrings, and the longest ones (for long
     # random codes these need a huge radius: only with the default budget)
@@ -51,7 +51,7 @@ def test_shortlist_equals_exhaustive(n_bits, kind):
         assert mih.n_substrings == m and mih.lengths.sum() == n_bits
         unbounded = mih.lengths.max() <= 11
         # k beyond the number of distinct distances, all items, more than N
-        for L in (1, 5, 2 * n_bits + 3, 700, 1500, 1600):
+        for L in (1, 5, 2 * n_bits + 3, 400, 800, 900):
             want = ref.shortlist(q, db, L)
             if unbounded:
                 _assert_same(mih.shortlist(q, L, budget=NO_FALLBACK), want)
