@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from numbers import Integral
 
 import numpy as np
@@ -79,7 +80,7 @@ def _read_manifest(path):
         or not isinstance(sizes, list)
         or len(shards) != len(sizes)
         or not shards
-        or not all(isinstance(s, str) and os.sep not in s for s in shards)
+        or not all(isinstance(s, str) and re.fullmatch(r"shard-\d+", s) for s in shards)
         or not all(isinstance(n, int) and n > 0 for n in sizes)
         or not isinstance(meta.get("params"), dict)
     ):

@@ -112,10 +112,10 @@ class ShardedRetriever(BaseEstimator):
     ----------
     n_samples_fit_ : int
         Number of indexed items ``N``, over all shards.
-    shard_sizes_ : ndarray of shape (n_shards_,), dtype int64
+    shard_sizes_ : ndarray of shape (n_shards,), dtype int64
         Number of items of each shard; shard ``s`` holds the items
         ``shard_offsets_[s] .. shard_offsets_[s] + shard_sizes_[s] - 1``.
-    shard_offsets_ : ndarray of shape (n_shards_,), dtype int64
+    shard_offsets_ : ndarray of shape (n_shards,), dtype int64
         Global index of the first item of each shard.
     n_shards_ : int
         Number of shards.
@@ -237,7 +237,14 @@ class ShardedRetriever(BaseEstimator):
         return {p: getattr(self, p) for p in _SHARD_PARAMS}
 
     def _workers(self):
-        return sorted(self.client.scheduler_info()["workers"])
+        workers = sorted(self.client.scheduler_info()["workers"])
+        if not workers:
+            raise ValueError(
+                f"client={self.client!r} has no workers to hold the shards; "
+                "start some (client.wait_for_workers(n)) or pass client=None "
+                "to search in local threads."
+            )
+        return workers
 
     def _submit_all(self, fn, args_list, *, workers=None):
         """Start ``fn(*args)`` for each args; shard futures lead the args."""

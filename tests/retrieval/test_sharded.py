@@ -289,6 +289,12 @@ def test_load_refuses_incomplete_or_changed_index(data, tmp_path):
         json.dump(meta, f)
     with pytest.raises(ValueError, match="changed after it was written"):
         ShardedRetriever.load(path)
+    meta["sizes"] = [31, 30]
+    meta["shards"] = ["shard-00000", "../elsewhere"]
+    with open(manifest, "w") as f:
+        json.dump(meta, f)
+    with pytest.raises(ValueError, match="damaged"):
+        ShardedRetriever.load(path)
     os.remove(manifest)
     with pytest.raises(ValueError, match="no manifest.json"):
         ShardedRetriever.load(path)
