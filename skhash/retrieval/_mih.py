@@ -603,7 +603,10 @@ def stage1_index(est, dst, n_short):
     if "load" not in faster:
         faster["load"] = float(mih.bucket_load().sum()) * 8 * ITEM_COST <= n
     if faster["load"] and key not in faster:
-        faster[key] = _calibrate(est, mih, n_short)
+        decided = _calibrate(est, mih, n_short)
+        if decided is None:  # kernels still compiling: the scan answers
+            return None
+        faster[key] = decided
     if not (faster["load"] and faster[key]):
         if not any(v is True for k, v in faster.items() if k != "load"):
             est._mih_cache.pop(dst, None)  # no trial found them faster
@@ -613,14 +616,43 @@ def stage1_index(est, dst, n_short):
     return mih
 
 
+_BACKGROUND = set()  # ids of tables whose kernel compiles in a thread
+
+
 def _calibrate(est, mih, n_short, n_trial=64):
     """Whether MIH answers ``n_trial`` database codes (as queries, evenly
-    spaced) in at most 2/3 of the exhaustive scan's time (both warmed up)."""
+    spaced) in at most 2/3 of the exhaustive scan's time (both warmed up).
+
+    Under a lazy backend (``backend="auto"``, whose first small calls are
+    answered by numpy while numba compiles in the background) nothing is
+    timed until both the scan kernel and the MIH kernel are compiled: the
+    MIH kernel is then compiled on a background thread, and None (no
+    decision yet: the scan answers) is returned meanwhile, so the first
+    queries never wait for a compile.
+    """
+    import threading
     import time
 
     from skhash.retrieval._kernels import get_backend
 
     backend = get_backend(est.backend)
+    if getattr(backend, "lazy", False):
+        from skhash.retrieval import _numba
+
+        kernels = _kernels()
+        if not kernels._mih_kernel.overloads:
+            if id(mih) not in _BACKGROUND:
+                _BACKGROUND.add(id(mih))
+                threading.Thread(
+                    target=mih.shortlist,
+                    args=(np.ascontiguousarray(mih.bits[:1]), min(n_short, 1)),
+                    name="skhash-mih-compile",
+                    daemon=True,
+                ).start()
+            return None
+        if not _numba._shortlist_kernel.overloads:
+            return None
+        backend = type(backend)(chunk_bytes=backend.chunk_bytes)  # not lazy
     bits = mih.bits
     rows = np.linspace(0, len(bits) - 1, n_trial).astype(np.int64)
     q = np.ascontiguousarray(bits[rows])

@@ -198,7 +198,7 @@ def test_auto_chooses_by_size_and_concentration(monkeypatch):
 def test_calibration_is_a_timed_choice_with_identical_results():
     rng = np.random.RandomState(6)
     bits = _codes(rng, _mih.AUTO_MIN_ITEMS, 64, "random")
-    params = dict(alpha=10, n_neighbors=10)
+    params = dict(alpha=10, n_neighbors=10, backend="numba")  # not lazy
     auto = TwoStageRetriever(stage1="auto", **params).fit(CodeSet(bits=bits))
     ref = TwoStageRetriever(stage1="exhaustive", **params)
     q = CodeSet(bits=bits[::1000])
@@ -215,6 +215,26 @@ def test_calibration_is_a_timed_choice_with_identical_results():
     auto.add(CodeSet(bits=bits[:5]))  # new bits: the decisions are measured again
     auto.kneighbors(q)
     assert auto._mih_auto["X"][0] is auto._index["X"]["bits"]
+
+
+def test_lazy_backend_decides_only_once_kernels_are_compiled(monkeypatch):
+    from skhash.retrieval import _mih_kernels, _numba
+
+    rng = np.random.RandomState(7)
+    bits = _codes(rng, _mih.AUTO_MIN_ITEMS, 64, "random")
+    est = TwoStageRetriever(alpha=10, n_neighbors=10, stage1="auto")
+    est.fit(CodeSet(bits=bits))
+    assert getattr(get_backend("auto"), "lazy", False)
+    monkeypatch.setattr(_mih_kernels._mih_kernel, "overloads", {})
+    tables = _mih._tables(est, "X")
+    assert _mih._calibrate(est, tables, 10) is None  # compiles in a thread
+    assert _mih.stage1_index(est, "X", 10) is None  # the scan answers
+    assert (10).bit_length() not in est._mih_auto["X"][1]  # undecided
+    monkeypatch.undo()
+    monkeypatch.setattr(_numba._shortlist_kernel, "overloads", {})
+    assert _mih._calibrate(est, tables, 10) is None
+    monkeypatch.undo()
+    assert isinstance(_mih._calibrate(est, tables, 10), bool)
 
 
 def test_parameter_validation_names_parameter_and_value():
