@@ -47,17 +47,19 @@ _TABLE_BYTES = 64 * 2**20
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
-def _pq_kernel(X, Ct, sq, starts, stops, codes):
+def _pq_kernel(X, Ct, sq, starts, stops, codes, dist, dist_i):
     """Nearest codeword per block of dimensions.
 
     ``Ct[m, j, k]``: dimension ``starts[m] + j`` of codeword ``k`` of block
     ``m`` (zero-padded to the widest block); ``sq[m, k]`` its squared norm.
     The distance ``sq − 2⟨x, c⟩`` is accumulated dimension after dimension,
-    vectorised over the codewords.
+    vectorised over the codewords, then the first minimum is found by
+    :func:`_argmin` (``dist`` is a ``K``-float scratch, ``dist_i`` its
+    integer view, int32 for float32).
     """
     n = X.shape[0]
     M, _, K = Ct.shape
-    dist = np.empty(K, dtype=X.dtype)
+    f32 = dist_i.itemsize == 4
     for i in range(n):
         for m in range(M):
             for k in range(K):
@@ -66,14 +68,9 @@ def _pq_kernel(X, Ct, sq, starts, stops, codes):
                 xj = X[i, starts[m] + j]
                 for k in range(K):
                     dist[k] += xj * Ct[m, j, k]
-            best = 0
-            best_d = sq[m, 0] - 2.0 * dist[0]
-            for k in range(1, K):
-                dk = sq[m, k] - 2.0 * dist[k]
-                if dk < best_d:
-                    best_d = dk
-                    best = k
-            codes[i, m] = best
+            for k in range(K):
+                dist[k] = sq[m, k] - 2.0 * dist[k]
+            codes[i, m] = _argmin(dist, dist_i) if f32 else _argmin64(dist, dist_i)
 
 
 def encode_product(X, codebooks, blocks, out_dtype, n_jobs=1):
@@ -111,7 +108,9 @@ def encode_product(X, codebooks, blocks, out_dtype, n_jobs=1):
 
     def run(lo, hi):
         codes = np.empty((hi - lo, M), dtype=np.int32)
-        _pq_kernel(X[lo:hi], Ct, sq, starts, stops, codes)
+        dist = np.empty(K, dtype=X.dtype)
+        dist_i = dist.view(np.int32 if X.dtype == np.float32 else np.int64)
+        _pq_kernel(X[lo:hi], Ct, sq, starts, stops, codes, dist, dist_i)
         out[lo:hi] = codes
 
     _run_blocks(run, X.shape[0], n_jobs, _BLOCK * 16)
