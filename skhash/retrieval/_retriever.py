@@ -27,19 +27,19 @@ from skhash.metrics import (
     n_relevant,
     ranked_relevance,
 )
-from skhash.metrics._ranking import _as_label_array, _check_label_compat
+from skhash.metrics._ranking import _check_label_compat
 from skhash.quantization import (
     lookup_tables,
     product_blocks,
     reconstruction_sqnorms,
 )
-from skhash.retrieval import _mih, _storage
+from skhash.retrieval import _mih, _schema, _storage
 from skhash.retrieval._kernels import _CHUNK_BYTES, get_backend, register_backend
 
 __all__ = ["TwoStageRetriever"]
 
-_RERANKS = _storage._RERANKS
-_NEEDS_CODES = _storage._NEEDS_CODES
+_RERANKS = _schema._RERANKS
+_NEEDS_CODES = _schema._NEEDS_CODES
 
 
 def _numba_backend():
@@ -341,7 +341,7 @@ default=None
                 "X holds 0 items; fit needs a database of at least one item."
             )
         if y is not None:
-            y = _check_y(y)
+            y = _schema.check_y(y)
             if y.ndim not in (1, 2) or y.shape[0] != n:
                 raise ValueError(
                     f"y must have one row per indexed item: X has {n} items but "
@@ -509,14 +509,14 @@ default=None
             )
         dtypes = {}
         if y is not None:
-            y = _check_y(y, ensure_min_samples=0)
+            y = _schema.check_y(y, ensure_min_samples=0)
             if y.shape[0] != n_new or y.shape[1:] != self.y_.shape[1:]:
                 raise ValueError(
                     f"y must have one row per new item, shaped like the indexed "
                     f"labels {self.y_.shape[1:]}: X has {n_new} items but y has "
                     f"shape {y.shape}."
                 )
-            dtypes["y"] = _merged_label_dtype(self.y_, y)
+            dtypes["y"] = _schema.merged_label_dtype(self.y_, y)
         new = {}
         for m in self.modalities_:
             entry = _index_entry(codes, m, self._fit_rerank)
@@ -1250,86 +1250,3 @@ def _drop_self(idx, dist, rows):
     drop[~drop.any(axis=1), width - 1] = True
     keep = ~drop
     return idx[keep].reshape(c, width - 1), dist[keep].reshape(c, width - 1)
-
-
-def _check_y(y, ensure_min_samples=1):
-    """Labels of indexed items: one type, no NaN, a storable dtype."""
-    y = _as_label_array(y, "y")
-    y = check_array(
-        y,
-        ensure_2d=False,
-        dtype=None,
-        input_name="y",
-        ensure_min_samples=ensure_min_samples,
-    )
-    return y
-
-
-def _exact_in(values, dtype):
-    """Whether every value of ``values`` is stored exactly as ``dtype``.
-
-    Compared by value (ranges as Python numbers), never through a cast that
-    wraps around (-1 is not 2**64 - 1).
-    """
-    dtype = np.dtype(dtype)
-    if values.size == 0:
-        return True
-    kind = values.dtype.kind
-    if dtype.kind == "b":
-        return kind == "b" or bool(np.all((values == 0) | (values == 1)))
-    if dtype.kind in "iu":
-        if kind == "f" and not np.all(np.mod(values, 1) == 0):
-            return False
-        info = np.iinfo(dtype)
-        return info.min <= values.min().item() and values.max().item() <= info.max
-    with np.errstate(invalid="ignore", over="ignore"):
-        back = values.astype(dtype).astype(values.dtype)
-    return bool(np.array_equal(back, values))
-
-
-def _merged_label_dtype(old, new):
-    """The label dtype holding the indexed labels ``old`` and ``new`` exactly.
-
-    The indexed dtype when it holds ``new`` exactly; else a wider one of the
-    same family (longer strings, a wider int, float64) that holds both;
-    else a ValueError. Never a cast that changes a value: an int index stays
-    int (whole-number floats are accepted, 2.7 raises), and strings never
-    mix with numbers.
-    """
-    ko, kn = old.dtype.kind, new.dtype.kind
-    if new.size == 0:  # no value to store (np.array([]) is float64)
-        return old.dtype
-    if ko in "US" or kn in "US":
-        if ko != kn:
-            what = {"U": "strings", "S": "bytes"}
-            raise ValueError(
-                f"y holds {what.get(kn, 'numbers')} (dtype {new.dtype}) but the "
-                f"index labels are {what.get(ko, 'numbers')} (dtype {old.dtype}); "
-                "add labels of the same type as at fit."
-            )
-        if new.dtype.itemsize <= old.dtype.itemsize:
-            return old.dtype
-        return np.dtype(f"{kn}{new.dtype.itemsize // (4 if kn == 'U' else 1)}")
-    if _exact_in(new, old.dtype):
-        return old.dtype
-    if ko in "biu":
-        if kn == "f" and not np.all(np.mod(new, 1) == 0):
-            bad = new[np.mod(new, 1) != 0].ravel()[0].item()
-            raise ValueError(
-                f"y holds {bad!r}, which is not a whole number, but the index "
-                f"labels are integers (dtype {old.dtype}); add integer class "
-                "ids (an int index never stores a float with a loss)."
-            )
-        candidates = [np.result_type(old.dtype, new.dtype), np.int64, np.uint64]
-        candidates = [np.dtype(c) for c in candidates if np.dtype(c).kind in "iu"]
-    else:  # float index
-        candidates = [np.result_type(old.dtype, new.dtype), np.float64]
-        candidates = [np.dtype(c) for c in candidates if np.dtype(c).kind == "f"]
-    for dtype in candidates:
-        if _exact_in(new, dtype) and _exact_in(np.asarray(old), dtype):
-            return dtype
-    raise ValueError(
-        f"y (dtype {new.dtype}, values in [{new.min().item()!r}, "
-        f"{new.max().item()!r}]) cannot be stored exactly with the index labels "
-        f"(dtype {old.dtype}); add labels of the indexed type."
-    )

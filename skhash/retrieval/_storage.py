@@ -1,8 +1,9 @@
 """Storage of a TwoStageRetriever index: save, load and growth on disk.
 
-Every rule about index files lives here: the format and its schema, the
-checks of what is read (nothing unchecked reaches a search kernel), the
-checksums, and the transactional writes.
+Every rule about index files lives in this module and in
+:mod:`skhash.retrieval._schema` (what a valid index is: the format, the
+schema, the content checks and the checksums): here, the layouts, the
+reads, and the transactional writes.
 
 Two layouts:
 
@@ -27,7 +28,6 @@ that changes a file.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import math
@@ -38,18 +38,10 @@ from numbers import Integral
 
 import numpy as np
 
-from skhash._codes import _n_bytes, codebook_fingerprint
 from skhash.exceptions import IndexFormatError
+from skhash.retrieval import _schema
 
-FORMAT = "skhash.TwoStageRetriever"
-FORMAT_VERSION = 2
-_READABLE = (1, 2)
-MANIFEST = "meta.json"
-_PARTS = ("bits", "codes", "sqnorms", "embedding")
-_RERANKS = ("aqd", "aqd-l2", "hamming-codes", "exact", "none")
-_NEEDS_CODES = ("aqd", "aqd-l2", "hamming-codes")
-_SCAN_BYTES = 16 * 2**20  # rows read at a time by the content checks
-_LABEL_KINDS = "biufUS"
+MANIFEST = _schema.MANIFEST
 
 
 def _checkpoint(step):
@@ -85,8 +77,8 @@ def _jsonable(value):
 def base_meta(est, n_samples=None):
     """The metadata of ``est`` (with ``n_samples`` items, default its own)."""
     return {
-        "format": FORMAT,
-        "version": FORMAT_VERSION,
+        "format": _schema.FORMAT,
+        "version": _schema.FORMAT_VERSION,
         "params": {k: _jsonable(v) for k, v in est.get_params().items()},
         "rerank_fit": est._fit_rerank,
         "n_samples_fit": int(est.n_samples_fit_ if n_samples is None else n_samples),
@@ -98,52 +90,6 @@ def base_meta(est, n_samples=None):
         "codebooks_fingerprint": est.codebooks_fingerprint_,
         "n_features_in": getattr(est, "n_features_in_", None),
     }
-
-
-def expected_parts(has_bits, has_codes, rerank, kind):
-    """The parts an index entry holds, as ``_index_entry`` makes them."""
-    parts = set()
-    if has_bits:
-        parts.add("bits")
-    if has_codes:
-        parts.add("codes")
-        if rerank == "aqd-l2" and kind == "additive":
-            parts.add("sqnorms")
-    if rerank == "exact" or not (has_bits or has_codes):
-        parts.add("embedding")
-    return parts
-
-
-def _digest(a, start=0, stop=None):
-    """sha256 of the bytes of rows ``start:stop`` of ``a``, read in chunks."""
-    stop = a.shape[0] if stop is None else stop
-    h = hashlib.sha256()
-    row = max(1, a[:1].nbytes)
-    step = max(1, _SCAN_BYTES // row)
-    for i in range(start, stop, step):
-        h.update(np.ascontiguousarray(a[i : min(i + step, stop)]).data)
-    return h.hexdigest()
-
-
-def _schema(arrays):
-    return {
-        name: {
-            "dtype": a.dtype.str,
-            "shape": list(a.shape),
-            "sha256": [[int(a.shape[0]), _digest(a)]],
-        }
-        for name, a in arrays.items()
-    }
-
-
-def _check_savable(arrays):
-    for name, a in arrays.items():
-        if a.dtype.hasobject:
-            what = "database labels y_" if name == "y" else f"array {name!r}"
-            raise ValueError(
-                f"The {what} have dtype object, which cannot be saved without "
-                "pickle; fit with numeric or string labels."
-            )
 
 
 # --------------------------------------------------------------------------- #
@@ -240,9 +186,9 @@ def _read_header(path):
 def save(est, path):
     """Write the fitted ``est`` to ``path`` (a ``.npz`` file or a directory)."""
     arrays = index_arrays(est)
-    _check_savable(arrays)
+    _schema.check_savable(arrays)
     meta = base_meta(est)
-    meta["arrays"] = _schema(arrays)
+    meta["arrays"] = _schema.array_schema(arrays)
     path = os.fspath(path)
     if path.endswith(".npz"):
         _save_npz(path, arrays, meta)
@@ -282,7 +228,7 @@ def _old_manifest(path):
             meta = json.load(f)
     except (OSError, ValueError):
         return None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") != _schema.FORMAT:
         raise FileExistsError(
             f"{meta_path} exists and was not written by TwoStageRetriever.save; "
             "save the index to another directory (or remove that file)."
@@ -299,7 +245,7 @@ def _manifest_files(meta, path):
     meta = dict(meta)
     arrays = meta.get("arrays")
     if not isinstance(arrays, dict):
-        arrays = {name: {} for name in _array_names(meta, path)}
+        arrays = {name: {} for name in _schema.array_names(meta, path)}
     meta["arrays"] = {}
     for name, entry in arrays.items():
         if not isinstance(entry, dict):
@@ -457,8 +403,8 @@ def _read_npz(path, verify):
     if raw.dtype.kind != "U" or raw.ndim != 0:
         raise _foreign(path, "'__meta__' is not a JSON string")
     meta = _parse_meta(str(raw), path, f"{path} (__meta__)")
-    meta = _check_meta(meta, f"{path} (__meta__)")
-    names = _array_names(meta, path)
+    meta = _schema.check_meta(meta, f"{path} (__meta__)")
+    names = _schema.array_names(meta, path)
     extra = set(stored) - set(names)
     if extra:
         raise IndexFormatError(
@@ -470,9 +416,11 @@ def _read_npz(path, verify):
         if name not in stored:
             raise IndexFormatError(f"{where}: the array is missing.")
         arrays[name] = stored[name]
-    _check_arrays(meta, arrays, {n: f"{path} (array {n!r})" for n in names})
+    _schema.check_arrays(meta, arrays, {n: f"{path} (array {n!r})" for n in names})
     if verify:
-        _verify(meta, arrays, {n: f"{path} (array {n!r})" for n in names})
+        _schema.verify_checksums(
+            meta, arrays, {n: f"{path} (array {n!r})" for n in names}
+        )
     return meta, arrays, None
 
 
@@ -483,7 +431,7 @@ def _parse_meta(text, path, where):
         raise IndexFormatError(
             f"{where}: not valid JSON ({exc}); the index metadata is damaged."
         ) from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") != _schema.FORMAT:
         raise _foreign(path, f"{where} is not TwoStageRetriever metadata")
     return meta
 
@@ -497,9 +445,9 @@ def _read_dir(path, mmap_mode, verify):
             text = f.read()
     except (OSError, UnicodeDecodeError) as exc:
         raise IndexFormatError(f"{meta_path}: cannot be read ({exc}).") from None
-    meta = _check_meta(_parse_meta(text, path, meta_path), meta_path)
+    meta = _schema.check_meta(_parse_meta(text, path, meta_path), meta_path)
     meta = _manifest_files(meta, path)
-    names = _array_names(meta, path)
+    names = _schema.array_names(meta, path)
     if set(meta["arrays"]) != set(names):
         raise IndexFormatError(
             f"{meta_path}: lists the arrays {sorted(meta['arrays'])} but the index "
@@ -513,9 +461,9 @@ def _read_dir(path, mmap_mode, verify):
         else _open_npy(where[name], None, None)
         for name in names
     }
-    _check_arrays(meta, arrays, where)
+    _schema.check_arrays(meta, arrays, where)
     if verify:
-        _verify(meta, arrays, where)
+        _schema.verify_checksums(meta, arrays, where)
     store = DiskStore(path, mmap_mode, meta) if mmap_mode else None
     return meta, arrays, store
 
@@ -549,246 +497,6 @@ def _open_npy(path, rows, mmap_mode):
         f.seek(offset)
         data = np.fromfile(f, dtype=dtype, count=math.prod(shape))
     return data.reshape(shape)
-
-
-def _array_names(meta, path):
-    names = [f"{m}.{p}" for m in meta["modalities"] for p in meta["parts"][m]]
-    if meta["has_y"]:
-        names.append("y")
-    if meta["codebook_kind"] is not None:
-        names.append("codebooks")
-    return names
-
-
-def _bad(where, what):
-    return IndexFormatError(f"{where}: {what}; the index is damaged or not from save.")
-
-
-def _is_int(v, low=1):
-    return isinstance(v, int) and not isinstance(v, bool) and v >= low
-
-
-def _check_meta(meta, where):
-    """Check the metadata's format, version and every field's type."""
-    version = meta.get("version")
-    if version not in _READABLE:
-        if _is_int(version) and version > FORMAT_VERSION:
-            raise IndexFormatError(
-                f"{where}: format version {version} was written by a newer skhash; "
-                f"this one reads versions {list(_READABLE)}. Upgrade skhash."
-            )
-        raise _bad(where, f"unknown format version {version!r}")
-    required = (
-        "params",
-        "rerank_fit",
-        "n_samples_fit",
-        "has_y",
-        "modalities",
-        "parts",
-        "n_bits",
-        "codebook_kind",
-        "n_features_in",
-    )
-    missing = [k for k in required if k not in meta]
-    if missing:
-        raise _bad(where, f"the metadata lacks {missing}")
-    if not isinstance(meta["params"], dict):
-        raise _bad(where, "'params' is not an object")
-    if meta["rerank_fit"] not in _RERANKS:
-        raise _bad(where, f"rerank_fit={meta['rerank_fit']!r} is not one of {_RERANKS}")
-    if not _is_int(meta["n_samples_fit"]):
-        raise _bad(where, f"n_samples_fit={meta['n_samples_fit']!r} is not an int >= 1")
-    if not isinstance(meta["has_y"], bool):
-        raise _bad(where, f"has_y={meta['has_y']!r} is not a bool")
-    mods = meta["modalities"]
-    if (
-        not isinstance(mods, list)
-        or not mods
-        or not all(isinstance(m, str) and m for m in mods)
-        or len(set(mods)) != len(mods)
-    ):
-        raise _bad(where, f"modalities={mods!r} is not a list of distinct names")
-    parts = meta["parts"]
-    if not isinstance(parts, dict) or set(parts) != set(mods):
-        raise _bad(where, f"parts={parts!r} does not give the parts of {mods}")
-    kind = meta["codebook_kind"]
-    if kind not in (None, "additive", "product"):
-        raise _bad(
-            where, f"codebook_kind={kind!r} is not None, 'additive' or 'product'"
-        )
-    any_bits = False
-    for m in mods:
-        p = parts[m]
-        if (
-            not isinstance(p, list)
-            or not set(p) <= set(_PARTS)
-            or len(set(p)) != len(p)
-        ):
-            raise _bad(where, f"the parts of {m!r}, {p!r}, are not among {_PARTS}")
-        has_bits, has_codes = "bits" in p, "codes" in p
-        any_bits |= has_bits
-        if has_codes and kind is None:
-            raise _bad(where, f"modality {m!r} stores codes but there are no codebooks")
-        want = expected_parts(has_bits, has_codes, meta["rerank_fit"], kind)
-        if set(p) != want:
-            raise _bad(
-                where,
-                f"modality {m!r} stores {sorted(p)} but rerank="
-                f"{meta['rerank_fit']!r} needs {sorted(want)}",
-            )
-    n_bits = meta["n_bits"]
-    if any_bits and not _is_int(n_bits):
-        raise _bad(where, f"n_bits={n_bits!r} is not an int >= 1")
-    if not any_bits and n_bits is not None:
-        raise _bad(where, f"n_bits={n_bits!r} but no modality stores bits")
-    nf = meta["n_features_in"]
-    if nf is not None and not _is_int(nf):
-        raise _bad(where, f"n_features_in={nf!r} is not an int >= 1")
-    fp = meta.get("codebooks_fingerprint")
-    if fp is not None and not isinstance(fp, str):
-        raise _bad(where, f"codebooks_fingerprint={fp!r} is not a string")
-    return meta
-
-
-def _rows(a, step_bytes=_SCAN_BYTES):
-    """Slices over the rows of ``a``, about ``step_bytes`` each."""
-    row = max(1, a[:1].nbytes)
-    step = max(1, step_bytes // row)
-    for i in range(0, a.shape[0], step):
-        yield slice(i, min(i + step, a.shape[0]))
-
-
-def _check_arrays(meta, arrays, where):
-    """Check every array against the metadata (shapes, dtypes, contents)."""
-    n = meta["n_samples_fit"]
-    schema = meta.get("arrays") if isinstance(meta.get("arrays"), dict) else {}
-    M = K = d = None
-    if "codebooks" in arrays:
-        C = arrays["codebooks"]
-        w = where["codebooks"]
-        if C.dtype != np.float32 or C.ndim != 3 or 0 in C.shape:
-            raise _bad(
-                w,
-                f"codebooks have dtype {C.dtype} and shape {C.shape}, not float32 "
-                "(M, K, d)",
-            )
-        if not np.isfinite(C).all():
-            raise _bad(w, "the codebooks contain NaN or inf")
-        M, K, d = C.shape
-        fp = meta.get("codebooks_fingerprint")
-        if fp is not None and codebook_fingerprint(C, meta["codebook_kind"]) != fp:
-            raise _bad(w, "the codebooks do not match the fingerprint in the metadata")
-    nf = meta["n_features_in"]
-    for name, a in arrays.items():
-        w = where[name]
-        if name == "codebooks":
-            shape_ok = True
-        elif name == "y":
-            if a.ndim not in (1, 2) or a.shape[0] != n:
-                raise _bad(
-                    w, f"labels of shape {a.shape}, not ({n},) or ({n}, n_labels)"
-                )
-            if a.dtype.kind not in _LABEL_KINDS:
-                raise _bad(w, f"labels of dtype {a.dtype}")
-            if a.dtype.kind == "f":
-                for sl in _rows(a):
-                    if not np.isfinite(a[sl]).all():
-                        raise _bad(w, "the labels contain NaN or inf")
-            shape_ok = True
-        else:
-            m, part = name.rsplit(".", 1)
-            if a.shape[:1] != (n,):
-                raise _bad(
-                    w, f"{a.shape[0] if a.ndim else 0} rows, but n_samples_fit={n}"
-                )
-            _check_part(part, a, w, meta, M, K, d, nf if m == "X" else None)
-            shape_ok = True
-        entry = schema.get(name)
-        if shape_ok and isinstance(entry, dict) and "dtype" in entry:
-            want_shape = (
-                [n, *list(a.shape[1:])] if name != "codebooks" else list(a.shape)
-            )
-            if entry.get("dtype") != a.dtype.str or entry.get("shape") != want_shape:
-                raise _bad(
-                    w,
-                    f"holds dtype {a.dtype.str} and shape {want_shape} but the "
-                    f"metadata says {entry.get('dtype')} and {entry.get('shape')}",
-                )
-
-
-def _check_part(part, a, w, meta, M, K, d, nf):
-    if part == "bits":
-        width = _n_bytes(meta["n_bits"])
-        if a.dtype != np.uint8 or a.ndim != 2 or a.shape[1] != width:
-            raise _bad(
-                w,
-                f"bits have dtype {a.dtype} and shape {a.shape}, not uint8 with "
-                f"ceil(n_bits / 8) = {width} bytes per item (n_bits={meta['n_bits']})",
-            )
-        pad = (-meta["n_bits"]) % 8
-        if pad:
-            junk = np.uint8(~((0xFF << pad) & 0xFF) & 0xFF)
-            for sl in _rows(a):
-                if np.any(a[sl, -1] & junk):
-                    raise _bad(w, f"bits beyond n_bits={meta['n_bits']} are set")
-    elif part == "codes":
-        dtype = np.uint8 if K <= 256 else np.uint16
-        if a.dtype != dtype or a.ndim != 2 or a.shape[1] != M:
-            raise _bad(
-                w,
-                f"codes have dtype {a.dtype} and shape {a.shape}, not "
-                f"{np.dtype(dtype)} with M = {M} codes per item",
-            )
-        for sl in _rows(a):
-            top = int(a[sl].max()) if a[sl].size else 0
-            if top >= K:
-                raise _bad(w, f"a code is {top}, out of range for K = {K} codewords")
-    elif part == "sqnorms":
-        if a.dtype != np.float32 or a.ndim != 1:
-            raise _bad(w, f"sqnorms have dtype {a.dtype} and shape {a.shape}")
-        for sl in _rows(a):
-            if not np.isfinite(a[sl]).all():
-                raise _bad(w, "the sqnorms contain NaN or inf")
-    else:  # embedding
-        if a.dtype != np.float32 or a.ndim != 2 or a.shape[1] == 0:
-            raise _bad(w, f"embeddings have dtype {a.dtype} and shape {a.shape}")
-        if nf is not None and a.shape[1] != nf:
-            raise _bad(w, f"{a.shape[1]} features, but n_features_in={nf}")
-        for sl in _rows(a):
-            if not np.isfinite(a[sl]).all():
-                raise _bad(w, "the embeddings contain NaN or inf")
-
-
-def _verify(meta, arrays, where):
-    schema = meta.get("arrays")
-    for name, a in arrays.items():
-        entry = schema.get(name) if isinstance(schema, dict) else None
-        segments = entry.get("sha256") if isinstance(entry, dict) else None
-        if not isinstance(segments, list) or not segments:
-            raise IndexFormatError(
-                f"{where[name]}: no checksum in the metadata (written by an older "
-                "skhash); save the index again to verify it."
-            )
-        start = 0
-        for seg in segments:
-            if (
-                not isinstance(seg, list)
-                or len(seg) != 2
-                or not _is_int(seg[0], 0)
-                or not isinstance(seg[1], str)
-            ):
-                raise _bad(where[name], f"checksum entry {seg!r} is malformed")
-            stop = start + seg[0]
-            if stop > a.shape[0] or _digest(a, start, stop) != seg[1]:
-                raise IndexFormatError(
-                    f"{where[name]}: the content of rows {start}:{stop} does not "
-                    "match its checksum; the file was changed or damaged."
-                )
-            start = stop
-        if start != a.shape[0]:
-            raise IndexFormatError(
-                f"{where[name]}: the checksums cover {start} rows of {a.shape[0]}."
-            )
 
 
 def reopen(est, store):
@@ -854,12 +562,12 @@ def append(est, new, dtypes):
             full = _open_npy(os.path.join(path, fname), n_old + n_new, "r")
             segments = entry.get("sha256")
             if rewritten or not isinstance(segments, list):
-                segments = [[n_old, _digest(full, 0, n_old)]]
+                segments = [[n_old, _schema.digest(full, 0, n_old)]]
             entry.update(
                 file=fname,
                 dtype=full.dtype.str,
                 shape=list(full.shape),
-                sha256=[*segments, [n_new, _digest(rows)]],
+                sha256=[*segments, [n_new, _schema.digest(rows)]],
             )
             del full
         for name, entry in manifest["arrays"].items():  # version-1 files
@@ -868,7 +576,7 @@ def append(est, new, dtypes):
                 entry.update(
                     dtype=a.dtype.str,
                     shape=list(a.shape),
-                    sha256=[[int(a.shape[0]), _digest(a)]],
+                    sha256=[[int(a.shape[0]), _schema.digest(a)]],
                 )
                 del a
         _write_json_atomic(meta_path, manifest)
@@ -923,7 +631,7 @@ def _append_file(path, fname, name, n_old, rows, gen, undo):
     out = np.lib.format.open_memmap(
         new_path, mode="w+", dtype=rows.dtype, shape=(n_total, *rest)
     )
-    for sl in _rows(old_rows):
+    for sl in _schema.row_chunks(old_rows):
         out[sl] = old_rows[sl]
     out[n_old:] = rows
     out.flush()

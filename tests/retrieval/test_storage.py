@@ -27,7 +27,7 @@ import pytest
 
 from skhash import CodeSet, pack_bits
 from skhash.exceptions import IndexFormatError
-from skhash.retrieval import TwoStageRetriever, _storage
+from skhash.retrieval import TwoStageRetriever, _schema, _storage
 
 N, N_OLD, M, K, D, N_BITS = 60, 40, 3, 16, 8, 12
 POSIX = pytest.mark.skipif(
@@ -312,7 +312,7 @@ def test_manifest_records_schema_and_checksums(tmp_path):
     path = _fit(N).save(tmp_path / "index")
     with open(os.path.join(path, "meta.json"), encoding="utf-8") as f:
         meta = json.load(f)
-    assert meta["version"] == _storage.FORMAT_VERSION and meta["generation"] == 1
+    assert meta["version"] == _schema.FORMAT_VERSION and meta["generation"] == 1
     assert meta["codebooks_fingerprint"] == DB.fingerprint
     assert meta["arrays"]["X.bits"]["shape"] == [N, 2]
     assert meta["arrays"]["X.bits"]["dtype"] == "|u1"
