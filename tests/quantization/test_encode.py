@@ -114,6 +114,31 @@ def test_codes_do_not_depend_on_the_rest_of_the_call(kind):
     assert_array_equal(encode(X, C, kind=kind), full)
 
 
+@pytest.mark.parametrize(
+    "kind, K", [("additive", 16), ("additive", 3000), ("product", 16)]
+)
+def test_temporary_memory_does_not_grow_with_n(kind, K):
+    import tracemalloc
+
+    rng = np.random.RandomState(13)
+    C = (0.5 * rng.randn(2, K, 4)).astype(np.float32)
+    if kind == "product":
+        C[0, :, 2:] = 0
+        C[1, :, :2] = 0
+    extra = []
+    for n in (4000, 40000):
+        X = rng.randn(n, 4).astype(np.float32)
+        encode(X[:10], C, kind=kind)
+        tracemalloc.start()
+        base = tracemalloc.get_traced_memory()[0]
+        codes = encode(X, C, kind=kind)
+        peak = tracemalloc.get_traced_memory()[1] - base
+        tracemalloc.stop()
+        extra.append(peak - codes.nbytes)  # beyond the output itself
+    # 10x the items: the temporaries stay within the same fixed budget
+    assert extra[1] < 2 * extra[0] + 2**20, extra
+
+
 def test_inputs_are_not_modified_and_read_only_inputs_work():
     X, C = _problem()
     init = np.random.RandomState(5).randint(16, size=(len(X), 3))
