@@ -210,6 +210,11 @@ class CodeSet:
         codebook_kind=None,
         modality="X",
     ):
+        if not isinstance(modality, str) or not modality or "->" in modality:
+            raise ValueError(
+                f"modality={modality!r} must be a non-empty name without '->' "
+                "(directions are written 'img->txt'); pass e.g. modality='img'."
+            )
         codebooks, codebook_kind = self._check_codebooks(codebooks, codebook_kind)
         part, n_bits = self._check_part(
             modality,
@@ -409,6 +414,12 @@ class CodeSet:
             raise ValueError("from_modalities needs at least one CodeSet.")
         parts = {}
         ref = next(iter(code_sets.values()))
+        for name in code_sets:
+            if "->" in name:
+                raise ValueError(
+                    f"Modality name {name!r} must not contain '->' (directions "
+                    "are written 'img->txt')."
+                )
         for name, cs in code_sets.items():
             if not isinstance(cs, CodeSet) or len(cs.modalities) != 1:
                 raise TypeError(

@@ -199,6 +199,11 @@ def save(est, path):
 
 def _save_npz(path, arrays, meta):
     folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(
+            f"[Errno 2] No such file or directory: {folder!r}; create it before "
+            f"saving {os.path.basename(path)!r} there."
+        )
     fd, tmp = tempfile.mkstemp(
         dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
     )

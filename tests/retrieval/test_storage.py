@@ -408,3 +408,27 @@ def test_rows_left_past_the_end_are_ignored_then_cut(tmp_path):
     est.add(DB[N_OLD:], Y_INT[N_OLD:])
     assert np.load(bits).shape == (N, 2)  # the plain .npy is whole again
     _check_loads_as(path, _answers(_fit(N, Y_INT)))
+
+
+def test_add_rewrites_a_file_whose_header_cannot_grow(tmp_path):
+    """When the new shape does not fit the header, the file is copied to a new
+    generation beside the old one (which stays until the switch)."""
+    path = _fit(N_OLD, Y_INT).save(tmp_path / "index")
+    est = TwoStageRetriever.load(path, mmap_mode="r+")
+    real = _storage._header_bytes
+
+    def longer(version, shape, dtype):  # pretend the digits need more room
+        return real(version, shape, dtype) + (b" " * 64 if shape[0] > N_OLD else b"")
+
+    with mock.patch.object(_storage, "_header_bytes", longer):
+        steps = _steps(lambda: est.add(DB[N_OLD:50], Y_INT[N_OLD:50]))
+    assert "write X.bits.g2.npy" in steps and "remove X.bits.npy" in steps
+    assert "X.bits.npy" not in os.listdir(path)
+    est.add(DB[50:], Y_INT[50:])  # and in place again afterwards
+    assert _same(_answers(est), _answers(_fit(N, Y_INT)))
+    _check_loads_as(path, _answers(_fit(N, Y_INT)))
+
+
+def test_save_npz_into_a_missing_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="create it before saving"):
+        _fit(N_OLD).save(tmp_path / "nowhere" / "index.npz")

@@ -1692,6 +1692,14 @@ rejects(
 )
 rejects(
     G,
+    f"{G}.save",
+    "an .npz path in a folder that does not exist",
+    lambda ctx: ctx.retriever.save(os.path.join(ctx.tmpdir, "no", "index.npz")),
+    FileNotFoundError,
+    "No such file or directory",
+)
+rejects(
+    G,
     f"{G}.load",
     "verify='yes'",
     lambda ctx: TwoStageRetriever.load(_foreign_npz(ctx), verify="yes"),
@@ -2181,6 +2189,22 @@ for _value, _message in [
         ValueError,
         _message,
     )
+rejects(
+    GC,
+    "CodeSet",
+    "a modality name holding '->'",
+    lambda ctx: CodeSet(embedding=ctx.X_img, modality="img->txt"),
+    ValueError,
+    "modality='img->txt' must be a non-empty name without '->'",
+)
+rejects(
+    GC,
+    "CodeSet",
+    "a modality name that is not a string",
+    lambda ctx: CodeSet(embedding=ctx.X_img, modality=1),
+    ValueError,
+    "modality=1 must be a non-empty name without '->'",
+)
 rejects(
     GC,
     "CodeSet",
