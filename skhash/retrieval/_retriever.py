@@ -1173,11 +1173,11 @@ def _index_entry(codes, m, rerank):
     emb = codes.get(m, "embedding")
     entry = {}
     if bits is not None:
-        entry["bits"] = _clean_bits(bits, codes.n_bits)
+        entry["bits"] = _clean_bits(_owned(bits), codes.n_bits)
     if qcodes is not None:
         n_codewords = codes.codebooks.shape[1]
         dtype = np.uint8 if n_codewords <= 256 else np.uint16
-        qcodes = np.asarray(qcodes).astype(dtype, copy=False)
+        qcodes = _owned(np.asarray(qcodes).astype(dtype, copy=False))
         _check_code_range(qcodes, n_codewords, f"the codes of modality {m!r}")
         entry["codes"] = qcodes
         if rerank == "aqd-l2" and codes.codebook_kind == "additive":
@@ -1206,6 +1206,20 @@ def _lut_blocks(codebooks, kind):
         if np.any(codebooks[m, :, :a]) or np.any(codebooks[m, :, b:]):
             return None
     return blocks
+
+
+def _owned(a):
+    """``a``, or a copy when a caller could still write to its memory.
+
+    The compact parts are checked once, when indexed (codes below K, padding
+    bits clear), and the compiled kernels trust them; an index that shared a
+    writable array with its caller could be changed behind those checks. A
+    read-only memory map (``mmap_mode="r"``) is not copied.
+    """
+    root = a
+    while isinstance(root.base, np.ndarray):
+        root = root.base
+    return a if not root.flags.writeable and not a.flags.writeable else a.copy()
 
 
 def _check_count(k, name="n_neighbors"):

@@ -671,12 +671,22 @@ def test_padding_bits_never_change_a_distance(tmp_path, backend, rerank):
     assert junk.bits[0, -1] & 0x0F  # the caller's codes are untouched
 
 
-def test_codes_changed_after_the_codeset_was_made_are_rejected():
+def test_codes_changed_after_the_codeset_was_made_are_rejected(tmp_path):
     """A CodeSet's parts are read-only, but the caller's own array is not."""
     codes = np.random.RandomState(0).randint(K, size=(N, M)).astype(np.uint8)
     cs = CodeSet(codes=codes, codebooks=DB.codebooks, codebook_kind="additive")
     est = TwoStageRetriever(n_neighbors=3, rerank="hamming-codes").fit(cs)
+    before = est.kneighbors(DB[:4])
+    assert not np.shares_memory(est._index["X"]["codes"], codes)  # its own copy
     codes[0, 0] = 200  # behind the CodeSet's back
+    for a, b in zip(est.kneighbors(DB[:4]), before):  # the index is unchanged
+        np.testing.assert_array_equal(a, b)
+    np.save(tmp_path / "codes.npy", codes[1:])
+    mapped = np.load(tmp_path / "codes.npy", mmap_mode="r")
+    big = TwoStageRetriever(rerank="hamming-codes").fit(
+        CodeSet(codes=mapped, codebooks=DB.codebooks, codebook_kind="additive")
+    )
+    assert np.shares_memory(big._index["X"]["codes"], mapped)  # not copied
     with pytest.raises(ValueError, match=r"the query codes must lie in \[0, 16\)"):
         est.kneighbors(cs[:2])
     with pytest.raises(ValueError, match=r"the codes of modality 'X' must lie"):
