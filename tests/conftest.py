@@ -42,7 +42,7 @@ def dask_client():
         n_workers=2,
         threads_per_worker=1,
         processes=True,
-        dashboard_address=None,
+        dashboard_address=":0",
         silence_logs=50,
     )
     client = distributed.Client(cluster)
