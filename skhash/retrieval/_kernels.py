@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from skhash.quantization._distances import rowwise_matmul
+
 __all__ = ["NumpyBackend", "get_backend", "register_backend"]
 
 # Temporary memory one call may use per chunk of queries (bytes).
@@ -429,7 +431,7 @@ class NumpyBackend:
         q = _normalize(np.asarray(q_emb, dtype=np.float32))
         db = np.asarray(db_emb, dtype=np.float32)
         if cand_idx is None:
-            return q @ _normalize(db).T
+            return rowwise_matmul(q, _normalize(db).T)
         x = _normalize(db[cand_idx])
         return np.einsum("qd,qld->ql", q, x)
 

@@ -33,6 +33,7 @@ from skhash.quantization import (
     product_blocks,
     reconstruction_sqnorms,
 )
+from skhash.quantization._distances import rowwise_matmul
 from skhash.retrieval import _mih, _schema, _storage
 from skhash.retrieval._kernels import _CHUNK_BYTES, get_backend, register_backend
 
@@ -893,16 +894,21 @@ default=None
             w = d // n_books
             blocks = np.stack([C[m, :, m * w : (m + 1) * w] for m in range(n_books)])
             blocks = blocks.astype(emb.dtype, copy=False)
-            per_block = emb.reshape(-1, n_books, w).transpose(1, 0, 2)
-            luts = np.matmul(per_block, blocks.transpose(0, 2, 1))  # (M, n, K)
+            # one product per query (rowwise_matmul's reason): the query's
+            # blocks (M, w) against each block's codewords, (M, w) x (M, w, K)
+            per_query = emb.reshape(-1, n_books, 1, w)
+            blocks_t = blocks.transpose(0, 2, 1)
+            luts = np.empty((emb.shape[0], n_books, n_codewords), dtype=emb.dtype)
+            for i in range(emb.shape[0]):
+                np.matmul(per_query[i], blocks_t, out=luts[i, :, None, :])
             if metric == "l2":
                 luts *= -2.0
-                luts += np.einsum("mkw,mkw->mk", blocks, blocks)[:, None, :]
-            return np.ascontiguousarray(luts.transpose(1, 0, 2), dtype=np.float32)
+                luts += np.einsum("mkw,mkw->mk", blocks, blocks)[None, :, :]
+            return np.ascontiguousarray(luts, dtype=np.float32)
         luts = np.empty((emb.shape[0], n_books, n_codewords), dtype=np.float32)
         for m, (a, b) in enumerate(self._lut_blocks):
             block = C[m, :, a:b].astype(emb.dtype, copy=False)
-            lut = emb[:, a:b] @ block.T
+            lut = rowwise_matmul(emb[:, a:b], block.T)
             if metric == "l2":
                 lut *= -2.0
                 lut += np.einsum("kd,kd->k", block, block)

@@ -430,3 +430,34 @@ def test_save_load_plain_array(tmp_path):
     loaded = TwoStageRetriever.load(search.save(tmp_path / "a.npz"))
     assert loaded.n_features_in_ == 4
     np.testing.assert_array_equal(loaded.kneighbors()[1], search.kneighbors()[1])
+
+
+@pytest.mark.parametrize("kind", ["additive", "product"])
+@pytest.mark.parametrize("rerank", ["aqd", "aqd-l2", "exact"])
+@pytest.mark.parametrize("with_bits", [True, False])
+def test_distances_do_not_depend_on_how_queries_are_batched(kind, rerank, with_bits):
+    """The same query gets the same bits whatever chunk it is searched in:
+    n_jobs, one query at a time, or among many (a BLAS product over a whole
+    chunk rounds differently with the chunk's size)."""
+    from skhash.quantization import AdditiveQuantizer, ProductQuantizer
+
+    rng = np.random.RandomState(0)
+    E = rng.randn(600, 32).astype(np.float32)
+    quantizer = AdditiveQuantizer if kind == "additive" else ProductQuantizer
+    Q = quantizer(4, 16, random_state=0).fit(E)
+    cs = CodeSet(
+        embedding=E,
+        bits=pack_bits(E) if with_bits else None,
+        codes=Q.transform(E),
+        n_bits=32 if with_bits else None,
+        codebooks=Q.codebooks_,
+        codebook_kind=kind,
+    )
+    r = TwoStageRetriever(alpha=100, n_neighbors=10, rerank=rerank).fit(cs)
+    d_all, i_all = r.kneighbors(cs[:300])
+    d_two, i_two = r.set_params(n_jobs=2).kneighbors(cs[:300])
+    one = [r.set_params(n_jobs=1).kneighbors(cs[i : i + 1]) for i in range(0, 300, 37)]
+    np.testing.assert_array_equal(d_all, d_two)
+    np.testing.assert_array_equal(i_all, i_two)
+    np.testing.assert_array_equal(d_all[::37], np.concatenate([d for d, _ in one]))
+    np.testing.assert_array_equal(i_all[::37], np.concatenate([i for _, i in one]))
