@@ -256,8 +256,12 @@ class HQHasher(BaseCodeLearner):
     standardize : bool, default=True
         Standardise each modality's features (mean and scale learned in
         ``fit``). The losses depend on the input scale.
-    max_epochs : int, default=20
-        Training epochs.
+    max_epochs : int, default=40
+        Training epochs. 40 rather than 20 by the defaults protocol
+        (validation quarters of the training splits, 32 bits): higher
+        harmonic MAP@50 on 6 of 8 datasets (by 0.017–0.028; wiki_alt 0.479
+        against 0.457), equal on one, 0.012 lower on Wiki; the lossless
+        reference also chose 40 epochs on the real datasets.
     batch_size : int, default=128
         Items per batch.
     random_state : int, RandomState instance or None, default=None
@@ -381,7 +385,7 @@ class HQHasher(BaseCodeLearner):
         dropout=0.1,
         module=None,
         standardize=True,
-        max_epochs=20,
+        max_epochs=40,
         batch_size=128,
         random_state=None,
         lr=1e-3,
