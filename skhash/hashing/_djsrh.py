@@ -180,13 +180,16 @@ class DJSRHHasher(BaseCodeLearner):
     dropout : float, default=0.3
         Dropout of the default towers.
     module : torch.nn.Module class or dict of them, default=None
-        A tower class instead of the MLP, built as
-        ``module(n_features=..., n_outputs=n_bits, **module__params)``; a
-        dict gives one class per modality. Extra ``module__<name>=value``
-        keyword arguments are routed to it, ``optimizer__<name>`` to Adam.
+        A tower class instead of the MLP (any ``torch.nn.Module``: a CNN
+        for images, lazy layers, a pretrained backbone), built with
+        ``n_outputs=n_bits``, ``n_features`` and/or ``input_shape`` (the
+        shape of one item) as its constructor asks, and the extra
+        ``module__<name>=value`` arguments; a dict gives one class per
+        modality (None there: the default MLP). See :ref:`training`.
     standardize : bool, default=True
         Standardise each modality's features (mean and scale learned in
-        ``fit``). The towers *and the affinity* use the standardised
+        ``fit``: per feature of 2-D inputs, per channel of N-D ones). The
+        towers *and the affinity* use the standardised
         features: on Wiki's raw, non-negative histograms every cosine looks
         alike (see Notes).
     max_epochs : int, default=30
@@ -316,7 +319,7 @@ class DJSRHHasher(BaseCodeLearner):
         weight_decay=0.0,
         device="auto",
         verbose=0,
-        n_jobs=None,
+        n_jobs=1,
         optimizer=torch.optim.Adam,
         callbacks=None,
         train_split=None,

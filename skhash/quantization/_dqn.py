@@ -251,13 +251,16 @@ class DQNQuantizer(BaseCodeLearner):
     dropout : float, default=0.1
         Dropout of the default towers.
     module : torch.nn.Module class or dict of them, default=None
-        A tower class instead of the MLP, built as
-        ``module(n_features=..., n_outputs=n_dims, **module__params)``; a
-        dict gives one class per modality. Extra ``module__<name>=value``
-        keyword arguments are routed to it, ``optimizer__<name>`` to Adam.
+        A tower class instead of the MLP (any ``torch.nn.Module``: a CNN
+        for images, lazy layers, a pretrained backbone), built with
+        ``n_outputs=n_dims``, ``n_features`` and/or ``input_shape`` (the
+        shape of one item) as its constructor asks, and the extra
+        ``module__<name>=value`` arguments; a dict gives one class per
+        modality (None there: the default MLP). See :ref:`training`.
     standardize : bool, default=True
         Standardise each modality's features (mean and scale learned in
-        ``fit``). The losses depend on the input scale.
+        ``fit``: per feature of 2-D inputs, per channel of N-D ones). The
+        losses depend on the input scale.
     max_epochs : int, default=50
         Training epochs.
     batch_size : int, default=128
@@ -375,7 +378,7 @@ class DQNQuantizer(BaseCodeLearner):
         weight_decay=0.0,
         device="auto",
         verbose=0,
-        n_jobs=None,
+        n_jobs=1,
         optimizer=torch.optim.Adam,
         callbacks=None,
         train_split=None,

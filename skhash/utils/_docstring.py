@@ -19,12 +19,16 @@ _BLOCKS = {
         Print skorch's epoch table (the loss terms, ``valid_loss`` and any
         callback's scores) when > 0; plain text without colour codes when
         the output is not a terminal.
-    n_jobs : int, default=None
+    n_jobs : int or None, default=1
         CPU threads of torch, BLAS and OpenMP used by ``fit`` and
-        ``transform`` (set for the call and restored afterwards); None keeps
-        the current settings, -1 uses all cores. The same ``n_jobs`` and
-        ``random_state`` give bit-identical results on CPU. Small towers
-        often train fastest on 1 thread, above all on a busy machine.
+        ``transform`` (set for the call and restored afterwards); -1 uses
+        all cores, None keeps the process's current settings. The same
+        ``n_jobs`` and ``random_state`` give bit-identical results on CPU.
+        The default, one thread, is the fast choice for skhash's towers on
+        CPU: on a 2-core machine it was within 1.2x of the fastest setting
+        both idle and under load, while torch's own default (all cores)
+        oversubscribes a busy machine (``benchmarks/bench_threads.py``).
+        Raise it for large towers (CNNs) on idle many-core machines.
     optimizer : torch.optim.Optimizer class, default=torch.optim.Adam
         The optimizer (skorch's ``optimizer``), built with ``lr``,
         ``weight_decay`` and the ``optimizer__*`` parameters, e.g.
