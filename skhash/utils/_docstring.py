@@ -25,10 +25,11 @@ _BLOCKS = {
         all cores, None keeps the process's current settings. The same
         ``n_jobs`` and ``random_state`` give bit-identical results on CPU.
         The default, one thread, is the fast choice for skhash's towers on
-        CPU: on a 2-core machine it was within 1.2x of the fastest setting
-        both idle and under load, while torch's own default (all cores)
-        oversubscribes a busy machine (``benchmarks/bench_threads.py``).
-        Raise it for large towers (CNNs) on idle many-core machines.
+        CPU: on a shared 2-core machine it was the fastest setting measured
+        both as it was and with a busy-loop per core, while torch's own
+        threads (``n_jobs=None``, one per core) were 3.5x and 4.5x slower
+        (``benchmarks/bench_threads.py``). Raise it for large towers (CNNs)
+        on idle many-core machines.
     optimizer : torch.optim.Optimizer class, default=torch.optim.Adam
         The optimizer (skorch's ``optimizer``), built with ``lr``,
         ``weight_decay`` and the ``optimizer__*`` parameters, e.g.
