@@ -28,7 +28,7 @@ from torch import nn
 
 from skhash._modalities import SINGLE_MODALITY, MultiModal, as_modalities
 from skhash._networks import MLPTower, MultiTower, _tower_kwargs
-from skhash._state import PortableState
+from skhash._state import PortableState, model_fingerprint
 from skhash.exceptions import NotFittedError, TrainingError
 
 __all__ = ["BaseCodeLearner", "resolve_device"]
@@ -1107,6 +1107,10 @@ class BaseCodeLearner(PortableState, TransformerMixin, BaseEstimator):
         self.history_ = net.history
         for key, value in state.items():
             setattr(self, key, value)
+        # marks the codes of this fit, so the retriever refuses codes of another
+        self._model_fingerprint = model_fingerprint(
+            self, net, {"scaler": scaler, "structure": self.structure_, **state}
+        )
         return self
 
     def _has_retrieval_scoring(self):
@@ -1282,8 +1286,10 @@ class BaseCodeLearner(PortableState, TransformerMixin, BaseEstimator):
             emb = self._embed(self.net_, name, a, self.device_)
             parts[name] = fitted._codes_from_embeddings(name, emb)
         if len(parts) == 1 and tuple(parts) == self.modalities_:
-            return next(iter(parts.values()))
-        return CodeSet.from_modalities(**parts)
+            codes = next(iter(parts.values()))
+        else:
+            codes = CodeSet.from_modalities(**parts)
+        return codes._with_model(getattr(self, "_model_fingerprint", None))
 
     def _check_transform_X(self, X):
         if isinstance(X, (MultiModal, dict)):

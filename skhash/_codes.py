@@ -168,6 +168,12 @@ class CodeSet:
         How the codebooks combine; required with ``codebooks``.
     modality : str, default="X"
         Name of the single modality.
+    model_fingerprint : str, default=None
+        Identifies the model that made the codes: a learner's ``transform``
+        sets it (a digest of its fitted network, scalers and codebooks), and
+        :class:`~skhash.TwoStageRetriever` rejects queries and additions
+        from another model than the indexed codes'. None (codes built by
+        hand or by another tool) is not checked.
 
     Attributes
     ----------
@@ -179,6 +185,8 @@ class CodeSet:
         The shared codebooks.
     codebook_kind : str or None
         ``"additive"`` or ``"product"``.
+    model_fingerprint : str or None
+        The model that made the codes, or None.
 
     See Also
     --------
@@ -209,11 +217,20 @@ class CodeSet:
         codebooks=None,
         codebook_kind=None,
         modality="X",
+        model_fingerprint=None,
     ):
         if not isinstance(modality, str) or not modality or "->" in modality:
             raise ValueError(
                 f"modality={modality!r} must be a non-empty name without '->' "
                 "(directions are written 'img->txt'); pass e.g. modality='img'."
+            )
+        if model_fingerprint is not None and (
+            not isinstance(model_fingerprint, str) or not model_fingerprint
+        ):
+            raise ValueError(
+                f"model_fingerprint={model_fingerprint!r} must be a non-empty str "
+                "(a learner's transform sets it) or None; pass None for codes "
+                "made without a skhash learner."
             )
         codebooks, codebook_kind = self._check_codebooks(codebooks, codebook_kind)
         part, n_bits = self._check_part(
@@ -223,12 +240,17 @@ class CodeSet:
             codebooks,
         )
         self._init(
-            {modality: part}, n_bits=n_bits, codebooks=codebooks, kind=codebook_kind
+            {modality: part},
+            n_bits=n_bits,
+            codebooks=codebooks,
+            kind=codebook_kind,
+            model=model_fingerprint,
         )
 
     # -- construction -----------------------------------------------------
-    def _init(self, parts, *, n_bits, codebooks, kind, fingerprint=None):
+    def _init(self, parts, *, n_bits, codebooks, kind, fingerprint=None, model=None):
         d = self.__dict__
+        d["model_fingerprint"] = model
         d["_parts"] = parts
         d["n_bits"] = n_bits
         d["codebooks"] = codebooks
@@ -239,7 +261,7 @@ class CodeSet:
         )
 
     @classmethod
-    def _new(cls, parts, *, n_bits, codebooks, kind, fingerprint=None):
+    def _new(cls, parts, *, n_bits, codebooks, kind, fingerprint=None, model=None):
         obj = cls.__new__(cls)
         obj._init(
             parts,
@@ -247,6 +269,7 @@ class CodeSet:
             codebooks=codebooks,
             kind=kind,
             fingerprint=fingerprint,
+            model=model,
         )
         return obj
 
@@ -258,7 +281,14 @@ class CodeSet:
             codebooks=self.codebooks,
             kind=self.codebook_kind,
             fingerprint=self.__dict__.get("_fingerprint"),
+            model=self.model_fingerprint,
         )
+
+    def _with_model(self, model_fingerprint):
+        """The same codes, marked as made by the model ``model_fingerprint``."""
+        out = self._derived(self._parts)
+        out.__dict__["model_fingerprint"] = model_fingerprint
+        return out
 
     def __setattr__(self, name, value):
         raise AttributeError(
@@ -429,6 +459,13 @@ class CodeSet:
             if cs.n_bits != ref.n_bits:
                 raise ValueError(
                     f"Modality {name!r} has n_bits={cs.n_bits}, expected {ref.n_bits}."
+                )
+            if cs.model_fingerprint != ref.model_fingerprint:
+                raise ValueError(
+                    f"Modality {name!r} was encoded by another model "
+                    f"(model_fingerprint {cs.model_fingerprint!r}) than the others "
+                    f"({ref.model_fingerprint!r}); encode all modalities with the "
+                    "same fitted learner."
                 )
             if cs.fingerprint != ref.fingerprint:
                 raise ValueError(
@@ -661,4 +698,5 @@ class CodeSet:
         }
         state["codebooks"] = _readonly(state.get("codebooks"))
         state.setdefault("_fingerprint", None)
+        state.setdefault("model_fingerprint", None)
         self.__dict__.update(state)

@@ -17,6 +17,7 @@ plus :func:`skhash.utils.trusted_types`.
 
 from __future__ import annotations
 
+import hashlib
 import numbers
 import warnings
 
@@ -71,6 +72,55 @@ def net_state(net):
         "module": module,
         "history": _plain(list(net.history)),
     }
+
+
+def _digest_value(h, value):
+    """Feed ``value`` (arrays, numbers, strings, containers) to the hash ``h``."""
+    if isinstance(value, dict):
+        for key in sorted(value, key=str):
+            h.update(f"<{key}>".encode())
+            _digest_value(h, value[key])
+    elif isinstance(value, (list, tuple)):
+        h.update(f"[{len(value)}]".encode())
+        for v in value:
+            _digest_value(h, v)
+    elif isinstance(value, np.ndarray):
+        a = np.ascontiguousarray(value)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    else:
+        h.update(repr(_plain(value)).encode())
+
+
+def model_fingerprint(learner, net, fitted):
+    """Short hex digest of what a fitted learner's codes depend on.
+
+    The class, the network's weights, and the learner's fitted arrays and
+    numbers ``fitted`` (scalers, codebooks, DJSRH's alpha, ...): two fits
+    that would encode items differently get different fingerprints, two
+    identical ones (same data, parameters and ``random_state``) the same.
+    The training history is left out (its timings differ between runs).
+
+    Parameters
+    ----------
+    learner : BaseCodeLearner
+        The learner.
+    net : skorch.NeuralNet
+        Its trained net.
+    fitted : dict
+        Its fitted attributes that the codes depend on.
+
+    Returns
+    -------
+    fingerprint : str
+        16 hex digits.
+    """
+    h = hashlib.sha256(f"{type(learner).__qualname__}|".encode())
+    for key, value in sorted(net.module_.state_dict().items()):
+        h.update(key.encode())
+        _digest_value(h, value.detach().cpu().numpy())
+    _digest_value(h, fitted)
+    return h.hexdigest()[:16]
 
 
 def _is_net_state(value):

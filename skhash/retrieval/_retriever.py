@@ -166,6 +166,11 @@ class TwoStageRetriever(BaseEstimator):
         The shared codebooks.
     codebook_kind_ : {"additive", "product"} or None
         How the codebooks combine.
+    model_fingerprint_ : str or None
+        :attr:`CodeSet.model_fingerprint <skhash.CodeSet.model_fingerprint>`
+        of the indexed codes: the learner that made them. Queries and
+        additions from another learner (another fit) are rejected; codes
+        without one (built by hand) are not checked.
     codebooks_fingerprint_ : str or None
         :attr:`CodeSet.fingerprint <skhash.CodeSet.fingerprint>` of the
         indexed codebooks; queries and additions from other codebooks are
@@ -362,6 +367,7 @@ default=None
             rerank=self.rerank,
             fingerprint=codes.fingerprint,
         )
+        self.model_fingerprint_ = codes.model_fingerprint
         _mih.prepare(self)
         return self
 
@@ -493,6 +499,7 @@ default=None
                 f"X has n_bits={codes.n_bits} but the index was built with "
                 f"n_bits={self.n_bits_}; encode the new items with the same hasher."
             )
+        self._check_model(codes, "The new items X")
         if self.codebooks_ is not None and (
             codes.codebooks is None or codes.fingerprint != self.codebooks_fingerprint_
         ):
@@ -626,6 +633,8 @@ default=None
                 "X holds 0 queries; pass at least one query to kneighbors/score."
             )
         self._check_query_parts(parts, need, src, n_bits, q_fingerprint, dst)
+        if isinstance(X, CodeSet):
+            self._check_model(X, "The queries X")
         if "bits" in need:  # junk in the padding bits would change distances
             parts["bits"] = _clean_bits(parts["bits"], self.n_bits_)
         if "codes" in need:
@@ -682,6 +691,19 @@ default=None
                 f"{q_fingerprint}) than the indexed ones (fingerprint "
                 f"{self.codebooks_fingerprint_}); encode the queries with the "
                 "model that encoded the database."
+            )
+
+    def _check_model(self, codes, what):
+        """Refuse codes of another model than the indexed ones (when both
+        carry a model fingerprint: hand-made codes carry none)."""
+        mine = getattr(self, "model_fingerprint_", None)
+        theirs = codes.model_fingerprint
+        if mine is not None and theirs is not None and mine != theirs:
+            raise ValueError(
+                f"{what} were encoded by another model (model_fingerprint "
+                f"{theirs!r}) than the indexed items ({mine!r}): their codes "
+                "are not comparable. Encode them with the learner that made "
+                "the index (the same fit), or re-index."
             )
 
     def _needs(self, dst, n_candidates):
@@ -1148,6 +1170,7 @@ default=None
         )
         if meta["n_features_in"] is not None:
             est.n_features_in_ = int(meta["n_features_in"])
+        est.model_fingerprint_ = meta.get("model_fingerprint")
         est._store = store
         return est
 

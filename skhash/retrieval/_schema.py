@@ -169,6 +169,9 @@ def check_meta(meta, where):
     fp = meta.get("codebooks_fingerprint")
     if fp is not None and not isinstance(fp, str):
         raise bad(where, f"codebooks_fingerprint={fp!r} is not a string")
+    model = meta.get("model_fingerprint")  # absent in files of skhash <= 0.1
+    if model is not None and (not isinstance(model, str) or not model):
+        raise bad(where, f"model_fingerprint={model!r} is not a non-empty string")
     return meta
 
 

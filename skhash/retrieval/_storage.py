@@ -88,6 +88,7 @@ def base_meta(est, n_samples=None):
         "n_bits": est.n_bits_,
         "codebook_kind": est.codebook_kind_,
         "codebooks_fingerprint": est.codebooks_fingerprint_,
+        "model_fingerprint": getattr(est, "model_fingerprint_", None),
         "n_features_in": getattr(est, "n_features_in_", None),
     }
 
