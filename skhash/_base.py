@@ -343,6 +343,54 @@ def _channel_statistics(a, ndim):
     return mean, np.sqrt(sq / count)
 
 
+def _bare_module(module):
+    """The towers inside a data-parallel wrapper (accelerate's DDP), or as is."""
+    while isinstance(module, nn.parallel.DistributedDataParallel):
+        module = module.module
+    return module
+
+
+def _accelerated_net_class():
+    """skorch's NeuralNet with its Accelerate integration (``accelerator=``)."""
+    try:
+        from skorch.hf import AccelerateMixin
+    except ImportError as exc:  # pragma: no cover - skorch without hf module
+        raise ImportError(
+            "accelerator= needs skorch's Accelerate integration (skorch.hf) and "
+            "accelerate: pip install 'skhash[accelerate]'."
+        ) from exc
+    global _ACCELERATED_NET
+    if _ACCELERATED_NET is None:
+
+        class AcceleratedNeuralNet(AccelerateMixin, NeuralNet):
+            """skorch's NeuralNet trained through accelerate."""
+
+            def _initialize_accelerator(self):
+                # skhash's criteria hold no trainable parameter, and
+                # accelerate would wrap them in DistributedDataParallel,
+                # which refuses such a module: prepare the towers and the
+                # optimizer only, and put the criteria on the device
+                held = {}
+                for name in self._criteria:
+                    crit = getattr(self, name + "_")
+                    if isinstance(crit, nn.Module) and not any(
+                        p.requires_grad for p in crit.parameters()
+                    ):
+                        held[name] = crit
+                        setattr(self, name + "_", None)
+                try:
+                    return super()._initialize_accelerator()
+                finally:
+                    for name, crit in held.items():
+                        setattr(self, name + "_", crit.to(self.accelerator.device))
+
+        _ACCELERATED_NET = AcceleratedNeuralNet
+    return _ACCELERATED_NET
+
+
+_ACCELERATED_NET = None
+
+
 class BaseCodeLearner(PortableState, TransformerMixin, BaseEstimator):
     """Base class of skhash's code learners (not for direct use).
 
@@ -371,6 +419,7 @@ class BaseCodeLearner(PortableState, TransformerMixin, BaseEstimator):
         "callbacks": [None, list, tuple],
         "train_split": [None, Interval(numbers.Real, 0, 1, closed="neither"), callable],
         "warm_start": ["boolean"],
+        "accelerator": "no_validation",  # checked in _training_device
         "device": [str, torch.device],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -857,7 +906,21 @@ class BaseCodeLearner(PortableState, TransformerMixin, BaseEstimator):
         }
         optimizer_params.setdefault("optimizer__weight_decay", self.weight_decay)
         optimizer_params.pop("optimizer__lr", None)  # equal to lr (checked)
-        return NeuralNet(
+        net_class, placement = NeuralNet, {"device": device}
+        if self.accelerator is not None and n_train is not None:
+            # training through accelerate; a net rebuilt for a fitted learner
+            # (n_train None) is a plain one
+            net_class = _accelerated_net_class()
+            placement = {"device": None, "accelerator": self.accelerator}
+            # accelerate's own sink prints whatever verbose says: the table
+            # only with verbose > 0, once (on the main process)
+            main = getattr(self.accelerator, "is_main_process", True)
+            if int(self.verbose) <= 0:
+                sink = print  # skorch's PrintLog stays silent with print
+            else:
+                sink = _print_table if main else _silent
+            iterators["callbacks__print_log__sink"] = sink
+        return net_class(
             module=module,
             criterion=criterion,
             optimizer=self.optimizer,
@@ -868,11 +931,29 @@ class BaseCodeLearner(PortableState, TransformerMixin, BaseEstimator):
             if valid_dataset is None
             else predefined_split(valid_dataset),
             callbacks=callbacks,
-            device=device,
             verbose=int(self.verbose),
+            **placement,
             **iterators,
             **optimizer_params,
         )
+
+    def _training_device(self):
+        """The device of the training: the accelerator's, or ``device``'s."""
+        acc = self.accelerator
+        if acc is None:
+            return resolve_device(self.device)
+        if not (hasattr(acc, "prepare") and hasattr(acc, "device")):
+            raise ValueError(
+                f"accelerator={acc!r} must be an accelerate.Accelerator (it has "
+                "no prepare() or device); pass accelerator=Accelerator() or None."
+            )
+        if str(self.device) != "auto":
+            raise ValueError(
+                f"device={self.device!r} was given together with an accelerator, "
+                "which places the network itself; leave device='auto' (or pass "
+                "accelerator=None to choose the device)."
+            )
+        return str(acc.device)
 
     def _initialized_net(self):
         """A freshly built, ``initialize()``-d net of the fitted architecture.
@@ -993,7 +1074,7 @@ class BaseCodeLearner(PortableState, TransformerMixin, BaseEstimator):
                 )
             )
         y_checked = self._validate_y(y, n)
-        device = resolve_device(self.device)
+        device = self._training_device()
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
 
@@ -1039,7 +1120,9 @@ class BaseCodeLearner(PortableState, TransformerMixin, BaseEstimator):
             n_before = 0
             if warm:
                 n_before = len(self.history_)
-                net.module_.load_state_dict(self.net_.module_.state_dict())
+                _bare_module(net.module_).load_state_dict(
+                    _bare_module(self.net_.module_).state_dict()
+                )
                 if type(self.net_.optimizer_) is type(net.optimizer_):
                     with contextlib.suppress(ValueError, KeyError):
                         net.optimizer_.load_state_dict(
@@ -1210,7 +1293,11 @@ class BaseCodeLearner(PortableState, TransformerMixin, BaseEstimator):
 
     @classmethod
     def _embed(cls, net, modality, inputs, device, batch_size=None):
-        module = net.module_
+        module = _bare_module(net.module_)
+        if device is None:  # an accelerated net places itself
+            device = next(
+                (t.device for t in (*module.parameters(), *module.buffers())), "cpu"
+            )
         was_training = module.training
         module.eval()
         out = []
@@ -1227,7 +1314,7 @@ class BaseCodeLearner(PortableState, TransformerMixin, BaseEstimator):
         """Embeddings of the training inputs (used by per-epoch callbacks)."""
         embeddings = {
             name: self._embed(net, name, X[name], net.device)
-            for name in net.module_.towers
+            for name in _bare_module(net.module_).towers
         }
         self._check_embeddings(
             embeddings, when or f"at the end of epoch {len(net.history)}"
@@ -1399,6 +1486,10 @@ class BaseCodeLearner(PortableState, TransformerMixin, BaseEstimator):
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _silent(text):
+    """An epoch-table sink that prints nothing (accelerate's other ranks)."""
 
 
 def _print_table(text):

@@ -64,7 +64,7 @@ def net_state(net):
     """
     module = {
         key: value.detach().cpu().numpy().copy()
-        for key, value in net.module_.state_dict().items()
+        for key, value in _bare(net.module_).state_dict().items()
     }
     return {
         "format": NET_STATE_FORMAT,
@@ -72,6 +72,13 @@ def net_state(net):
         "module": module,
         "history": _plain(list(net.history)),
     }
+
+
+def _bare(module):
+    """The module inside data-parallel wrappers (they hold it as ``.module``)."""
+    while type(module).__name__ == "DistributedDataParallel":
+        module = module.module
+    return module
 
 
 def _digest_value(h, value):
@@ -116,7 +123,7 @@ def model_fingerprint(learner, net, fitted):
         16 hex digits.
     """
     h = hashlib.sha256(f"{type(learner).__qualname__}|".encode())
-    for key, value in sorted(net.module_.state_dict().items()):
+    for key, value in sorted(_bare(net.module_).state_dict().items()):
         h.update(key.encode())
         _digest_value(h, value.detach().cpu().numpy())
     _digest_value(h, fitted)
@@ -142,6 +149,9 @@ class PortableState:
             return state
         state = dict(state)
         state["net_"] = net_state(net)
+        if state.get("accelerator") is not None:
+            # a handle of the running processes, not a setting to restore
+            state["accelerator"] = None
         # the history is the net's own (one object); rebuilt with the net
         state.pop("history_", None)
         return state

@@ -8,6 +8,8 @@ import numpy as np
 from sklearn.base import clone
 from skorch.callbacks import Callback
 
+from skhash._base import _bare_module
+
 __all__ = ["RetrievalScoring"]
 
 
@@ -182,7 +184,7 @@ class RetrievalScoring(Callback):
         else:
             q_emb = {
                 m: learner._embed(net, m, queries.X[m], net.device)
-                for m in net.module_.towers
+                for m in _bare_module(net.module_).towers
             }
         query_codes = self._codes(learner, net, q_emb, state)
         retriever = (

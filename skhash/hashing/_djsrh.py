@@ -324,6 +324,7 @@ class DJSRHHasher(BaseCodeLearner):
         callbacks=None,
         train_split=None,
         warm_start=False,
+        accelerator=None,
         **kwargs,
     ):
         self.n_bits = n_bits
@@ -351,6 +352,7 @@ class DJSRHHasher(BaseCodeLearner):
         self.callbacks = callbacks
         self.train_split = train_split
         self.warm_start = warm_start
+        self.accelerator = accelerator
         self._store_routed(kwargs)
 
     def fit(self, X, y=None):

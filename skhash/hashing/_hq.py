@@ -400,6 +400,7 @@ class HQHasher(BaseCodeLearner):
         callbacks=None,
         train_split=None,
         warm_start=False,
+        accelerator=None,
         **kwargs,
     ):
         self.n_bits = n_bits
@@ -429,6 +430,7 @@ class HQHasher(BaseCodeLearner):
         self.callbacks = callbacks
         self.train_split = train_split
         self.warm_start = warm_start
+        self.accelerator = accelerator
         self._store_routed(kwargs)
 
     def _n_outputs(self):

@@ -383,6 +383,7 @@ class DQNQuantizer(BaseCodeLearner):
         callbacks=None,
         train_split=None,
         warm_start=False,
+        accelerator=None,
         **kwargs,
     ):
         self.n_codebooks = n_codebooks
@@ -408,6 +409,7 @@ class DQNQuantizer(BaseCodeLearner):
         self.callbacks = callbacks
         self.train_split = train_split
         self.warm_start = warm_start
+        self.accelerator = accelerator
         self._store_routed(kwargs)
 
     def _check_params(self):

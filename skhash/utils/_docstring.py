@@ -52,6 +52,17 @@ _BLOCKS = {
     warm_start : bool, default=False
         When True, ``fit`` on a fitted learner continues training its
         network (``max_epochs`` more epochs) instead of starting afresh.
+    accelerator : accelerate.Accelerator, default=None
+        Train through skorch's Accelerate integration
+        (:class:`skorch.hf.AccelerateMixin`): data-parallel training over
+        the processes of ``accelerate launch`` or ``torchrun`` (several GPUs,
+        or CPU processes), mixed precision, gradient accumulation. The
+        accelerator places the network, so ``device`` must stay ``"auto"``.
+        Every process fits the same learner on the same data; the batches
+        are split between them and the gradients averaged. Needs the
+        ``accelerate`` extra (``pip install skhash[accelerate]``). The
+        accelerator is a handle of the running processes: it is not saved
+        with the learner (a loaded learner has ``accelerator=None``).
     **kwargs
         Routed parameters, as in skorch: ``module__*`` (the tower class),
         ``optimizer__*`` (the optimizer), ``iterator_train__*`` and
