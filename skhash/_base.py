@@ -1300,15 +1300,23 @@ class BaseCodeLearner(PortableState, TransformerMixin, BaseEstimator):
             )
         was_training = module.training
         module.eval()
-        out = []
+        out = None  # filled in place: no list of chunks, no second copy
+        n = inputs.shape[0]
         rows = batch_size or cls._chunk_rows(inputs)
         with torch.no_grad():
-            for start in range(0, inputs.shape[0], rows):
+            for start in range(0, n, rows):
                 chunk = np.array(inputs[start : start + rows])  # writable copy
                 xb = torch.from_numpy(chunk).to(device)
-                out.append(module.encode(modality, xb).float().cpu().numpy())
+                emb = module.encode(modality, xb).float().cpu().numpy()
+                if out is None:
+                    out = np.empty((n, *emb.shape[1:]), dtype=np.float32)
+                out[start : start + len(emb)] = emb
         module.train(was_training)
-        return np.concatenate(out, axis=0).astype(np.float32, copy=False)
+        if out is None:  # no item: the width of an empty batch's output
+            with torch.no_grad():
+                xb = torch.from_numpy(np.array(inputs[:0])).to(device)
+                out = module.encode(modality, xb).float().cpu().numpy()
+        return out
 
     def _embed_training_data(self, net, X, when=None):
         """Embeddings of the training inputs (used by per-epoch callbacks)."""
