@@ -83,6 +83,13 @@ def pack_bits(signs):
     signs = np.asarray(signs)
     if signs.ndim != 2:
         raise ValueError(f"signs must be 2-D (n_samples, n_bits); got {signs.shape}.")
+    if signs.dtype.kind in "fc" and not np.isfinite(signs).all():
+        bad = np.argwhere(~np.isfinite(signs))[0]
+        raise ValueError(
+            f"signs hold NaN or inf (first at row {bad[0]}, column {bad[1]}): "
+            "NaN would silently become bit 0. Check the embeddings that made "
+            "them (a diverged model?) before packing."
+        )
     return np.packbits(signs > 0, axis=1)
 
 

@@ -84,3 +84,11 @@ def test_validation(parts):
         CodeSet(embedding=emb, bits=pack_bits(emb[:3]))
     with pytest.raises(ValueError, match="codebook_kind must be one of"):
         CodeSet(codes=codes, codebooks=cb, codebook_kind="residual")
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_pack_bits_refuses_non_finite_signs(value):
+    signs = np.ones((3, 8))
+    signs[1, 4] = value
+    with pytest.raises(ValueError, match="row 1, column 4"):
+        pack_bits(signs)

@@ -10,6 +10,7 @@ the files and calls these checks.
 from __future__ import annotations
 
 import hashlib
+import json
 
 import numpy as np
 from sklearn.utils import check_array
@@ -90,6 +91,39 @@ def bad(where, what):
 
 def is_int(v, low=1):
     return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+SEAL = "meta_sha256"
+
+
+def _meta_digest(meta):
+    body = {k: v for k, v in meta.items() if k != SEAL}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def seal(meta):
+    """``meta`` with a checksum of its own content (key ``meta_sha256``)."""
+    return {**{k: v for k, v in meta.items() if k != SEAL}, SEAL: _meta_digest(meta)}
+
+
+def check_seal(meta, where):
+    """Refuse metadata edited after it was written (files of skhash <= 0.1
+    carry no seal and are not checked).
+
+    Run after every other check, so that a damaged field is reported as
+    such; this catches the edits that are consistent with the arrays (a
+    changed ``n_bits`` of the same byte width, a changed parameter...).
+    """
+    stored = meta.get(SEAL)
+    if stored is None:
+        return
+    if not isinstance(stored, str) or stored != _meta_digest(meta):
+        raise bad(
+            where,
+            "the metadata was changed after it was written: its checksum "
+            f"({SEAL}) does not match its content. Restore the file, or save "
+            "the index again from the estimator",
+        )
 
 
 def check_meta(meta, where):

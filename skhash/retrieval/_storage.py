@@ -117,7 +117,7 @@ def _write_json_atomic(path, obj):
     try:
         _checkpoint(f"write {os.path.basename(tmp)}")
         with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f)
+            json.dump(_schema.seal(obj), f)
             f.flush()
             os.fsync(f.fileno())
         _checkpoint(f"switch {os.path.basename(path)}")
@@ -211,7 +211,7 @@ def _save_npz(path, arrays, meta):
     try:
         _checkpoint(f"write {os.path.basename(path)} (temporary)")
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, __meta__=np.array(json.dumps(meta)), **arrays)
+            np.savez(f, __meta__=np.array(json.dumps(_schema.seal(meta))), **arrays)
             f.flush()
             os.fsync(f.fileno())
         _checkpoint(f"switch {os.path.basename(path)}")
@@ -427,6 +427,7 @@ def _read_npz(path, verify):
         _schema.verify_checksums(
             meta, arrays, {n: f"{path} (array {n!r})" for n in names}
         )
+    _schema.check_seal(meta, f"{path} (__meta__)")
     return meta, arrays, None
 
 
@@ -451,7 +452,8 @@ def _read_dir(path, mmap_mode, verify):
             text = f.read()
     except (OSError, UnicodeDecodeError) as exc:
         raise IndexFormatError(f"{meta_path}: cannot be read ({exc}).") from None
-    meta = _schema.check_meta(_parse_meta(text, path, meta_path), meta_path)
+    raw_meta = _parse_meta(text, path, meta_path)
+    meta = _schema.check_meta(raw_meta, meta_path)
     meta = _manifest_files(meta, path)
     names = _schema.array_names(meta, path)
     if set(meta["arrays"]) != set(names):
@@ -470,6 +472,7 @@ def _read_dir(path, mmap_mode, verify):
     _schema.check_arrays(meta, arrays, where)
     if verify:
         _schema.verify_checksums(meta, arrays, where)
+    _schema.check_seal(raw_meta, meta_path)
     store = DiskStore(path, mmap_mode, meta) if mmap_mode else None
     return meta, arrays, store
 

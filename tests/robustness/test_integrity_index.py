@@ -18,7 +18,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from skhash import CodeSet, pack_bits, unpack_bits
 from skhash.exceptions import IndexFormatError
 from skhash.metrics import n_relevant, ranked_relevance, relevance
-from skhash.retrieval import TwoStageRetriever
+from skhash.retrieval import TwoStageRetriever, _schema
 
 N, M, K, D, N_BITS = 50, 3, 16, 8, 12
 BACKENDS = ["numpy", "numba"]
@@ -59,7 +59,11 @@ def _meta(path):
         return json.load(f)
 
 
-def _write_meta(path, meta):
+def _write_meta(path, meta, *, reseal=True):
+    """Write ``meta``; re-sealed (as a consistent writer would) so that each
+    field's own check is what is tested. The seal itself is tested apart."""
+    if reseal and _schema.SEAL in meta:
+        meta = _schema.seal(meta)
     with open(os.path.join(path, "meta.json"), "w", encoding="utf-8") as f:
         json.dump(meta, f)
 
@@ -127,6 +131,7 @@ def _old_format(path):
     meta = _meta(path)
     for entry in meta["arrays"].values():
         entry.pop("sha256")
+    meta.pop(_schema.SEAL)  # the files of before the checksums had no seal
     _write_meta(path, meta)
 
 
@@ -456,7 +461,7 @@ def test_a_version_1_directory_still_loads_and_grows(tmp_path):
     est = _fitted()
     path = est.save(tmp_path / "index")
     meta = _meta(path)
-    for key in ("arrays", "generation", "codebooks_fingerprint"):
+    for key in ("arrays", "generation", "codebooks_fingerprint", _schema.SEAL):
         meta.pop(key)
     meta["version"] = 1
     _write_meta(path, meta)
@@ -487,6 +492,8 @@ def _npz_meta(fn):
     def edit(members):
         meta = json.loads(str(members["__meta__"]))
         fn(meta)
+        if _schema.SEAL in meta:  # a consistent writer: see _write_meta
+            meta = _schema.seal(meta)
         members["__meta__"] = np.array(json.dumps(meta))
 
     return edit
@@ -916,3 +923,31 @@ def test_codeset_is_read_only_and_leaves_the_callers_arrays_alone():
     assert cs.fingerprint == DB.fingerprint
     with pytest.raises(ValueError, match="would leave modality 'X' with no part"):
         cs.without("embedding", "bits", "codes")
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        pytest.param(lambda m: m.update(n_bits=m["n_bits"] + 1), id="n_bits"),
+        pytest.param(lambda m: m["params"].update(n_neighbors=3), id="parameter"),
+        pytest.param(lambda m: m.update(model_fingerprint="0" * 16), id="model"),
+    ],
+)
+@pytest.mark.parametrize("layout", ["index", "index.npz"])
+def test_metadata_edited_after_save_never_loads(edit, layout, tmp_path):
+    """Edits that every field check accepts (a consistent n_bits of the same
+    byte width, a valid parameter) are caught by the metadata's own seal."""
+    path = _fitted().save(tmp_path / layout)
+    if layout.endswith(".npz"):
+        members = _npz_members(path)
+        meta = json.loads(str(members["__meta__"]))
+        edit(meta)
+        members["__meta__"] = np.array(json.dumps(meta))
+        np.savez(path, **members)
+    else:
+        meta = _meta(path)
+        edit(meta)
+        _write_meta(path, meta, reseal=False)
+    for mmap_mode in (None, "r") if not layout.endswith(".npz") else (None,):
+        with pytest.raises(IndexFormatError, match="changed after it was written"):
+            TwoStageRetriever.load(path, mmap_mode=mmap_mode)
