@@ -22,7 +22,7 @@ __all__ = [
     "make_precision_scorer",
 ]
 
-_VARIANTS = {"djsrh", "deephash", "full"}
+_VARIANTS = {"djsrh", "deephash", "full", "dcmh"}
 
 
 def _final_step_and_input(estimator, X):
@@ -82,7 +82,7 @@ class _RetrievalScorer:
         Passed as ``direction``; None lets the retriever combine both
         directions of a two-modality database (harmonic mean).
 
-    variant : {"djsrh", "deephash", "full"}
+    variant : {"djsrh", "deephash", "full", "dcmh"}
         Passed as ``variant``.
     """
 
@@ -153,7 +153,7 @@ def make_map_scorer(k=50, *, direction=None, variant="djsrh"):
         Retrieval direction such as ``"img->txt"``. None uses the harmonic mean
         of both directions when the database has two modalities.
 
-    variant : {"djsrh", "deephash", "full"}, default="djsrh"
+    variant : {"djsrh", "deephash", "full", "dcmh"}, default="djsrh"
         Normalisation of AP@K, see
         :func:`skhash.metrics.average_precision_from_ranking`.
 

@@ -962,7 +962,7 @@ default=None
             scores both cross directions (``"a->b"`` and ``"b->a"``) and
             returns their harmonic mean, as the HQ paper reports; ``X`` must
             then carry both modalities.
-        variant : {"djsrh", "deephash", "full"}, default="djsrh"
+        variant : {"djsrh", "deephash", "full", "dcmh"}, default="djsrh"
             Normalisation of AP@K, see
             :func:`skhash.metrics.average_precision_from_ranking`; queries
             scoring NaN under "deephash" are left out of the mean.
@@ -987,9 +987,10 @@ default=None
         check_is_fitted(self)
         if metric not in ("map", "precision"):
             raise ValueError(f"metric must be 'map' or 'precision'; got {metric!r}.")
-        if variant not in ("djsrh", "deephash", "full"):
+        if variant not in ("djsrh", "deephash", "full", "dcmh"):
             raise ValueError(
-                f"variant must be 'djsrh', 'deephash' or 'full'; got {variant!r}."
+                "variant must be 'djsrh', 'deephash', 'full' or 'dcmh'; got "
+                f"{variant!r}."
             )
         if self.y_ is None:
             raise ValueError(
@@ -1017,8 +1018,12 @@ default=None
             directions = [direction]
         y, _ = _check_label_compat(y, self.y_)
         scores = []
+        # DCMH's form averages over the first min(K, #relevant) relevant items
+        # wherever they rank: it needs the whole ranking, cut at K inside
+        dcmh = metric == "map" and variant == "dcmh"
         for d in directions:
-            idx = self.kneighbors(X, k, direction=d, return_distance=False)
+            depth = self.n_samples_fit_ if dcmh else k
+            idx = self.kneighbors(X, depth, direction=d, return_distance=False)
             if y.shape[0] != idx.shape[0]:
                 raise ValueError(
                     f"y has {y.shape[0]} rows but X holds {idx.shape[0]} queries."
@@ -1027,8 +1032,10 @@ default=None
             if metric == "precision":
                 scores.append(float(rel.mean()))
                 continue
-            n_rel = n_relevant(y, self.y_) if variant == "full" else None
-            ap = average_precision_from_ranking(rel, n_rel, variant=variant)
+            n_rel = n_relevant(y, self.y_) if variant in ("full", "dcmh") else None
+            ap = average_precision_from_ranking(
+                rel, n_rel, variant=variant, k=k if dcmh else None
+            )
             ap = ap[~np.isnan(ap)]
             scores.append(float(ap.mean()) if ap.size else 0.0)
         if len(scores) == 2:

@@ -134,3 +134,32 @@ def test_deephash_zero_where_the_peers_give_nan():
     assert np.isnan(average_precision_from_ranking(rel, variant="deephash")[0])
     got = mean_average_precision([[0, 0, 0]], [[3.0, 2.0, 1.0]], variant="deephash")
     assert got == 0.0 and not np.isnan(got)
+
+
+def test_retriever_and_scorer_score_the_dcmh_variant():
+    """score(variant="dcmh") is DCMH's calc_map_k over the retriever's whole
+    ranking, cut at K inside: equal to the metric function on that ranking."""
+    from skhash import CodeSet, pack_bits
+    from skhash.metrics import (
+        average_precision_from_ranking,
+        make_map_scorer,
+        n_relevant,
+        ranked_relevance,
+    )
+    from skhash.retrieval import TwoStageRetriever
+
+    rng = np.random.RandomState(0)
+    y = rng.randint(4, size=80)
+    emb = (rng.randn(80, 16) + 1.5 * np.eye(16)[y * 3]).astype(np.float32)
+    db = CodeSet(embedding=emb, bits=pack_bits(emb), n_bits=16)
+    search = TwoStageRetriever(alpha=0, n_neighbors=5).fit(db[:60], y[:60])
+    q, yq = db[60:], y[60:]
+    idx = search.kneighbors(q, 60, return_distance=False)
+    rel = ranked_relevance(yq, y[:60], idx)
+    want = average_precision_from_ranking(
+        rel, n_relevant(yq, y[:60]), variant="dcmh", k=5
+    ).mean()
+    assert search.score(q, yq, variant="dcmh") == pytest.approx(want)
+    assert make_map_scorer(5, variant="dcmh")(search, q, yq) == pytest.approx(want)
+    # a different number from the top-K forms on the same ranking
+    assert search.score(q, yq, variant="djsrh") != pytest.approx(want)
