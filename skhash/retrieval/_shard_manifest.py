@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import os
 import re
-from numbers import Integral
 
 import numpy as np
+
+from skhash.retrieval._storage import _jsonable
 
 _FORMAT = "skhash.ShardedRetriever"
 _FORMAT_VERSION = 1
@@ -89,13 +90,3 @@ def _read_manifest(path):
     if unknown:
         raise ValueError(f"{file!r} has unknown parameters {sorted(unknown)}.")
     return meta
-
-
-def _jsonable(value):
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, Integral):
-        return int(value)
-    if isinstance(value, float | np.floating):
-        return float(value)
-    return value

@@ -547,49 +547,10 @@ default=None
     # ------------------------------------------------------------------ #
     # queries
     # ------------------------------------------------------------------ #
-    def _resolve_direction(self, direction, X):
-        mods = self.modalities_
-        valid = [f"{a}->{b}" for a in mods for b in mods]
-        if direction is None:
-            if len(mods) != 1:
-                raise ValueError(
-                    f"This retriever indexes the modalities {mods}; pass "
-                    f"direction=, one of {valid}."
-                )
-            dst = mods[0]
-            if X is None or not isinstance(X, CodeSet) or dst in X.modalities:
-                return dst, dst
-            if len(X.modalities) == 1:
-                return X.modalities[0], dst
-            raise ValueError(
-                f"X holds the modalities {X.modalities} and the database "
-                f"{mods}; pass direction='<query modality>->{dst}'."
-            )
-        if not isinstance(direction, str) or direction.count("->") != 1:
-            raise ValueError(
-                f"direction must look like 'img->txt' (query modality -> "
-                f"database modality); got {direction!r}. Valid: {valid}."
-            )
-        src, dst = (s.strip() for s in direction.split("->"))
-        if dst not in mods:
-            raise ValueError(
-                f"Unknown direction {direction!r}: the database modality {dst!r} "
-                f"is not indexed (indexed: {mods}). Valid directions: {valid}."
-            )
-        if X is None and src not in mods:
-            raise ValueError(
-                f"Unknown direction {direction!r}: with X=None the queries are "
-                f"indexed items, and {src!r} is not indexed (indexed: {mods}). "
-                f"Valid directions: {valid}."
-            )
-        return src, dst
-
-    def _n_candidates(self, n_search):
-        if isinstance(self.alpha, Integral):
-            L = int(self.alpha)
-        else:
-            L = round(float(self.alpha) * self.n_samples_fit_)
-        return int(min(max(L, 0), n_search))
+    # the same rules as the single index (they read modalities_, alpha and
+    # n_samples_fit_ only, which this estimator has too)
+    _resolve_direction = TwoStageRetriever._resolve_direction
+    _n_candidates = TwoStageRetriever._n_candidates
 
     def _check_queries(self, X):
         if isinstance(X, CodeSet):
