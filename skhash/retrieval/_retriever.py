@@ -985,44 +985,13 @@ default=None
         0.53
         """
         check_is_fitted(self)
-        if metric not in ("map", "precision"):
-            raise ValueError(f"metric must be 'map' or 'precision'; got {metric!r}.")
-        if variant not in ("djsrh", "deephash", "full", "dcmh"):
-            raise ValueError(
-                "variant must be 'djsrh', 'deephash', 'full' or 'dcmh'; got "
-                f"{variant!r}."
-            )
-        if self.y_ is None:
-            raise ValueError(
-                "score needs the labels of the database items; fit with "
-                "fit(X, y) to index them."
-            )
+        k, directions, depth = _score_plan(
+            self, self.y_ is not None, n_neighbors, direction, variant, metric
+        )
         self._validate_params()
-        if isinstance(n_neighbors, str) and n_neighbors == "all":
-            k = self.n_samples_fit_
-        else:
-            k = self.n_neighbors if n_neighbors is None else n_neighbors
-            if isinstance(k, (bool, np.bool_)) or not isinstance(k, Integral) or k < 1:
-                why = (
-                    " (bool is not accepted)" if isinstance(k, (bool, np.bool_)) else ""
-                )
-                raise ValueError(
-                    f"n_neighbors must be a positive int, 'all' or None; got {k!r}"
-                    f"{why}. Pass e.g. n_neighbors=50."
-                )
-            k = min(int(k), self.n_samples_fit_)
-        mods = self.modalities_
-        if direction is None and len(mods) == 2:
-            directions = [f"{mods[0]}->{mods[1]}", f"{mods[1]}->{mods[0]}"]
-        else:
-            directions = [direction]
         y, _ = _check_label_compat(y, self.y_)
         scores = []
-        # DCMH's form averages over the first min(K, #relevant) relevant items
-        # wherever they rank: it needs the whole ranking, cut at K inside
-        dcmh = metric == "map" and variant == "dcmh"
         for d in directions:
-            depth = self.n_samples_fit_ if dcmh else k
             idx = self.kneighbors(X, depth, direction=d, return_distance=False)
             if y.shape[0] != idx.shape[0]:
                 raise ValueError(
@@ -1032,12 +1001,8 @@ default=None
             if metric == "precision":
                 scores.append(float(rel.mean()))
                 continue
-            n_rel = n_relevant(y, self.y_) if variant in ("full", "dcmh") else None
-            ap = average_precision_from_ranking(
-                rel, n_rel, variant=variant, k=k if dcmh else None
-            )
-            ap = ap[~np.isnan(ap)]
-            scores.append(float(ap.mean()) if ap.size else 0.0)
+            n_rel = n_relevant(y, self.y_) if variant in _NEEDS_N_RELEVANT else None
+            scores.append(_mean_ap(rel, n_rel, variant, k))
         if len(scores) == 2:
             return harmonic_mean(*scores)
         return scores[0]
@@ -1180,6 +1145,60 @@ default=None
         est.model_fingerprint_ = meta.get("model_fingerprint")
         est._store = store
         return est
+
+
+_SCORE_VARIANTS = ("djsrh", "deephash", "full", "dcmh")
+#: the variants that need each query's number of relevant database items
+_NEEDS_N_RELEVANT = ("full", "dcmh")
+
+
+def _score_plan(est, has_y, n_neighbors, direction, variant, metric):
+    """The checked arguments of ``score``: ``(k, directions, depth)``.
+
+    Shared by :class:`TwoStageRetriever` and the sharded index, so both
+    accept and refuse the same values. ``depth`` is how many neighbours to
+    rank: ``k``, or the whole database for DCMH's form, which averages over
+    the first min(K, #relevant) relevant items wherever they rank.
+    """
+    if metric not in ("map", "precision"):
+        raise ValueError(f"metric must be 'map' or 'precision'; got {metric!r}.")
+    if variant not in _SCORE_VARIANTS:
+        raise ValueError(
+            f"variant must be 'djsrh', 'deephash', 'full' or 'dcmh'; got {variant!r}."
+        )
+    if not has_y:
+        raise ValueError(
+            "score needs the labels of the database items; fit with "
+            "fit(X, y) to index them."
+        )
+    n = est.n_samples_fit_
+    if isinstance(n_neighbors, str) and n_neighbors == "all":
+        k = n
+    else:
+        k = est.n_neighbors if n_neighbors is None else n_neighbors
+        if isinstance(k, (bool, np.bool_)) or not isinstance(k, Integral) or k < 1:
+            why = " (bool is not accepted)" if isinstance(k, (bool, np.bool_)) else ""
+            raise ValueError(
+                f"n_neighbors must be a positive int, 'all' or None; got {k!r}"
+                f"{why}. Pass e.g. n_neighbors=50."
+            )
+        k = min(int(k), n)
+    mods = est.modalities_
+    if direction is None and len(mods) == 2:
+        directions = [f"{mods[0]}->{mods[1]}", f"{mods[1]}->{mods[0]}"]
+    else:
+        directions = [direction]
+    depth = n if metric == "map" and variant == "dcmh" else k
+    return k, directions, depth
+
+
+def _mean_ap(rel, n_rel, variant, k):
+    """Mean AP of the rankings ``rel`` (queries scoring NaN left out)."""
+    ap = average_precision_from_ranking(
+        rel, n_rel, variant=variant, k=k if variant == "dcmh" else None
+    )
+    ap = ap[~np.isnan(ap)]
+    return float(ap.mean()) if ap.size else 0.0
 
 
 def _describe(stage1, stage2):

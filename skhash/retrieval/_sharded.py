@@ -16,11 +16,16 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from skhash._codes import CodeSet
 from skhash.exceptions import ShardUnavailableError
 from skhash.metrics import (
-    average_precision_from_ranking,
     harmonic_mean,
     ranked_relevance,
 )
-from skhash.retrieval._retriever import TwoStageRetriever
+from skhash.metrics._ranking import _check_label_compat
+from skhash.retrieval._retriever import (
+    _NEEDS_N_RELEVANT,
+    TwoStageRetriever,
+    _mean_ap,
+    _score_plan,
+)
 from skhash.retrieval._shard_manifest import (
     _MANIFEST,
     _SHARD_PARAMS,
@@ -730,7 +735,7 @@ default=None
         direction : str, default=None
             As for :meth:`TwoStageRetriever.score` (None with two modalities
             is the harmonic mean of both cross directions).
-        variant : {"djsrh", "deephash", "full"}, default="djsrh"
+        variant : {"djsrh", "deephash", "full", "dcmh"}, default="djsrh"
             Normalisation of AP@K, see
             :func:`skhash.metrics.average_precision_from_ranking`.
         metric : {"map", "precision"}, default="map"
@@ -752,54 +757,28 @@ default=None
         0.53
         """
         check_is_fitted(self)
-        if metric not in ("map", "precision"):
-            raise ValueError(f"metric must be 'map' or 'precision'; got {metric!r}.")
-        if variant not in ("djsrh", "deephash", "full"):
-            raise ValueError(
-                f"variant must be 'djsrh', 'deephash' or 'full'; got {variant!r}."
-            )
-        if not self._has_y:
-            raise ValueError(
-                "score needs the labels of the database items; fit with "
-                "fit(X, y) to index them."
-            )
-        if isinstance(n_neighbors, str) and n_neighbors == "all":
-            k = self.n_samples_fit_
-        else:
-            k = self.n_neighbors if n_neighbors is None else n_neighbors
-            if not isinstance(k, Integral) or k < 1:
-                raise ValueError(
-                    f"n_neighbors must be a positive int, 'all' or None; got {k!r}."
-                )
-            k = min(int(k), self.n_samples_fit_)
-        mods = self.modalities_
-        if direction is None and len(mods) == 2:
-            directions = [f"{mods[0]}->{mods[1]}", f"{mods[1]}->{mods[0]}"]
-        else:
-            directions = [direction]
-        y = np.asarray(y)
+        k, directions, depth = _score_plan(
+            self, self._has_y, n_neighbors, direction, variant, metric
+        )
         n_rel = None
         scores = []
         for d in directions:
-            idx = self.kneighbors(X, k, direction=d, return_distance=False)
+            idx = self.kneighbors(X, depth, direction=d, return_distance=False)
+            y_top = self._labels_of(idx)  # the database's labels, as stored
+            y, _ = _check_label_compat(y, y_top)
             if y.shape[0] != idx.shape[0]:
                 raise ValueError(
                     f"y has {y.shape[0]} rows but X holds {idx.shape[0]} queries."
                 )
-            y_top = self._labels_of(idx)
             flat = np.arange(idx.size, dtype=np.int64).reshape(idx.shape)
             rel = ranked_relevance(y, y_top, flat)
             if metric == "precision":
                 scores.append(float(rel.mean()))
                 continue
-            if variant == "full" and n_rel is None:
+            if variant in _NEEDS_N_RELEVANT and n_rel is None:
                 counts = self._run_on_shards(_count_relevant, [(y,)] * self.n_shards_)
                 n_rel = np.sum(counts, axis=0).astype(np.int64)
-            ap = average_precision_from_ranking(
-                rel, n_rel if variant == "full" else None, variant=variant
-            )
-            ap = ap[~np.isnan(ap)]
-            scores.append(float(ap.mean()) if ap.size else 0.0)
+            scores.append(_mean_ap(rel, n_rel, variant, k))
         if len(scores) == 2:
             return harmonic_mean(*scores)
         return scores[0]

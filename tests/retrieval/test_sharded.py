@@ -530,3 +530,25 @@ def test_worker_lost_mid_query(client, data, tmp_path):
     # a loaded shard is re-mapped by another worker: the complete answer
     assert not isinstance(outcome["loaded"], Exception), outcome["loaded"]
     _assert_same(outcome["loaded"], expected)
+
+
+def test_score_accepts_and_refuses_what_the_single_index_does():
+    """One set of score rules for both estimators: the same scores for every
+    variant (DCMH's whole-ranking form included), the same refusals of a bool
+    cut-off and of labels that can never match."""
+    rng = np.random.RandomState(3)
+    y = rng.randint(4, size=90)
+    emb = (rng.randn(90, 16) + 1.5 * np.eye(16)[y * 3]).astype(np.float32)
+    db = CodeSet(embedding=emb, bits=pack_bits(emb), n_bits=16)
+    single = TwoStageRetriever(alpha=20, n_neighbors=7).fit(db[:70], y[:70])
+    sharded = ShardedRetriever(alpha=20, n_neighbors=7, n_shards=3).fit(db[:70], y[:70])
+    q, yq = db[70:], y[70:]
+    for variant in ("djsrh", "deephash", "full", "dcmh"):
+        assert sharded.score(q, yq, variant=variant) == single.score(
+            q, yq, variant=variant
+        )
+    for est in (single, sharded):
+        with pytest.raises(ValueError, match="bool is not accepted"):
+            est.score(q, yq, n_neighbors=True)
+        with pytest.raises(ValueError, match="no query can share a label"):
+            est.score(q, yq.astype(str))
