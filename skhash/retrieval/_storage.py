@@ -111,13 +111,15 @@ def _fsync_dir(path):
         os.close(fd)
 
 
-def _write_json_atomic(path, obj):
-    """Write ``obj`` to ``path`` through a flushed temporary file + rename."""
-    tmp = path + ".tmp"
+def _replace_atomically(path, tmp, f, write, step):
+    """Write the temporary file ``tmp`` (opened as ``f``) with ``write(f)``,
+    flush it to disk, and rename it over ``path``: ``path`` holds the old
+    file or the new one, never a part of either. ``tmp`` is removed on any
+    error."""
     try:
-        _checkpoint(f"write {os.path.basename(tmp)}")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(_schema.seal(obj), f)
+        with f:
+            _checkpoint(step)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         _checkpoint(f"switch {os.path.basename(path)}")
@@ -128,7 +130,19 @@ def _write_json_atomic(path, obj):
         except OSError:
             pass
         raise
-    _fsync_dir(os.path.dirname(path) or ".")
+    _fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+def _write_json_atomic(path, obj):
+    """Write ``obj`` (sealed) to ``path`` through a temporary file + rename."""
+    tmp = path + ".tmp"
+    _replace_atomically(
+        path,
+        tmp,
+        open(tmp, "w", encoding="utf-8"),
+        lambda f: json.dump(_schema.seal(obj), f),
+        f"write {os.path.basename(tmp)}",
+    )
 
 
 def _write_npy(path, a):
@@ -208,21 +222,14 @@ def _save_npz(path, arrays, meta):
     fd, tmp = tempfile.mkstemp(
         dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
     )
-    try:
-        _checkpoint(f"write {os.path.basename(path)} (temporary)")
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, __meta__=np.array(json.dumps(_schema.seal(meta))), **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        _checkpoint(f"switch {os.path.basename(path)}")
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(folder)
+    meta_text = np.array(json.dumps(_schema.seal(meta)))
+    _replace_atomically(
+        path,
+        tmp,
+        os.fdopen(fd, "wb"),
+        lambda f: np.savez(f, __meta__=meta_text, **arrays),
+        f"write {os.path.basename(path)} (temporary)",
+    )
 
 
 def _old_manifest(path):
