@@ -168,8 +168,16 @@ def quantization_loss(f, reconstruction, *, relative=False):
     return err.mean()
 
 
-def pairwise_cosine_loss(z_a, z_b, S, *, kind="cosine", code_length=None):
+def pairwise_cosine_loss(z_a, z_b, S, *, kind="cosine", code_length=None, form="paper"):
     """DQN eq. (3): ``(s_ij − cos(z_i, z_j))²`` with ``s_ij ∈ {−1, +1}``.
+
+    ``form="balanced"`` is the variant :class:`~skhash.quantization.DQNQuantizer`
+    uses by default: ``(1 − cos)²`` averaged over the similar pairs plus
+    ``max(cos, 0)²`` averaged over the dissimilar pairs, so dissimilar pairs
+    are asked to be at most orthogonal (more than two mutually dissimilar
+    items cannot all have cosine −1: ``C`` classes reach at best
+    ``−1 / (C − 1)``) and the two kinds of pairs weigh the same whatever
+    their ratio in the batch.
 
     Parameters
     ----------
@@ -186,6 +194,11 @@ def pairwise_cosine_loss(z_a, z_b, S, *, kind="cosine", code_length=None):
     code_length : int, default=None
         ``B`` of the ``"ip"`` form; None uses the width ``d`` of ``z``.
         Unused by ``"cosine"``.
+    form : {"paper", "balanced"}, default="paper"
+        ``"paper"``: the mean over all pairs of ``(s_ij − sim_ij)²``.
+        ``"balanced"``: the mean over similar pairs of ``(1 − sim_ij)²``
+        plus the mean over dissimilar pairs of ``max(sim_ij, 0)²`` (a term
+        with no pairs in the batch counts 0).
 
     Returns
     -------
@@ -198,6 +211,8 @@ def pairwise_cosine_loss(z_a, z_b, S, *, kind="cosine", code_length=None):
     >>> z = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     >>> pairwise_cosine_loss(z, z, torch.eye(2)).item()
     0.5
+    >>> pairwise_cosine_loss(z, z, torch.eye(2), form="balanced").item()
+    0.0
     """
     s = 2.0 * S - 1.0
     if kind == "cosine":
@@ -212,7 +227,14 @@ def pairwise_cosine_loss(z_a, z_b, S, *, kind="cosine", code_length=None):
         sim = (z_a @ z_b.T) / code_length
     else:
         raise ValueError(f"kind must be 'cosine' or 'ip'; got {kind!r}.")
-    return ((s - sim) ** 2).mean()
+    if form == "paper":
+        return ((s - sim) ** 2).mean()
+    if form != "balanced":
+        raise ValueError(f"form must be 'paper' or 'balanced'; got {form!r}.")
+    S = S.to(sim.dtype)
+    similar = (((1.0 - sim) ** 2) * S).sum() / S.sum().clamp(min=1.0)
+    dissimilar = ((sim.clamp(min=0.0) ** 2) * (1.0 - S)).sum()
+    return similar + dissimilar / (1.0 - S).sum().clamp(min=1.0)
 
 
 def djsrh_affinity(features, *, beta=0.6, eta=0.4, mu=1.5):

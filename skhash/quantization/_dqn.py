@@ -40,11 +40,14 @@ def _unit_rows(z):
 class _DQNCriterion(_Criterion):
     """DQN eq. (2): pairwise cosine loss + λ product-quantization loss."""
 
-    def __init__(self, modalities, *, lambda_q, similarity, code_length=None):
+    def __init__(
+        self, modalities, *, lambda_q, similarity, code_length=None, pair_loss="paper"
+    ):
         super().__init__()
         self.modalities = modalities
         self.lambda_q = lambda_q
         self.similarity = similarity
+        self.pair_loss = pair_loss
         self.code_length = code_length  # B of "ip": ⟨z_i, z_j⟩ / B (None: width)
         self.reconstruction = None  # {modality: (n_train, d) tensor}, per epoch
 
@@ -60,12 +63,18 @@ class _DQNCriterion(_Criterion):
                 S,
                 kind=self.similarity,
                 code_length=self.code_length,
+                form=self.pair_loss,
             )
         else:
             pairs = [(a, b) for i, a in enumerate(feats) for b in feats[i + 1 :]]
             l_sim = sum(
                 pairwise_cosine_loss(
-                    a, b, S, kind=self.similarity, code_length=self.code_length
+                    a,
+                    b,
+                    S,
+                    kind=self.similarity,
+                    code_length=self.code_length,
+                    form=self.pair_loss,
                 )
                 for a, b in pairs
             ) / len(pairs)
@@ -172,11 +181,14 @@ class DQNQuantizer(BaseCodeLearner):
         L + λ_q Q,   L = mean_ij (s_ij − cos(z_i, z_j))²,   Q = mean_i ‖z_i − C h_i‖²
 
     where ``s_ij = +1`` when two items of a batch share a label and ``−1``
-    otherwise (eq. 3), and ``C = diag(C_1, …, C_M)`` are block-diagonal
-    product codebooks of ``n_codewords`` codewords on each of the
+    otherwise (eq. 3; ``pair_loss="paper"``), and ``C = diag(C_1, …, C_M)``
+    are block-diagonal product codebooks of ``n_codewords`` codewords on each
+    of the
     ``n_codebooks`` contiguous blocks of ``z`` (eq. 4). Each term is averaged
     over pairs or items (the paper sums), so ``lambda_q`` does not scale with
-    the batch size.
+    the batch size. By default (``pair_loss="balanced"``) ``L`` is the
+    balanced form of eq. (3): ``(1 − cos)²`` averaged over the similar pairs
+    plus ``max(cos, 0)²`` averaged over the dissimilar ones (see Notes).
 
     The codebooks are initialised by k-means on each subspace of the embedded
     training set once the ``quantization_warmup`` epochs have passed, and
@@ -233,6 +245,16 @@ class DQNQuantizer(BaseCodeLearner):
         ``(s_ij − ⟨z_i, z_j⟩ / B)²`` with ``B = n_codebooks ·
         log2(n_codewords)`` the code length in bits, as in the paper (the
         DQN_ip ablation).
+    pair_loss : {"balanced", "paper"}, default="balanced"
+        The form of the pairwise loss ``L``. ``"paper"``: eq. (3), the mean
+        over all pairs of ``(s_ij − cos)²`` with ``s_ij = −1`` for
+        dissimilar pairs. ``"balanced"``: the mean over similar pairs of
+        ``(1 − cos)²`` plus the mean over dissimilar pairs of
+        ``max(cos, 0)²``: dissimilar pairs need only be orthogonal or
+        further, and the two kinds of pairs weigh the same whatever their
+        ratio. The same forms apply to ``similarity="ip"`` with
+        ``⟨z_i, z_j⟩ / B`` in place of the cosine. See Notes for why and
+        what it measured.
     quantizer : {"opq", "pq"}, default="opq"
         ``"pq"``: product codebooks on contiguous blocks of ``z`` (eq. 4).
         ``"opq"``: optimized product quantization, an orthogonal rotation
@@ -295,6 +317,22 @@ class DQNQuantizer(BaseCodeLearner):
 
     Notes
     -----
+    The pairwise loss. Eq. (3) asks every dissimilar pair for cosine −1,
+    which more than two mutually dissimilar items cannot all reach (``C``
+    classes reach at best ``−1 / (C − 1)``); with ten classes 90 % of the
+    pairs are dissimilar, so this unreachable target dominates the loss and
+    spreads each class over the sphere. ``pair_loss="balanced"`` asks
+    dissimilar pairs only for a cosine of at most 0 and averages the two
+    kinds of pairs separately. It is the default from the defaults protocol
+    (``benchmarks/bench_defaults.py``; validation quarters of the eight
+    datasets' training splits, 32 bits, harmonic MAP@50 of the AQD-L2
+    ranking), where it scored higher than ``"paper"`` on all eight:
+    wiki_alt 0.506 against 0.430, ``make_cross_modal`` (single-label,
+    difficulty 1) 0.844 against 0.697, yeast_mv 0.435 against 0.410, Wiki
+    0.374 against 0.370, and 0.003–0.033 higher on the other four. Asking
+    dissimilar pairs for cosine 0 without the balancing scored lower on the
+    multi-label sets (yeast_mv 0.394), where most pairs are similar.
+
     With ``similarity="cosine"``, ``z`` is the tower output scaled to unit
     L2 norm before it is quantized and returned, and the quantization loss
     is taken on it. The cosine loss sees only directions, so this leaves it
@@ -346,6 +384,7 @@ class DQNQuantizer(BaseCodeLearner):
         "lambda_q": [Interval(numbers.Real, 0, None, closed="left")],
         "quantization_warmup": [Interval(numbers.Integral, 0, None, closed="left")],
         "similarity": [StrOptions({"cosine", "ip"})],
+        "pair_loss": [StrOptions({"balanced", "paper"})],
         "quantizer": [StrOptions({"pq", "opq"})],
     }
     _structural_params = (
@@ -366,6 +405,7 @@ class DQNQuantizer(BaseCodeLearner):
         lambda_q=0.01,
         quantization_warmup=1,
         similarity="cosine",
+        pair_loss="balanced",
         quantizer="opq",
         hidden_layer_sizes=(512,),
         dropout=0.1,
@@ -392,6 +432,7 @@ class DQNQuantizer(BaseCodeLearner):
         self.lambda_q = lambda_q
         self.quantization_warmup = quantization_warmup
         self.similarity = similarity
+        self.pair_loss = pair_loss
         self.quantizer = quantizer
         self.hidden_layer_sizes = hidden_layer_sizes
         self.dropout = dropout
@@ -429,6 +470,7 @@ class DQNQuantizer(BaseCodeLearner):
             lambda_q=self.lambda_q,
             similarity=self.similarity,
             code_length=self.n_codebooks * math.log2(self.n_codewords),
+            pair_loss=self.pair_loss,
         )
 
     def _callbacks(self, rng):

@@ -96,6 +96,57 @@ def test_pairwise_cosine_loss_matches_formula():
     assert got == pytest.approx(expected_ip)
 
 
+@pytest.mark.parametrize("kind", ["cosine", "ip"])
+def test_balanced_pairwise_loss_matches_formula(kind):
+    z_a = torch.tensor([[1.0, 0.0], [1.0, 1.0], [-2.0, 0.5], [0.3, -1.0]])
+    z_b = torch.tensor([[0.0, 3.0], [2.0, 0.0], [-1.0, -1.0]])
+    S = torch.tensor([[1.0, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 0]])
+
+    def sim(a, b):
+        if kind == "ip":
+            return float(a @ b) / 2
+        return float(a @ b) / float(np.linalg.norm(a) * np.linalg.norm(b))
+
+    pos, neg = [], []
+    for i in range(4):
+        for j in range(3):
+            v = sim(z_a[i].numpy(), z_b[j].numpy())
+            if S[i, j]:
+                pos.append((1 - v) ** 2)
+            else:
+                neg.append(max(v, 0) ** 2)
+    expected = np.mean(pos) + np.mean(neg)
+    got = pairwise_cosine_loss(z_a, z_b, S, kind=kind, form="balanced").item()
+    assert got == pytest.approx(expected)
+    # a dissimilar pair with a negative cosine costs nothing, unlike eq. (3)
+    z = torch.tensor([[1.0, 0.0], [-1.0, 0.1]])
+    assert pairwise_cosine_loss(z, z, torch.eye(2), form="balanced").item() < 1e-12
+    assert pairwise_cosine_loss(z, z, torch.eye(2)).item() > 0.0
+
+
+def test_balanced_pairwise_loss_with_one_kind_of_pair():
+    z = torch.tensor([[1.0, 0.0], [0.6, 0.8]])
+    only_similar = pairwise_cosine_loss(z, z, torch.ones(2, 2), form="balanced")
+    assert only_similar.item() == pytest.approx(((1 - 0.6) ** 2) / 2)
+    only_dissimilar = pairwise_cosine_loss(z, z, torch.zeros(2, 2), form="balanced")
+    assert only_dissimilar.item() == pytest.approx((1 + 1 + 0.36 + 0.36) / 4)
+    with pytest.raises(ValueError, match="form"):
+        pairwise_cosine_loss(z, z, torch.eye(2), form="hinge")
+
+
+def test_pair_loss_reaches_the_criterion():
+    X, y = _data()
+    common = dict(n_codewords=4, n_dims=4, max_epochs=2, random_state=0)
+    balanced = DQNQuantizer(2, **common).fit(X, y)
+    paper = DQNQuantizer(2, pair_loss="paper", **common).fit(X, y)
+    assert DQNQuantizer().pair_loss == "balanced"
+    assert balanced.net_.criterion_.pair_loss == "balanced"
+    assert paper.net_.criterion_.pair_loss == "paper"
+    sim_b = balanced.history_[:, "loss_sim"]
+    sim_p = paper.history_[:, "loss_sim"]
+    assert not np.allclose(sim_b, sim_p)
+
+
 def test_quantization_loss_matches_formula():
     z = torch.tensor([[1.0, 2.0, 0.0], [0.5, -1.0, 3.0]])
     rec = torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 3.0]])
