@@ -96,3 +96,33 @@ def test_module_entry_point_help():
         check=True,
     )
     assert "--dataset" in out.stdout and "--quick" in out.stdout
+
+
+def test_lossless_reference_trains_to_its_best_validation_epoch(npz_path, monkeypatch):
+    """Without --epochs the reference picks its epochs on a held-out fifth of
+    the training split (the first epoch of the best validation MAP), then
+    refits on everything for that many epochs."""
+    import skhash._cli as cli
+
+    monkeypatch.setattr(cli, "LOSSLESS_MAX_EPOCHS", 6)
+    data = load_dataset(str(npz_path))
+    learner, best = cli._lossless_reference(data, 8, epochs=None, seed=0)
+    assert 1 <= best <= 6 and learner.max_epochs == best
+    assert learner.train_split is None and not learner.callbacks  # refit on all
+    probe = cli._learner("lossless", 8, epochs=6, seed=0)
+    from skhash import TwoStageRetriever
+    from skhash.callbacks import RetrievalScoring
+
+    probe.set_params(
+        train_split=0.2,
+        callbacks=[
+            RetrievalScoring(retriever=TwoStageRetriever(alpha=1.0, rerank="exact"))
+        ],
+    ).fit(data.X_train, data.y_train)
+    scores = probe.history_[:, "valid_map"]
+    assert scores[best - 1] == max(scores) and max(
+        scores[: best - 1], default=-1
+    ) < max(scores)
+    # an explicit epoch count is taken as given
+    fixed, chosen = cli._lossless_reference(data, 8, epochs=3, seed=0)
+    assert chosen is None and fixed.max_epochs == 3
