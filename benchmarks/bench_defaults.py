@@ -57,6 +57,8 @@ Run::
 
     python benchmarks/bench_defaults.py --quick   # 32 bits, fewer epochs
     python benchmarks/bench_defaults.py           # 16/32/64 bits (long)
+    python benchmarks/bench_defaults.py --bits 32 \
+        --output benchmarks/results/defaults_32.json  # rows for the gallery
     python benchmarks/bench_defaults.py --validation --datasets wiki \\
         --set HQ.pairs=aligned                    # compare a choice
     python benchmarks/bench_defaults.py --sweep-lambda-q 0 0.01 0.1 1 \\
@@ -400,6 +402,25 @@ def parse_overrides(items):
     return out
 
 
+def _write_json(args, overrides, records):
+    import json
+    import platform
+
+    payload = {
+        "command": "python benchmarks/bench_defaults.py " + " ".join(sys.argv[1:]),
+        "split": "validation" if args.validation else "test",
+        "quick": bool(args.quick),
+        "overrides": overrides,
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "rows": records,
+    }
+    path = Path(args.output)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=1) + "\n")
+    tmp.replace(path)  # never a half-written file under the final name
+
+
 def fmt(x):
     return "   n/a" if x is None else f"{x:6.3f}"
 
@@ -436,6 +457,13 @@ def main(argv=None):
         "lambda_q (default values 0 0.01 0.1 1)",
     )
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--output",
+        default=None,
+        metavar="JSON",
+        help="also write the table's rows here (read by the gallery's "
+        "cross-dataset figure, examples/evaluation/plot_defaults_protocol.py)",
+    )
     args = parser.parse_args(argv)
     overrides = parse_overrides(args.set)
     bits = args.bits or ([32] if args.quick else [16, 32, 64])
@@ -462,6 +490,7 @@ def main(argv=None):
     print(header)
     print("-" * len(header))
     ratios = {n: {} for n in args.learners}
+    records = []
     with threadpool_limits(limits=args.threads):
         for dname in args.datasets:
             data = load_dataset(dname, args.data_dir)
@@ -479,10 +508,20 @@ def main(argv=None):
                     )
                     cca, itq = cca_references(data, n_bits)
                 row = f"{dname:<16}{n_bits:>4}{ref:>9.3f}{f'{best_ep}{kind}':>8}"
+                record = {
+                    "dataset": dname,
+                    "bits": n_bits,
+                    "lossless": None if np.isnan(ref) else float(ref),
+                    "lossless_choice": f"{best_ep}{kind}",
+                    "cca_cosine": cca,
+                    "cca_itq": itq,
+                }
                 for name in args.learners:
-                    score, _ = fit_and_score(
+                    score, fit_s = fit_and_score(
                         name, data, n_bits, overrides, epochs_scale
                     )
+                    record[name] = float(score)
+                    record[name + "_fit_s"] = round(fit_s, 1)
                     if name == "DJSRH":
                         ratio = None if itq is None else score / itq
                     else:
@@ -491,6 +530,9 @@ def main(argv=None):
                     row += f"{score:>8.3f}{fmt(ratio)}"
                 row += f"{fmt(cca):>7}{fmt(itq):>8}"
                 print(row, flush=True)
+                records.append(record)
+                if args.output:  # rewritten after every row: a partial run keeps
+                    _write_json(args, overrides, records)
     print("-" * len(header))
     print(
         "/ref: HQ and DQN over lossless (target >= 0.97), DJSRH over CCA+ITQ (>= 1.1)"

@@ -232,10 +232,12 @@ class DQNQuantizer(BaseCodeLearner):
         only after training (with ``quantizer="opq"``: the two-step DQN₂₊
         ablation). Chosen by the defaults protocol's rule, the best
         worst-case ratio to the lossless reference (validation quarters of
-        the training splits, 32 bits, harmonic MAP@50): on the worst dataset
-        (``make_cross_modal``, difficulty 1) 0.697 for 0.01, 0.670 for 0.1,
-        0.611 for 1; on Wiki 0.353, 0.353, 0.292; on wiki_alt 0.431, 0.434,
-        0.368.
+        the training splits, 32 bits, harmonic MAP@50 of the AQD-L2
+        ranking, ``pair_loss="balanced"``), on the four datasets where DQN
+        was furthest from it: for 0.01, 0.1 and 0 respectively, wiki_alt
+        0.506, 0.500, 0.505; ``make_cross_modal`` (single-label,
+        difficulty 1) 0.844, 0.843, 0.845; yeast_mv 0.435, 0.435, 0.425;
+        Wiki 0.374, 0.370, 0.375.
     quantization_warmup : int, default=1
         Epochs before the quantization loss switches on (the codebooks are
         first fitted at the end of the last warm-up epoch); 0 fits them on
@@ -265,7 +267,8 @@ class DQNQuantizer(BaseCodeLearner):
         returns the rotated ``z R`` (same norms and cosines) with codebooks
         in that space. ``"opq"`` is the default: on the validation splits of
         the defaults protocol (``benchmarks/bench_defaults.py --validation
-        --quick``, 32 bits, at lambda_q=0.1) it scored higher than ``"pq"`` on 5 of 8
+        --quick``, 32 bits, lambda_q=0.1, ``pair_loss="paper"``) it scored
+        higher than ``"pq"`` on 5 of 8
         datasets, most on the hardest (``make_cross_modal``, difficulty 1:
         0.651 against 0.632), and at most 0.005 lower on the others.
     hidden_layer_sizes : tuple of int, default=(512,)
