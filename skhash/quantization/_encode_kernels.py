@@ -1,4 +1,4 @@
-"""Compiled code assignment (numba): product, greedy + ICM and beam search.
+"""Compiled code assignment (numba): product, beam search and local search.
 
 The kernels of :func:`skhash.quantization.encode`. Items are encoded one by
 one, in blocks of ``_BLOCK`` items, so that the temporary memory is bounded
@@ -9,14 +9,14 @@ so blocks run on several threads (``n_jobs``) with the same result.
 
 Additive codes (``M`` codebooks of ``K`` codewords in ``d`` dimensions):
 
-* ``"tables"`` (``M²K²`` float entries up to ``_TABLE_BYTES``): the unary
-  terms ``‖C_mk‖² − 2⟨x, C_mk⟩`` of a block come from one BLAS product of
-  the block with all ``M·K`` codewords; the cross terms from the codeword
-  Gram tables ``T[l, m, i, k] = 2⟨C_li, C_mk⟩``. Per item the kernel keeps
-  ``A[m, k] = Σ_l T[l, m, c_l, k]`` (the cross terms of codeword ``k`` of
-  codebook ``m`` with the current reconstruction), so a step of ICM costs
-  one row of ``K`` additions plus an argmin, and the ``2M`` row updates of
-  ``A`` are paid only when a code changes (rarely after the first sweep).
+* with codeword Gram tables (``M²K²`` entries up to ``_TABLE_BYTES``): the
+  greedy start (or given codes) and the ICM sweeps run in
+  :mod:`skhash.quantization._encode_icm` (one BLAS product per codebook and
+  block of items, fused argmin and residual update, ICM on int16 cross
+  terms with exact checks). The beam-search start and the iterated local
+  search below work on the float tables ``T2[l, a, m, k] = 2⟨C_la, C_mk⟩``:
+  per item ``A[m, k] = Σ_l T2[l, c_l, m, k]`` holds the cross terms of
+  codeword ``k`` of codebook ``m`` with the current reconstruction.
 * ``"direct"`` (more codewords): the residual ``r`` is kept and each step
   computes ``⟨r + C_m[c_m], C_mk⟩`` over the ``d`` dimensions.
 
@@ -36,7 +36,7 @@ from numba import njit
 __all__ = ["encode_additive", "encode_product", "table_bytes"]
 
 # Items per block (each block is one BLAS call and one kernel call).
-_BLOCK = 64
+_BLOCK = 128
 # Largest Gram-table memory of the "tables" additive encoder (M² K² entries).
 _TABLE_BYTES = 64 * 2**20
 
@@ -166,46 +166,6 @@ def _add_rows(A, T2, m, new, old, has_old):
         else:
             for k in range(K):
                 A[lo, k] += T2[m, new, lo, k]
-
-
-@njit(cache=True, nogil=True, boundscheck=False)
-def _icm_tables_kernel(U, sq, T2, codes, n_rows, have_init, n_iter, s, si):
-    """Greedy start (or given codes) then ICM, from unary terms and Gram tables.
-
-    ``U[i, m, k] = −2⟨x_i, C_mk⟩``; ``sq[m, k] = ‖C_mk‖²``;
-    ``T2[l, a, m, k] = 2⟨C_la, C_mk⟩``. Per item
-    ``A[m, k] = sq[m, k] + Σ_{l≠m} T2[l, c_l, m, k]``, so the objective of
-    codeword ``k`` of codebook ``m`` with the other codes fixed is
-    ``U[i, m, k] + A[m, k]`` (up to a constant). An ICM step first checks,
-    in one vectorised pass, whether any codeword scores at most the current
-    one; only then does it search for the first minimum (``np.argmin``'s
-    choice). A step is skipped when no other code changed since the last
-    step of the same codebook (it would change nothing). ``s`` is a
-    ``K``-float scratch and ``si`` its integer view (int32 for float32,
-    which selects the vectorised :func:`_argmin`).
-    """
-    M = T2.shape[0]
-    K = T2.shape[1]
-    A = np.empty((M, K), dtype=U.dtype)
-    f32 = si.itemsize == 4
-    seen = np.empty(M, dtype=np.int64)
-    for i in range(n_rows):
-        for m in range(M):
-            for k in range(K):
-                A[m, k] = sq[m, k]
-        if have_init:
-            for m in range(M):
-                _add_rows(A, T2, m, codes[i, m], 0, False)
-        else:
-            for m in range(M):
-                for k in range(K):
-                    s[k] = U[i, m, k] + A[m, k]
-                best = _argmin(s, si) if f32 else _argmin64(s, si)
-                codes[i, m] = best
-                _add_rows(A, T2, m, best, 0, False)
-        if M == 1:
-            continue
-        _icm_sweeps(U, i, A, T2, codes[i], n_iter, s, si, seen, not have_init)
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
@@ -500,38 +460,101 @@ def encode_additive(
         )
 
     if use_tables:
-        G = flat @ flat.T  # (M K, M K)
-        T2 = np.ascontiguousarray((2.0 * G).astype(dtype).reshape(M, K, M, K))
+        from skhash.quantization._encode_icm import encode_block, quantize_tables
+
+        # 2⟨C_la, C_mk⟩ (scaling by 2 is exact), for the int16 cross terms of
+        # ICM; T2 is the same table as (M, K, M, K) for the beam and the
+        # local search
+        need_q = M > 1 and n_iter > 0
+        need_g = need_q or beam_width > 1 or ils_iters > 0
+        G = np.ascontiguousarray((2.0 * flat) @ flat.T, dtype=dtype) if need_g else None
+        T2 = G.reshape(M, K, M, K) if need_g else None
         flat_t = np.ascontiguousarray(-2.0 * flat.T)  # exact scaling
+        C2 = np.ascontiguousarray(-2.0 * C)
+        # −2 C_mᵀ with the squared norms as one more row (the residuals get a
+        # column of ones): one product per codebook gives the scores
+        C2aug = np.empty((M, d + 1, K), dtype=dtype)
+        C2aug[:, :d] = C2.transpose(0, 2, 1)
+        C2aug[:, d] = sq.reshape(M, K)
         sqm = sq.reshape(M, K)
+        if need_q:
+            Q, scales, gmax, nmax = quantize_tables(G, C)
+        else:  # greedy only: no cross terms
+            Q, scales, gmax, nmax = np.zeros((1, 1), np.int16), np.ones(M), 0.0, 0.0
+        eps = float(np.finfo(dtype).eps)
+        qerr = (0.5 * (M - 1) * scales * (1.0 + 1e-6)).astype(dtype)
+        scales_d = scales.astype(dtype)
+        # float rounding allowed between the approximate ICM scores and the
+        # exact objective (eps is twice the unit roundoff): the d-term dot
+        # products of both and the M-step residuals, c_d (ρ + ν); each
+        # addition into a score, c_0 + c_1 (ρ + ν) (see encode_block)
+        sqmax = float(sq.max())
+        bnd = np.array(
+            [
+                eps * (d + M + 4) * 4.0 * nmax,
+                eps * ((d + 8) * sqmax + M * gmax),
+                eps * 2.0 * nmax,
+                nmax,
+            ]
+        )
+        need_u = beam_width > 1 or ils_iters > 0
 
         def run(lo, hi):
             xb = np.zeros((_BLOCK, d), dtype=dtype)
-            U = np.empty((_BLOCK, M * K), dtype=dtype)
-            cb = np.empty((_BLOCK, M), dtype=np.int32)
+            R = np.empty((_BLOCK, d + 1), dtype=dtype)
+            P = np.empty((M, _BLOCK, K), dtype=dtype)
+            Pi = P.view(np.int32 if dtype == np.float32 else np.int64)
+            cb = np.zeros((_BLOCK, M), dtype=np.int32)
             if beam_width > 1:
                 scratch = np.empty((2, beam_width, M + 1, max(K, M + 1)), dtype)
             else:
                 scratch = None
             sc = np.empty(K, dtype=dtype)
             sci = sc.view(np.int32 if dtype == np.float32 else np.int64)
+            t = np.empty(d, dtype=dtype)
+            consts = np.array([0.0, 1.0, 0.0], dtype=dtype)
+            rows = np.empty(M + 4, dtype=np.int64)
+            seen = np.empty(M, dtype=np.int64)
+            rmax2 = np.empty(_BLOCK, dtype=np.float64)
+            rr = np.empty(_BLOCK, dtype=np.float64)
             for s in range(lo, hi, _BLOCK):
                 e = min(hi, s + _BLOCK)
                 xb[: e - s] = X[s:e]
                 xb[e - s :] = 0.0
-                np.matmul(xb, flat_t, out=U)
                 if have_init:
                     cb[: e - s] = init_codes[s:e]
-                Ub = U.reshape(_BLOCK, M, K)
+                if need_u:
+                    Uu = np.matmul(xb, flat_t).reshape(_BLOCK, M, K)
                 if beam_width > 1:
-                    _beam_kernel(Ub, sqm, T2, cb, e - s, beam_width, scratch)
-                _icm_tables_kernel(
-                    Ub, sqm, T2, cb, e - s, have_init or beam_width > 1, n_iter, sc, sci
+                    _beam_kernel(Uu, sqm, T2, cb, e - s, beam_width, scratch)
+                encode_block(
+                    xb,
+                    e - s,
+                    C,
+                    C2,
+                    C2aug,
+                    sqm,
+                    Q,
+                    scales_d,
+                    qerr,
+                    bnd,
+                    cb,
+                    have_init or beam_width > 1,
+                    n_iter,
+                    R,
+                    P,
+                    Pi,
+                    t,
+                    consts,
+                    rows,
+                    seen,
+                    rmax2,
+                    rr,
                 )
                 if ils_iters > 0 and M > 1:
                     n_perts = min(4, M)
                     _ils_kernel(
-                        Ub, sqm, T2, cb, e - s, n_iter, ils_iters, n_perts, sc, sci
+                        Uu, sqm, T2, cb, e - s, n_iter, ils_iters, n_perts, sc, sci
                     )
                 out[s:e] = cb[: e - s]
 
