@@ -341,7 +341,10 @@ def encode_block(
                 Fb = P[m, i]
                 # the margin is stored in the float dtype, so that the
                 # comparisons are not widened
-                n_ops = 6 + 2 * n_upd
+                # roundings of a score: the product and two per pass of rows
+                # (at most ceil((M - 1) / 4) passes at the start), two per
+                # update
+                n_ops = 2 + 2 * ((M + 2) // 4) + 2 * n_upd
                 consts[2] = (
                     qerr[m]
                     + (bnd[0] + bnd[2] * n_ops)
