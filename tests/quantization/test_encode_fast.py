@@ -87,6 +87,16 @@ def test_near_ties_are_decided_exactly():
         assert_array_equal(got, ref)
 
 
+def test_many_codebooks_and_float64():
+    # more than 9 codebooks: the start sums more than two passes of rows
+    rng = np.random.RandomState(11)
+    C = (0.4 * rng.randn(12, 8, 6)).astype(np.float32)
+    X = rng.randn(250, 6)
+    for init in (None, rng.randint(8, size=(250, 12))):
+        got = encode(X, C, kind="additive", n_iter=3, init_codes=init)
+        assert_array_equal(got, _icm_bruteforce(X, C, 3, init))
+
+
 def test_exact_ties_pick_the_first_codeword():
     # exact duplicates at the end of each codebook: never chosen
     rng = np.random.RandomState(4)
