@@ -469,7 +469,9 @@ def encode_additive(
         need_g = need_q or beam_width > 1 or ils_iters > 0
         G = np.ascontiguousarray((2.0 * flat) @ flat.T, dtype=dtype) if need_g else None
         T2 = G.reshape(M, K, M, K) if need_g else None
-        flat_t = np.ascontiguousarray(-2.0 * flat.T)  # exact scaling
+        need_u = beam_width > 1 or ils_iters > 0
+        # −2 Cᵀ (exact scaling) for U = −2⟨x, C⟩ of the beam and local search
+        flat_t = np.ascontiguousarray(-2.0 * flat.T) if need_u else None
         C2 = np.ascontiguousarray(-2.0 * C)
         # −2 C_mᵀ with the squared norms as one more row (the residuals get a
         # column of ones): one product per codebook gives the scores
@@ -497,7 +499,6 @@ def encode_additive(
                 nmax,
             ]
         )
-        need_u = beam_width > 1 or ils_iters > 0
 
         def run(lo, hi):
             xb = np.zeros((_BLOCK, d), dtype=dtype)
