@@ -484,7 +484,12 @@ def encode_additive(
         else:  # greedy only: no cross terms
             Q, scales, gmax, nmax = np.zeros((1, 1), np.int16), np.ones(M), 0.0, 0.0
         eps = float(np.finfo(dtype).eps)
-        qerr = (0.5 * (M - 1) * scales * (1.0 + 1e-6)).astype(dtype)
+        # the bound of the cross terms of up to M - 1 rows: half a step of
+        # the int16 table each, plus the rounding of the float table it was
+        # made from (d-term dot products: 2 d u ‖c‖ ‖c'‖ each, eps = 2 u)
+        qerr = (
+            0.5 * (M - 1) * scales * (1.0 + 1e-6) + 1.01 * eps * (M - 1) * d * nmax**2
+        ).astype(dtype)
         scales_d = scales.astype(dtype)
         # float rounding allowed between the approximate ICM scores and the
         # exact objective (eps is twice the unit roundoff): the d-term dot
