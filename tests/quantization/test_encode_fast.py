@@ -201,3 +201,64 @@ def test_beam_and_local_search_still_refine_with_the_new_icm():
     assert np.all(ils <= base + 1e-9)
     beam = encode(X, C, kind="additive", beam_width=8)
     assert quantization_error(X, beam, C) <= base.mean() + 1e-9
+
+
+def test_approximate_scores_stay_within_the_bound():
+    # run one block through the kernel with the wrapper's constants, then
+    # check the approximate ICM scores it ends with against the float64
+    # objective: |F - T| <= delta (the bound the exact re-scoring relies on)
+    from skhash.quantization._encode_icm import encode_block
+
+    rng = np.random.RandomState(12)
+    M, K, d, B = 8, 32, 24, E._BLOCK
+    centers = rng.randn(10, d)
+    Xall = centers[rng.randint(10, size=3000)] + 0.5 * rng.randn(3000, d)
+    Xall = Xall.astype(np.float32)
+    C = kmeans_codebooks(Xall, M, K, kind="additive", random_state=0)
+    C = C.astype(np.float32)
+    X = np.ascontiguousarray(Xall[:B])
+    flat = C.reshape(M * K, d)
+    sq = np.einsum("kd,kd->k", flat, flat)
+    G = np.ascontiguousarray((2.0 * flat) @ flat.T, dtype=np.float32)
+    Q, scales, gmax, nmax = quantize_tables(G, C)
+    eps = float(np.finfo(np.float32).eps)
+    qerr = (
+        0.5 * (M - 1) * scales * (1 + 1e-6) + 1.01 * eps * (M - 1) * d * nmax**2
+    ).astype(np.float32)
+    bnd = np.array(
+        [
+            eps * (d + M + 4) * 4 * nmax,
+            eps * ((d + 8) * sq.max() + M * gmax),
+            eps * 2 * nmax,
+            nmax,
+        ]
+    )
+    C2 = -2.0 * C
+    C2aug = np.empty((M, d + 1, K), np.float32)
+    C2aug[:, :d] = C2.transpose(0, 2, 1)
+    C2aug[:, d] = sq.reshape(M, K)
+    R = np.empty((B, d + 1), np.float32)
+    P = np.empty((M, B, K), np.float32)
+    codes = np.zeros((B, M), np.int32)
+    rmax2, rr = np.empty(B), np.empty(B)
+    n_iter = 3
+    encode_block(
+        X, B, C, C2, C2aug, sq.reshape(M, K), Q, scales.astype(np.float32), qerr,
+        bnd, codes, False, n_iter, R, P, P.view(np.int32), np.empty(d, np.float32),
+        np.array([0, 1, 0], np.float32), np.empty(M + 4, np.int64),
+        np.empty(M, np.int64), rmax2, rr,
+    )  # fmt: skip
+    assert_array_equal(codes, _encode_numpy(X, C, kind="additive"))
+    C64 = C.astype(np.float64)
+    n_ops = 2 + 2 * ((M + 2) // 4) + 2 * n_iter * M  # at most one change a step
+    worst = 0.0
+    for i in range(B):
+        rec = sum(C64[lo][codes[i, lo]] for lo in range(M))
+        rho = 1.001 * np.sqrt(rmax2[i]) + 1.01 * nmax
+        for m in range(M):
+            t = X[i] - (rec - C64[m][codes[i, m]])
+            T = (C64[m] ** 2).sum(1) - 2 * C64[m] @ t
+            delta = qerr[m] + (bnd[0] + bnd[2] * n_ops) * rho + bnd[1] * n_ops
+            worst = max(worst, np.abs(P[m, i] - T).max() / delta)
+    assert worst <= 1.0
+    assert worst > 1e-3  # the bound is not vacuous either
