@@ -45,7 +45,8 @@ run:
   with all 100 of wiki_alt's components the cosine is near chance), and the
   ITQ binarisation of the first ``n_bits`` components; two modalities only.
 
-Searches: HQ a Hamming shortlist of 100 re-ranked by AQD (inner product);
+Searches: HQ a Hamming shortlist re-ranked by AQD (inner product), of the
+retriever's default size (``alpha="auto"``: 500 items for the top 50 here);
 DQN AQD (squared L2) over the whole database with ``n_bits / 8`` codebooks
 of 256 codewords; DJSRH and CCA+ITQ Hamming ranking; lossless and CCA
 exact cosine.
@@ -244,7 +245,7 @@ def make_learner(name, n_bits, overrides, epochs_scale):
 
 RETRIEVERS = {
     "lossless": dict(alpha=1.0, rerank="exact"),
-    "HQ": dict(alpha=100, rerank="aqd"),
+    "HQ": dict(alpha="auto", rerank="aqd"),  # the retriever's default
     "DQN": dict(alpha=1.0, rerank="aqd-l2"),
     "DJSRH": dict(alpha=0, rerank="none"),
 }
@@ -257,8 +258,6 @@ def fit_and_score(name, data, n_bits, overrides, epochs_scale, **params):
     est.fit(data.X_train, data.y_train)
     fit_s = time.perf_counter() - t0
     kwargs = RETRIEVERS[name]
-    if kwargs["alpha"] == 100:  # the shortlist cannot exceed the database
-        kwargs = {**kwargs, "alpha": min(100, len(data.y_train))}
     score = map_of_codes(
         est.transform(data.X_train),
         est.transform(data.X_test),
@@ -375,7 +374,7 @@ def sweep_lambda_q(datasets, data_dir, validation, values, n_bits=32):
             ham = map_of_codes(db, q, data, TwoStageRetriever(alpha=0, rerank="none"))
             two = np.nan
             if lq > 0:
-                r = TwoStageRetriever(alpha=min(100, len(data.y_train)), rerank="aqd")
+                r = TwoStageRetriever(rerank="aqd")  # the default shortlist
                 two = map_of_codes(db, q, data, r)
             norm = np.mean(
                 [np.linalg.norm(db[m].embedding, axis=1).mean() for m in db.modalities]

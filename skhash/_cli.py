@@ -143,13 +143,13 @@ def _retriever(method):
         return TwoStageRetriever(alpha=1.0, rerank="aqd-l2")
     if method == "DJSRH":
         return TwoStageRetriever(alpha=0, rerank="none")
-    return TwoStageRetriever(alpha=100, rerank="aqd")
+    return TwoStageRetriever(rerank="aqd")  # the default shortlist, alpha="auto"
 
 
 def _search_description(method):
     return {
         "lossless": "exact cosine on float embeddings",
-        "HQ": "Hamming shortlist of 100, AQD re-rank",
+        "HQ": "Hamming shortlist (alpha='auto'), AQD re-rank",
         "DQN": "AQD (squared L2) over the whole database",
         "DJSRH": "Hamming ranking",
     }[method]

@@ -40,6 +40,9 @@ from skhash.retrieval._kernels import _CHUNK_BYTES, get_backend, register_backen
 __all__ = ["TwoStageRetriever"]
 
 _RERANKS = _schema._RERANKS
+# alpha="auto": L = max(_AUTO_FACTOR * k, ceil(N / _AUTO_FRACTION))
+_AUTO_FACTOR = 10
+_AUTO_FRACTION = 1000
 _NEEDS_CODES = _schema._NEEDS_CODES
 
 
@@ -90,14 +93,19 @@ class TwoStageRetriever(BaseEstimator):
 
     Parameters
     ----------
-    alpha : int or float, default=100
-        Size of the stage-1 shortlist. An int is the number of candidates
-        ``L`` itself; a float in [0, 1] is the fraction of the database,
-        ``L = round(alpha * N)`` (Python's round). ``L`` is clipped to the
-        number of searchable items. ``alpha=0`` (or ``0.0``) is pure Hamming
-        ranking and ``alpha=1.0`` re-ranks the whole database (the paper's
-        Figure 4 sweeps alpha between them). Note that ``1`` (int) is one
-        candidate while ``1.0`` is all of them. Read at query time, so
+    alpha : "auto", int or float, default="auto"
+        Size of the stage-1 shortlist. ``"auto"`` is
+        ``L = max(10 k, ceil(N / 1000))`` for ``k`` neighbours among ``N``
+        items: ten times the neighbours asked for on a small database, and a
+        fixed fraction of a large one, at which recall does not fall as the
+        database grows (see :ref:`the measured rule <shortlist_rule>`). An
+        int is the number of candidates ``L`` itself; a float in [0, 1] is
+        the fraction of the database, ``L = round(alpha * N)`` (Python's
+        round). ``L`` is clipped to the number of searchable items.
+        ``alpha=0`` (or ``0.0``) is pure Hamming ranking and ``alpha=1.0``
+        re-ranks the whole database (the paper's Figure 4 sweeps alpha
+        between them). Note that ``1`` (int) is one candidate while ``1.0``
+        is all of them. Read at query time, so
         ``set_params(alpha=...)`` takes effect without refitting.
     n_neighbors : int, default=50
         Number of neighbours ``k`` returned by :meth:`kneighbors` and the
@@ -266,6 +274,7 @@ class TwoStageRetriever(BaseEstimator):
 
     _parameter_constraints: dict = {
         "alpha": [
+            StrOptions({"auto"}),
             Interval(Integral, 0, None, closed="left"),
             Interval(Real, 0, 1, closed="both"),
         ],
@@ -279,7 +288,7 @@ class TwoStageRetriever(BaseEstimator):
 
     def __init__(
         self,
-        alpha=100,
+        alpha="auto",
         n_neighbors=50,
         *,
         rerank="aqd",
@@ -715,8 +724,10 @@ default=None
             need.add("codes" if stage2 == "hamming-codes" else "embedding")
         return need
 
-    def _n_candidates(self, n_search):
-        if isinstance(self.alpha, Integral):
+    def _n_candidates(self, n_search, k):
+        if isinstance(self.alpha, str):  # "auto"
+            L = max(_AUTO_FACTOR * k, -(-self.n_samples_fit_ // _AUTO_FRACTION))
+        elif isinstance(self.alpha, Integral):
             L = int(self.alpha)
         else:
             L = round(float(self.alpha) * self.n_samples_fit_)
@@ -789,7 +800,7 @@ default=None
                 f"n_neighbors={k} must be <= the number of indexed items N={n}"
                 f"{extra}; pass a smaller n_neighbors."
             )
-        L = self._n_candidates(n_search)
+        L = self._n_candidates(n_search, k)
         need = self._needs(dst, L)
         if exclude_self:
             parts = self._index_query_parts(src, dst, need)

@@ -74,10 +74,11 @@ class ShardedRetriever(BaseEstimator):
 
     Parameters
     ----------
-    alpha : int or float, default=100
+    alpha : "auto", int or float, default="auto"
         Size ``L`` of the stage-1 shortlist, as for
-        :class:`TwoStageRetriever`: an int is ``L`` itself, a float in [0, 1]
-        the fraction ``round(alpha * N)`` of the **whole** database (all
+        :class:`TwoStageRetriever`: ``"auto"`` is ``max(10 k, ceil(N /
+        1000))``, an int is ``L`` itself, a float in [0, 1] the fraction
+        ``round(alpha * N)``, with ``N`` the **whole** database (all
         shards). Read at query time.
     n_neighbors : int, default=50
         Number of neighbours ``k`` returned by :meth:`kneighbors` and the
@@ -203,7 +204,7 @@ class ShardedRetriever(BaseEstimator):
 
     def __init__(
         self,
-        alpha=100,
+        alpha="auto",
         n_neighbors=50,
         *,
         rerank="aqd",
@@ -631,7 +632,7 @@ default=None
                 f"n_neighbors={k} must be <= the number of indexed items N={n}"
                 f"{extra}; pass a smaller n_neighbors."
             )
-        L = self._n_candidates(n_search)
+        L = self._n_candidates(n_search, k)
         plan = self.search_plan_[dst]
         stage1 = plan == "hamming" or plan.startswith("hamming->")
         rerank = plan != "hamming"
