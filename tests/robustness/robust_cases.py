@@ -1135,8 +1135,9 @@ rejects(
     "alpha (float) above 1.0",
     _knn(lambda c: c.codes, alpha=1.5),
     InvalidParameterError,
-    "The 'alpha' parameter of TwoStageRetriever must be an int in the range "
-    "[0, inf) or a float in the range [0.0, 1.0]. Got 1.5 instead.",
+    "The 'alpha' parameter of TwoStageRetriever must be a str among {'auto'}, "
+    "an int in the range [0, inf) or a float in the range [0.0, 1.0]. Got 1.5 "
+    "instead.",
 )
 rejects(
     G,
