@@ -168,7 +168,9 @@ def quantization_loss(f, reconstruction, *, relative=False):
     return err.mean()
 
 
-def pairwise_cosine_loss(z_a, z_b, S, *, kind="cosine", code_length=None, form="paper"):
+def pairwise_cosine_loss(
+    z_a, z_b, S, *, kind="cosine", code_length=None, form="paper", scale=10.0
+):
     """DQN eq. (3): ``(s_ij − cos(z_i, z_j))²`` with ``s_ij ∈ {−1, +1}``.
 
     ``form="balanced"`` is the variant :class:`~skhash.quantization.DQNQuantizer`
@@ -177,7 +179,9 @@ def pairwise_cosine_loss(z_a, z_b, S, *, kind="cosine", code_length=None, form="
     are asked to be at most orthogonal (more than two mutually dissimilar
     items cannot all have cosine −1: ``C`` classes reach at best
     ``−1 / (C − 1)``) and the two kinds of pairs weigh the same whatever
-    their ratio in the batch.
+    their ratio in the batch. ``form="logistic"`` is the pairs' negative
+    log-likelihood under ``P(s_ij = 1) = σ(scale · cos)``, each kind of
+    pair averaged on its own as in ``"balanced"``.
 
     Parameters
     ----------
@@ -194,11 +198,17 @@ def pairwise_cosine_loss(z_a, z_b, S, *, kind="cosine", code_length=None, form="
     code_length : int, default=None
         ``B`` of the ``"ip"`` form; None uses the width ``d`` of ``z``.
         Unused by ``"cosine"``.
-    form : {"paper", "balanced"}, default="paper"
+    form : {"paper", "balanced", "logistic"}, default="paper"
         ``"paper"``: the mean over all pairs of ``(s_ij − sim_ij)²``.
         ``"balanced"``: the mean over similar pairs of ``(1 − sim_ij)²``
         plus the mean over dissimilar pairs of ``max(sim_ij, 0)²`` (a term
-        with no pairs in the batch counts 0).
+        with no pairs in the batch counts 0). ``"logistic"``: with
+        ``t = scale · sim_ij``, the mean over similar pairs of
+        ``log(1 + e^−t)`` plus the mean over dissimilar pairs of
+        ``log(1 + e^t)``.
+    scale : float, default=10.0
+        The factor on the similarity in the ``"logistic"`` form (its
+        inverse temperature); unused by the others.
 
     Returns
     -------
@@ -229,11 +239,19 @@ def pairwise_cosine_loss(z_a, z_b, S, *, kind="cosine", code_length=None, form="
         raise ValueError(f"kind must be 'cosine' or 'ip'; got {kind!r}.")
     if form == "paper":
         return ((s - sim) ** 2).mean()
-    if form != "balanced":
-        raise ValueError(f"form must be 'paper' or 'balanced'; got {form!r}.")
     S = S.to(sim.dtype)
-    similar = (((1.0 - sim) ** 2) * S).sum() / S.sum().clamp(min=1.0)
-    dissimilar = ((sim.clamp(min=0.0) ** 2) * (1.0 - S)).sum()
+    if form == "balanced":
+        cost_similar = (1.0 - sim) ** 2
+        cost_dissimilar = sim.clamp(min=0.0) ** 2
+    elif form == "logistic":
+        cost_similar = F.softplus(-scale * sim)
+        cost_dissimilar = F.softplus(scale * sim)
+    else:
+        raise ValueError(
+            f"form must be 'paper', 'balanced' or 'logistic'; got {form!r}."
+        )
+    similar = (cost_similar * S).sum() / S.sum().clamp(min=1.0)
+    dissimilar = (cost_dissimilar * (1.0 - S)).sum()
     return similar + dissimilar / (1.0 - S).sum().clamp(min=1.0)
 
 

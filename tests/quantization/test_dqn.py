@@ -132,19 +132,48 @@ def test_balanced_pairwise_loss_with_one_kind_of_pair():
     assert only_dissimilar.item() == pytest.approx((1 + 1 + 0.36 + 0.36) / 4)
     with pytest.raises(ValueError, match="form"):
         pairwise_cosine_loss(z, z, torch.eye(2), form="hinge")
+    assert pairwise_cosine_loss(z, z, torch.ones(2, 2), form="logistic").item() > 0
 
 
 def test_pair_loss_reaches_the_criterion():
     X, y = _data()
     common = dict(n_codewords=4, n_dims=4, max_epochs=2, random_state=0)
-    balanced = DQNQuantizer(2, **common).fit(X, y)
-    paper = DQNQuantizer(2, pair_loss="paper", **common).fit(X, y)
-    assert DQNQuantizer().pair_loss == "balanced"
-    assert balanced.net_.criterion_.pair_loss == "balanced"
-    assert paper.net_.criterion_.pair_loss == "paper"
-    sim_b = balanced.history_[:, "loss_sim"]
-    sim_p = paper.history_[:, "loss_sim"]
-    assert not np.allclose(sim_b, sim_p)
+    assert DQNQuantizer().pair_loss == "logistic"
+    fitted = {
+        form: DQNQuantizer(2, pair_loss=form, **common).fit(X, y)
+        for form in ("logistic", "balanced", "paper")
+    }
+    for form, est in fitted.items():
+        assert est.net_.criterion_.pair_loss == form
+    sims = [est.history_[:, "loss_sim"] for est in fitted.values()]
+    assert not np.allclose(sims[0], sims[1])
+    assert not np.allclose(sims[1], sims[2])
+    with pytest.raises(InvalidParameterError, match="pair_loss"):
+        DQNQuantizer(2, pair_loss="hinge", **common).fit(X, y)
+
+
+def test_logistic_pairwise_loss_matches_formula():
+    z_a = torch.tensor([[1.0, 0.0], [1.0, 1.0], [-2.0, 0.5]])
+    z_b = torch.tensor([[0.0, 3.0], [2.0, 0.0]])
+    S = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    pos, neg = [], []
+    for i in range(3):
+        for j in range(2):
+            a, b = z_a[i].numpy(), z_b[j].numpy()
+            t = 10.0 * float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+            if S[i, j]:
+                pos.append(np.log1p(np.exp(-t)))
+            else:
+                neg.append(np.log1p(np.exp(t)))
+    expected = np.mean(pos) + np.mean(neg)
+    got = pairwise_cosine_loss(z_a, z_b, S, form="logistic").item()
+    assert got == pytest.approx(expected, rel=1e-6)
+    # the factor is the inverse temperature
+    got2 = pairwise_cosine_loss(z_a, z_b, S, form="logistic", scale=2.0).item()
+    assert got2 != pytest.approx(got)
+    # a well-separated pair costs almost nothing, unlike eq. (3)'s -1 target
+    z = torch.tensor([[1.0, 0.0], [-0.2, 1.0]])
+    assert pairwise_cosine_loss(z, z, torch.eye(2), form="logistic").item() < 0.2
 
 
 def test_quantization_loss_matches_formula():
