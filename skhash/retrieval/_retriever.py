@@ -98,7 +98,7 @@ class TwoStageRetriever(BaseEstimator):
         ``L = max(10 k, ceil(N / 1000))`` for ``k`` neighbours among ``N``
         items: ten times the neighbours asked for on a small database, and a
         fixed fraction of a large one, at which recall does not fall as the
-        database grows (see :ref:`the measured rule <shortlist_rule>`). An
+        database grows (see :ref:`the measured rule <shortlist-rule>`). An
         int is the number of candidates ``L`` itself; a float in [0, 1] is
         the fraction of the database, ``L = round(alpha * N)`` (Python's
         round). ``L`` is clipped to the number of searchable items.
