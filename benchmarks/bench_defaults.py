@@ -546,7 +546,7 @@ def main(argv=None):
         worst = min(got, key=got.get)
         target = 1.1 if name == "DJSRH" else 0.97
         misses = [
-            f"{d}@{b}" + ("*" if (d, b) in beyond else "")
+            f"{d}@{b}" + ("*" if name == "DJSRH" and (d, b) in beyond else "")
             for (d, b), v in got.items()
             if v < target
         ]
