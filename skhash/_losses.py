@@ -244,6 +244,13 @@ def pairwise_cosine_loss(
         cost_similar = (1.0 - sim) ** 2
         cost_dissimilar = sim.clamp(min=0.0) ** 2
     elif form == "logistic":
+        if isinstance(scale, bool) or not (
+            isinstance(scale, (int, float)) and 0 < scale < float("inf")
+        ):
+            raise ValueError(
+                f"scale={scale!r} must be a positive finite number (the inverse "
+                "temperature of the logistic form); pass e.g. scale=10.0."
+            )
         cost_similar = F.softplus(-scale * sim)
         cost_dissimilar = F.softplus(scale * sim)
     else:

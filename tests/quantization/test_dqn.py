@@ -171,6 +171,9 @@ def test_logistic_pairwise_loss_matches_formula():
     # the factor is the inverse temperature
     got2 = pairwise_cosine_loss(z_a, z_b, S, form="logistic", scale=2.0).item()
     assert got2 != pytest.approx(got)
+    for bad in (0, -1.0, float("inf"), float("nan"), True, "10"):
+        with pytest.raises(ValueError, match="scale"):
+            pairwise_cosine_loss(z_a, z_b, S, form="logistic", scale=bad)
     # a well-separated pair costs almost nothing, unlike eq. (3)'s -1 target
     z = torch.tensor([[1.0, 0.0], [-0.2, 1.0]])
     assert pairwise_cosine_loss(z, z, torch.eye(2), form="logistic").item() < 0.2
