@@ -6,6 +6,8 @@ papers, so that the loss weights do not depend on the batch size.
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 import torch.nn.functional as F
 
@@ -245,7 +247,7 @@ def pairwise_cosine_loss(
         cost_dissimilar = sim.clamp(min=0.0) ** 2
     elif form == "logistic":
         if isinstance(scale, bool) or not (
-            isinstance(scale, (int, float)) and 0 < scale < float("inf")
+            isinstance(scale, numbers.Real) and 0 < scale < float("inf")
         ):
             raise ValueError(
                 f"scale={scale!r} must be a positive finite number (the inverse "
