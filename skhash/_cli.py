@@ -116,17 +116,15 @@ def _lossless_reference(data, n_bits, *, epochs, seed):
     are then refitted on the whole training split for that many epochs.
     An explicit ``epochs`` (``--epochs``) skips the choice.
     """
-    from skhash import TwoStageRetriever
     from skhash.callbacks import RetrievalScoring
 
     if epochs is not None:
         return _learner("lossless", n_bits, epochs=epochs, seed=seed), None
     probe = _learner("lossless", n_bits, epochs=LOSSLESS_MAX_EPOCHS, seed=seed)
+    # scored with the search the table ranks the reference by
     probe.set_params(
         train_split=0.2,
-        callbacks=[
-            RetrievalScoring(retriever=TwoStageRetriever(alpha=1.0, rerank="exact"))
-        ],
+        callbacks=[RetrievalScoring(retriever=_retriever("lossless"))],
     )
     probe.fit(data.X_train, data.y_train)
     scores = probe.history_[:, "valid_map"]

@@ -226,7 +226,6 @@ def pairwise_cosine_loss(
     >>> pairwise_cosine_loss(z, z, torch.eye(2), form="balanced").item()
     0.0
     """
-    s = 2.0 * S - 1.0
     if kind == "cosine":
         sim = F.normalize(z_a, dim=1) @ F.normalize(z_b, dim=1).T
     elif kind == "ip":
@@ -240,7 +239,7 @@ def pairwise_cosine_loss(
     else:
         raise ValueError(f"kind must be 'cosine' or 'ip'; got {kind!r}.")
     if form == "paper":
-        return ((s - sim) ** 2).mean()
+        return ((2.0 * S - 1.0 - sim) ** 2).mean()  # s_ij in {-1, +1}
     S = S.to(sim.dtype)
     if form == "balanced":
         cost_similar = (1.0 - sim) ** 2
