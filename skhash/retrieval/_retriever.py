@@ -34,7 +34,7 @@ from skhash.quantization import (
     reconstruction_sqnorms,
 )
 from skhash.quantization._distances import rowwise_matmul
-from skhash.retrieval import _mih, _schema, _storage
+from skhash.retrieval import _ivf, _mih, _schema, _storage
 from skhash.retrieval._kernels import _CHUNK_BYTES, get_backend, register_backend
 
 __all__ = ["TwoStageRetriever"]
@@ -282,8 +282,11 @@ class TwoStageRetriever(BaseEstimator):
         "rerank": [StrOptions(set(_RERANKS))],
         "n_jobs": [None, Integral],
         "backend": [str],
-        "stage1": [StrOptions({"auto", "exhaustive", "mih"})],
+        "stage1": [StrOptions({"auto", "exhaustive", "mih", "ivf"})],
         "n_substrings": [None, Interval(Integral, 1, None, closed="left")],
+        "nlist": [None, Interval(Integral, 1, None, closed="left")],
+        "nprobe": [Interval(Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
     }
 
     def __init__(
@@ -296,6 +299,9 @@ class TwoStageRetriever(BaseEstimator):
         backend="auto",
         stage1="auto",
         n_substrings=None,
+        nlist=None,
+        nprobe=_ivf.DEFAULT_NPROBE,
+        random_state=None,
     ):
         self.alpha = alpha
         self.n_neighbors = n_neighbors
@@ -304,6 +310,9 @@ class TwoStageRetriever(BaseEstimator):
         self.backend = backend
         self.stage1 = stage1
         self.n_substrings = n_substrings
+        self.nlist = nlist
+        self.nprobe = nprobe
+        self.random_state = random_state
 
     # ------------------------------------------------------------------ #
     # fit
@@ -364,7 +373,9 @@ default=None
                 )
         index = {m: _index_entry(codes, m, self.rerank) for m in codes.modalities}
         has_bits = any("bits" in e for e in index.values())
-        _mih.check_params(self, codes.n_bits if has_bits else None)
+        if self.stage1 != "ivf":
+            _mih.check_params(self, codes.n_bits if has_bits else None)
+        _ivf.check_params(self, n)
         self._store = None
         self._set_index(
             index,
@@ -378,6 +389,7 @@ default=None
         )
         self.model_fingerprint_ = codes.model_fingerprint
         _mih.prepare(self)
+        _ivf.prepare(self)
         return self
 
     def _validate_params(self):
@@ -390,6 +402,7 @@ default=None
                     f"not a bool; got {name}={value!r}. Pass an int, e.g. "
                     f"{name}={ {'alpha': 100, 'n_neighbors': 50, 'n_jobs': 1}[name] }."
                 )
+        _ivf.check_params(self)
 
     def _set_index(
         self, index, *, n_samples, n_bits, codebooks, kind, y, rerank, fingerprint
@@ -722,6 +735,8 @@ default=None
             need.add("bits")
         if stage2 != "none" and (not stage1 or n_candidates > 0):
             need.add("codes" if stage2 == "hamming-codes" else "embedding")
+        if _ivf.needs_embedding(self, dst):  # it ranks the lists
+            need.add("embedding")
         return need
 
     def _n_candidates(self, n_search, k):
@@ -833,8 +848,11 @@ default=None
     def _search(self, parts, n_q, dst, k, L, exclude_self):
         backend = get_backend(self.backend)
         n_threads = max(1, effective_n_jobs(self.n_jobs))
-        if self._plans[dst][0]:  # build / extend MIH tables before threads
-            _mih.stage1_index(self, dst, max(L, k) + exclude_self)
+        if self._plans[dst][0]:  # build / extend MIH tables or lists before threads
+            if self.stage1 == "ivf":
+                _ivf.ensure(self, dst)
+            else:
+                _mih.stage1_index(self, dst, max(L, k) + exclude_self)
             # stage 1 chunks its Hamming matrices itself; bound the stage-2
             # gathers of (chunk, max(L, k)) codes, tables and distances
             n_books, n_words = (
@@ -872,9 +890,14 @@ default=None
             idx, dist = backend.topk(d2, k)
             return dist, idx
         n_short = max(L, k)
-        idx, hd = _mih.stage1_shortlist(
-            self, backend, q["bits"], dst, n_short + (rows is not None)
-        )
+        if self.stage1 == "ivf":
+            idx, hd = _ivf.stage1_shortlist(
+                self, backend, q, dst, n_short + (rows is not None)
+            )
+        else:
+            idx, hd = _mih.stage1_shortlist(
+                self, backend, q["bits"], dst, n_short + (rows is not None)
+            )
         if rows is not None:
             idx, hd = _drop_self(idx, hd, rows)
         hd = hd.astype(np.float64)
@@ -1155,6 +1178,7 @@ default=None
             est.n_features_in_ = int(meta["n_features_in"])
         est.model_fingerprint_ = meta.get("model_fingerprint")
         est._store = store
+        _ivf.restore(est, meta, where)
         return est
 
 

@@ -10,7 +10,7 @@ from numbers import Integral
 import numpy as np
 from sklearn.base import BaseEstimator, _fit_context, clone
 from sklearn.utils import check_array
-from sklearn.utils._param_validation import HasMethods, Interval
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from skhash._codes import CodeSet
@@ -96,7 +96,9 @@ class ShardedRetriever(BaseEstimator):
     stage1 : {"auto", "exhaustive", "mih"}, default="auto"
         How each shard's stage 1 finds its shortlist, as for
         :class:`TwoStageRetriever` (every choice returns the same results).
-        Read at query time; ``"auto"`` decides per shard.
+        Read at query time; ``"auto"`` decides per shard. The approximate
+        ``TwoStageRetriever(stage1="ivf")`` is refused here: the shards'
+        merged results equal one index's only for an exact stage 1.
     n_substrings : int, default=None
         Number of multi-index hashing tables of each shard, as for
         :class:`TwoStageRetriever`.
@@ -197,6 +199,9 @@ class ShardedRetriever(BaseEstimator):
 
     _parameter_constraints: dict = {
         **{p: TwoStageRetriever._parameter_constraints[p] for p in _SHARD_PARAMS},
+        # exact stage 1 only: the merge of the shards' results equals one
+        # index's only when each shard's shortlist is exact (not "ivf")
+        "stage1": [StrOptions({"auto", "exhaustive", "mih"})],
         "n_shards": [None, Interval(Integral, 1, None, closed="left")],
         "max_shard_size": [None, Interval(Integral, 1, None, closed="left")],
         "client": [None, HasMethods(["submit", "gather", "scatter"])],

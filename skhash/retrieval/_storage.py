@@ -39,7 +39,7 @@ from numbers import Integral
 import numpy as np
 
 from skhash.exceptions import IndexFormatError
-from skhash.retrieval import _schema
+from skhash.retrieval import _ivf, _schema
 
 MANIFEST = _schema.MANIFEST
 
@@ -76,10 +76,13 @@ def _jsonable(value):
 
 def base_meta(est, n_samples=None):
     """The metadata of ``est`` (with ``n_samples`` items, default its own)."""
-    return {
+    params = {k: _jsonable(v) for k, v in est.get_params().items()}
+    if "random_state" in params and not isinstance(params["random_state"], int):
+        params["random_state"] = None  # a RandomState: the seed drawn is in "ivf"
+    meta = {
         "format": _schema.FORMAT,
         "version": _schema.FORMAT_VERSION,
-        "params": {k: _jsonable(v) for k, v in est.get_params().items()},
+        "params": params,
         "rerank_fit": est._fit_rerank,
         "n_samples_fit": int(est.n_samples_fit_ if n_samples is None else n_samples),
         "has_y": est.y_ is not None,
@@ -91,6 +94,10 @@ def base_meta(est, n_samples=None):
         "model_fingerprint": getattr(est, "model_fingerprint_", None),
         "n_features_in": getattr(est, "n_features_in_", None),
     }
+    ivf = _ivf.saved_state(est)
+    if ivf is not None:  # how the inverted lists were built (stage1="ivf")
+        meta["ivf"] = ivf
+    return meta
 
 
 # --------------------------------------------------------------------------- #

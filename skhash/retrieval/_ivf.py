@@ -1,0 +1,565 @@
+"""Inverted-file (IVF) stage 1: probe a few coarse lists, scan their codes.
+
+The stage 1 of :class:`~skhash.retrieval.TwoStageRetriever` with
+``stage1="ivf"``, in the vocabulary of faiss's ``IndexIVF``: ``nlist``
+coarse centroids partition the database (each item in the list of its
+nearest centroid), and a query scans only the items of the ``nprobe``
+lists whose centroids score best for it. Approximate: with ``nprobe <
+nlist`` an item outside the probed lists is never a candidate; with
+``nprobe = nlist`` every item is, and the results are exactly those of the
+exhaustive scan.
+
+**Coarse space.** Where the re-ranking compares the float query with the
+items' reconstructions (``rerank="aqd"`` or ``"aqd-l2"`` over quantization
+codes), the centroids are k-means centroids of the reconstructions
+``x = Σ_m C_m[c_m]`` (rebuilt from the codes and ``codebooks_``, block by
+block: the index keeps no embeddings); an item belongs to the list of its
+nearest centroid in squared L2 (its Voronoi cell), and a query probes the
+lists of largest ``⟨q, c⟩`` for ``"aqd"`` and of smallest ``‖q - c‖²`` for
+``"aqd-l2"``. Elsewhere (bits only, ``"hamming-codes"``, ``"exact"``,
+``"none"``) the centroids are k-means centroids of the ``±1`` bits,
+binarised (faiss's ``IndexBinaryIVF``); items and queries go by Hamming
+distance to them. Ties go to the lower list id everywhere.
+
+**Build.** k-means (:func:`skhash.quantization._kmeans._kmeans`:
+sklearn's ``KMeans``, k-means++ seeded, ``N_ITER`` Lloyd iterations) on a
+sample of at most ``TRAIN_POINTS_PER_LIST * nlist`` items drawn from the
+first ``n_train`` items with a recorded seed, run on one thread so that a
+rebuild from the same seed and items gives the same centroids; then every
+item is assigned in blocks. The lists are stored as CSR: ``offsets``
+(``nlist + 1``), the item ids sorted by list then by id, and a copy of the
+items' bits in that order (padded to 64-bit words), so that a probe reads
+contiguous memory.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Integral
+
+import numpy as np
+from sklearn.utils import check_random_state
+
+from skhash.exceptions import IndexFormatError
+
+__all__ = ["InvertedLists", "default_nlist"]
+
+#: ``nprobe``'s default (see the User Guide for the measurement behind it).
+DEFAULT_NPROBE = 16
+#: ``nlist=None`` is ``NLIST_FACTOR * sqrt(N)`` ...
+NLIST_FACTOR = 4
+#: ... with at least this many items per list (faiss warns below 39
+#: training points per centroid).
+MIN_ITEMS_PER_LIST = 39
+#: k-means trains on at most this many items per list.
+TRAIN_POINTS_PER_LIST = 64
+#: Lloyd iterations of the coarse k-means.
+N_ITER = 10
+#: Item-list distances computed per block of the assignment.
+_ASSIGN_ENTRIES = 1 << 22
+
+
+def default_nlist(n_items):
+    """The number of lists of ``nlist=None``: ``round(4 sqrt(N))``, at most
+    ``N // 39`` (at least 39 items per list) and at least 1.
+
+    Parameters
+    ----------
+    n_items : int
+        The number of items the lists are trained on.
+
+    Returns
+    -------
+    nlist : int
+
+    Examples
+    --------
+    >>> from skhash.retrieval._ivf import default_nlist
+    >>> default_nlist(10**6), default_nlist(10**7), default_nlist(1000)
+    (4000, 12649, 25)
+    """
+    n = max(int(n_items), 1)
+    return int(max(1, min(round(NLIST_FACTOR * math.sqrt(n)), n // MIN_ITEMS_PER_LIST)))
+
+
+def _padded_words(bits):
+    """Packed bits as little-endian uint64 words, zero-padded per row."""
+    bits = np.asarray(bits)
+    n, n_bytes = bits.shape
+    n_words = max(1, -(-n_bytes // 8))
+    out = np.zeros((n, 8 * n_words), dtype=np.uint8)
+    out[:, :n_bytes] = bits
+    return out.view("<u8").astype(np.uint64, copy=False)
+
+
+def _decode(codes, codebooks):
+    """``Σ_m codebooks[m, codes[:, m]]`` (float32), unchecked."""
+    out = np.zeros((codes.shape[0], codebooks.shape[2]), dtype=np.float32)
+    for m in range(codebooks.shape[0]):
+        out += codebooks[m][codes[:, m].astype(np.intp)]
+    return out
+
+
+def _pm1(bits, n_bits):
+    """The ``±1`` vectors of packed bits (float32)."""
+    unpacked = np.unpackbits(np.asarray(bits), axis=1)[:, :n_bits]
+    return unpacked.astype(np.float32) * 2.0 - 1.0
+
+
+def _hamming(a, b):
+    """All Hamming distances between the packed rows of ``a`` and ``b``."""
+    aw, bw = _padded_words(a), _padded_words(b)
+    out = np.zeros((aw.shape[0], bw.shape[0]), dtype=np.int32)
+    for j in range(aw.shape[1]):
+        out += np.bitwise_count(aw[:, j, None] ^ bw[None, :, j])
+    return out
+
+
+def _limit_threads():
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1)
+
+
+class InvertedLists:
+    """The coarse quantizer and the inverted lists of one database modality.
+
+    Parameters
+    ----------
+    bits : ndarray of shape (n_items, n_bytes), dtype uint8
+        Packed codes of the items (padding bits zero).
+    n_bits : int
+        Code length.
+    codes : ndarray of shape (n_items, M) or None
+        Quantization codes; with ``codebooks``, the lists partition the
+        items' reconstructions, else their bits.
+    codebooks : ndarray of shape (M, K, d) or None
+        The shared codebooks.
+    metric : {"ip", "l2", "hamming"}
+        How queries rank the lists: inner product or squared L2 of the query
+        embedding with the float centroids, Hamming distance of the query
+        bits with the binarised centroids (``codes`` are then unused).
+    nlist : int or None
+        Number of lists; None uses :func:`default_nlist` of ``n_train``.
+    seed : int
+        Seed of the training sample and the k-means.
+    n_train : int
+        The centroids are trained on the first ``n_train`` items.
+
+    Attributes
+    ----------
+    nlist : int
+        Number of lists.
+    n_items : int
+        Number of indexed items.
+    offsets : ndarray of shape (nlist + 1,), dtype int64
+        List ``l`` holds ``ids[offsets[l]:offsets[l + 1]]``.
+    ids : ndarray of shape (n_items,)
+        Item ids, by list, ascending within a list (int32 below ``2**31``).
+    words : ndarray of shape (n_items, n_words), dtype uint64
+        The items' bits in the order of ``ids``.
+    nbytes : int
+        Memory of the centroids and lists.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skhash import pack_bits
+    >>> from skhash.retrieval._ivf import InvertedLists
+    >>> bits = pack_bits(np.random.RandomState(0).randn(500, 16))
+    >>> ivf = InvertedLists(bits, 16, metric="hamming", nlist=8, seed=0, n_train=500)
+    >>> ivf.nlist, int(ivf.offsets[-1])
+    (8, 500)
+    """
+
+    def __init__(
+        self, bits, n_bits, codes=None, codebooks=None, *, metric, nlist, seed, n_train
+    ):
+        self.n_bits = int(n_bits)
+        self.metric = metric
+        self.seed = int(seed)
+        self.n_train = int(n_train)
+        self.requested = nlist
+        self.codebooks = None if metric == "hamming" else codebooks
+        nl = default_nlist(n_train) if nlist is None else int(nlist)
+        check_nlist(nl, n_train)
+        self.nlist = nl
+        rng = np.random.RandomState(self.seed)
+        n_sample = min(self.n_train, TRAIN_POINTS_PER_LIST * nl)
+        if n_sample < self.n_train:
+            rows = np.sort(rng.choice(self.n_train, n_sample, replace=False))
+        else:
+            rows = np.arange(self.n_train)
+        sample = self._vectors(bits, codes, rows)
+        from skhash.quantization._kmeans import _kmeans
+
+        with _limit_threads():
+            centroids = _kmeans(sample, nl, rng, N_ITER).astype(np.float32)
+        if metric == "hamming":
+            bitvec = centroids > 0
+            self.centroids = np.packbits(bitvec, axis=1)
+            self.c_sqnorms = None
+        else:
+            self.centroids = np.ascontiguousarray(centroids)
+            self.c_sqnorms = np.einsum("ld,ld->l", centroids, centroids).astype(
+                np.float32
+            )
+        self.n_items = 0
+        self.offsets = np.zeros(nl + 1, dtype=np.int64)
+        self.ids = np.empty(0, dtype=np.int32)
+        self.words = np.empty((0, max(1, -(-bits.shape[1] // 8))), dtype=np.uint64)
+        self.bits = bits
+        self.extend(bits, codes)
+
+    def __repr__(self):
+        return (
+            f"InvertedLists(nlist={self.nlist}, n_items={self.n_items}, "
+            f"metric={self.metric!r})"
+        )
+
+    @property
+    def nbytes(self):
+        return (
+            self.centroids.nbytes
+            + self.offsets.nbytes
+            + self.ids.nbytes
+            + self.words.nbytes
+        )
+
+    def _vectors(self, bits, codes, rows):
+        if self.metric == "hamming":
+            return _pm1(bits[rows], self.n_bits)
+        return _decode(np.asarray(codes[rows]), self.codebooks)
+
+    def assign(self, bits, codes, start, stop):
+        """The list of each item ``start .. stop - 1`` (its nearest centroid,
+        ties to the lower list id), in blocks of ``_ASSIGN_ENTRIES`` distances."""
+        out = np.empty(stop - start, dtype=np.int64)
+        step = max(64, _ASSIGN_ENTRIES // self.nlist)
+        with _limit_threads():
+            for s in range(start, stop, step):
+                e = min(stop, s + step)
+                if self.metric == "hamming":
+                    d = _hamming(bits[s:e], self.centroids)
+                else:
+                    x = _decode(np.asarray(codes[s:e]), self.codebooks)
+                    d = x @ self.centroids.T
+                    d *= -2.0
+                    d += self.c_sqnorms
+                out[s - start : e - start] = np.argmin(d, axis=1)
+        return out
+
+    def extend(self, bits, codes=None):
+        """Assign the rows of ``bits`` (and ``codes``) past ``n_items`` to
+        their lists; the first ``n_items`` rows are the indexed ones.
+
+        Returns
+        -------
+        self : InvertedLists
+        """
+        n_old, n = self.n_items, len(bits)
+        if n < n_old:
+            raise ValueError(f"bits has {n} rows but {n_old} are indexed.")
+        if n > n_old:
+            lists = np.empty(n, dtype=np.int64)
+            sizes = np.diff(self.offsets)
+            lists[self.ids] = np.repeat(np.arange(self.nlist), sizes)
+            lists[n_old:] = self.assign(bits, codes, n_old, n)
+            order = np.argsort(lists, kind="stable")
+            counts = np.bincount(lists, minlength=self.nlist)
+            self.offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+            self.ids = order.astype(np.int32 if n < 2**31 else np.int64)
+            self.words = _padded_words(np.asarray(bits)[order])
+            self.n_items = n
+        self.bits = bits
+        return self
+
+    # ------------------------------------------------------------------ #
+    # queries
+    # ------------------------------------------------------------------ #
+    def list_keys(self, q_bits, q_emb):
+        """(n_queries, nlist) scores of the lists, smaller is better.
+
+        One product per query (:func:`~skhash.quantization._distances.
+        rowwise_matmul`), so that a query's scores do not depend on the
+        queries it is searched with."""
+        if self.metric == "hamming":
+            return _hamming(q_bits, self.centroids)
+        from skhash.quantization._distances import rowwise_matmul
+
+        ip = rowwise_matmul(
+            np.ascontiguousarray(q_emb, dtype=np.float32), self.centroids.T
+        )
+        if self.metric == "ip":
+            return -ip
+        ip *= -2.0
+        ip += self.c_sqnorms
+        return ip
+
+    def probe(self, keys, nprobe, n_short):
+        """The lists each query scans: its ``nprobe`` best (ties to the lower
+        list id), and more, in that order, while they hold fewer than
+        ``n_short`` items. Returns CSR ``(ptr, lists)``."""
+        c, nl = keys.shape
+        p = min(int(nprobe), nl)
+        if p < nl:
+            kth = np.partition(keys, p - 1, axis=1)[:, p - 1 : p]
+            less = keys < kth
+            eq = keys == kth
+            need = p - less.sum(axis=1, keepdims=True)
+            take = less | (eq & (np.cumsum(eq, axis=1) <= need))
+        else:
+            take = np.ones((c, nl), dtype=bool)
+        sizes = np.diff(self.offsets)
+        held = take.astype(np.int64) @ sizes
+        for r in np.flatnonzero(held < n_short):
+            order = np.lexsort((np.arange(nl), keys[r]))
+            cum = np.cumsum(sizes[order])
+            j = max(p, int(np.searchsorted(cum, n_short)) + 1)
+            take[r] = False
+            take[r, order[:j]] = True
+        rows, lists = np.nonzero(take)
+        ptr = np.zeros(c + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=c), out=ptr[1:])
+        return ptr, lists.astype(np.int64)
+
+    def shortlist(self, q_bits, q_emb, nprobe, n_short, compiled=True):
+        """The ``n_short`` nearest items of each query among its probed
+        lists, by (Hamming distance, index).
+
+        Parameters
+        ----------
+        q_bits : ndarray of shape (n_queries, n_bytes), dtype uint8
+            Packed query codes.
+        q_emb : ndarray of shape (n_queries, d) or None
+            Query embeddings (needed by the metrics "ip" and "l2").
+        nprobe : int
+            Lists probed per query (clipped to ``nlist``).
+        n_short : int
+            Shortlist length, ``<= n_items``.
+        compiled : bool, default=True
+            Use the numba kernel (else the numpy reference; same results).
+
+        Returns
+        -------
+        indices : ndarray of shape (n_queries, n_short), dtype int64
+        distances : ndarray of shape (n_queries, n_short), dtype int32
+        """
+        n_q = q_bits.shape[0]
+        n_short = int(min(n_short, self.n_items))
+        idx = np.empty((n_q, n_short), dtype=np.int64)
+        dist = np.empty((n_q, n_short), dtype=np.int64)
+        if n_q == 0 or n_short == 0:
+            return idx, dist.astype(np.int32)
+        ptr, lists = self.probe(self.list_keys(q_bits, q_emb), nprobe, n_short)
+        qw = _padded_words(q_bits)
+        if compiled:
+            from skhash.retrieval._ivf_kernels import _ivf_shortlist
+
+            _ivf_shortlist(
+                qw, ptr, lists, self.offsets, self.ids, self.words, n_short, idx, dist
+            )
+        else:
+            for q in range(n_q):
+                ls = lists[ptr[q] : ptr[q + 1]]
+                pos = np.concatenate(
+                    [np.arange(self.offsets[lst], self.offsets[lst + 1]) for lst in ls]
+                )
+                d = np.bitwise_count(self.words[pos] ^ qw[q]).sum(axis=1)
+                cand = self.ids[pos].astype(np.int64)
+                top = np.lexsort((cand, d))[:n_short]
+                idx[q], dist[q] = cand[top], d[top]
+        return idx, dist.astype(np.int32)
+
+
+# --------------------------------------------------------------------------- #
+# TwoStageRetriever's side
+# --------------------------------------------------------------------------- #
+
+
+def _bad_int(name, value, example):
+    return ValueError(
+        f"{name}={value!r} must be a positive int (bool is not accepted); pass "
+        f"e.g. {name}={example}."
+    )
+
+
+def check_nlist(nlist, n_items):
+    """Raise unless ``1 <= nlist <= n_items`` (naming ``nlist``)."""
+    if nlist > n_items:
+        raise ValueError(
+            f"nlist={nlist} is more lists than the {n_items} items they are "
+            f"trained on; pass nlist <= {n_items}, or nlist=None for the default "
+            f"({default_nlist(n_items)} here)."
+        )
+
+
+def check_params(est, n_items=None):
+    """Check ``nlist``, ``nprobe`` (bool refused) and, with ``n_items``,
+    ``nlist <= n_items`` for ``stage1="ivf"``.
+
+    Examples
+    --------
+    >>> from skhash.retrieval import TwoStageRetriever
+    >>> from skhash.retrieval._ivf import check_params
+    >>> check_params(TwoStageRetriever(stage1="ivf", nlist=10), 100)
+    >>> check_params(TwoStageRetriever(nprobe=True))
+    Traceback (most recent call last):
+    ...
+    ValueError: nprobe=True must be a positive int (bool is not accepted); ...
+    """
+    nlist = getattr(est, "nlist", None)
+    nprobe = getattr(est, "nprobe", DEFAULT_NPROBE)
+    if nlist is not None and (
+        isinstance(nlist, (bool, np.bool_))
+        or not isinstance(nlist, Integral)
+        or nlist < 1
+    ):
+        raise _bad_int("nlist", nlist, 1024)
+    if (
+        isinstance(nprobe, (bool, np.bool_))
+        or not isinstance(nprobe, Integral)
+        or nprobe < 1
+    ):
+        raise _bad_int("nprobe", nprobe, DEFAULT_NPROBE)
+    if n_items is not None and nlist is not None and est.stage1 == "ivf":
+        check_nlist(int(nlist), int(n_items))
+
+
+def _metric(est, dst):
+    stage2 = est._plans[dst][1]
+    if stage2 in ("aqd", "aqd-l2") and "codes" in est._index[dst]:
+        return "ip" if stage2 == "aqd" else "l2"
+    return "hamming"
+
+
+def needs_embedding(est, dst):
+    """Whether the IVF of ``dst`` ranks its lists with the query embedding."""
+    return est.stage1 == "ivf" and est._plans[dst][0] and _metric(est, dst) != "hamming"
+
+
+def _seed_token(random_state):
+    """What identifies ``random_state`` across save/load: an int, else None."""
+    if isinstance(random_state, Integral) and not isinstance(random_state, bool):
+        return int(random_state)
+    return None
+
+
+def prepare(est):
+    """Reset the lists at ``fit``; build them for ``stage1="ivf"``."""
+    est._ivf_cache = {}
+    est._ivf_state = {}
+    if getattr(est, "stage1", None) != "ivf":
+        return
+    rng = check_random_state(est.random_state)
+    for m, entry in est._index.items():
+        if "bits" in entry and est._plans[m][0]:
+            _build(est, m, rng)
+
+
+def _build(est, dst, rng=None):
+    entry = est._index[dst]
+    bits = entry["bits"]
+    state = est._ivf_state.get(dst)
+    token = _seed_token(est.random_state)
+    if (
+        state is None
+        or state["nlist"] != est.nlist
+        or state["random_state"] != token
+        or state["n_train"] > len(bits)
+    ):
+        if rng is None:
+            rng = check_random_state(est.random_state)
+        state = {
+            "seed": int(rng.randint(np.iinfo(np.int32).max)),
+            "n_train": len(bits),
+            "nlist": None if est.nlist is None else int(est.nlist),
+            "random_state": token,
+        }
+    ivf = InvertedLists(
+        bits,
+        est.n_bits_,
+        entry.get("codes"),
+        est.codebooks_,
+        metric=_metric(est, dst),
+        nlist=state["nlist"],
+        seed=state["seed"],
+        n_train=state["n_train"],
+    )
+    est._ivf_state[dst] = state
+    est._ivf_cache[dst] = ivf
+    return ivf
+
+
+def ensure(est, dst):
+    """The inverted lists of ``dst``, built or extended so that they index
+    exactly the current items (called before a search's threads start)."""
+    est.__dict__.setdefault("_ivf_cache", {})
+    est.__dict__.setdefault("_ivf_state", {})
+    check_params(est, est.n_samples_fit_)
+    entry = est._index[dst]
+    bits = entry["bits"]
+    ivf = est._ivf_cache.get(dst)
+    state = est._ivf_state.get(dst)
+    if ivf is not None and (
+        state is None
+        or state["nlist"] != est.nlist
+        or state["random_state"] != _seed_token(est.random_state)
+    ):
+        ivf = None
+    if ivf is not None and ivf.bits is not bits:
+        same_prefix = (
+            len(bits) >= ivf.n_items
+            and bits.shape[1:] == ivf.bits.shape[1:]
+            and np.array_equal(bits[: ivf.n_items], ivf.bits[: ivf.n_items])
+        )
+        ivf = ivf.extend(bits, entry.get("codes")) if same_prefix else None
+    if ivf is None:
+        ivf = _build(est, dst)
+    return ivf
+
+
+def stage1_shortlist(est, backend, q, dst, n_short):
+    """Stage 1 of ``dst`` from its inverted lists (see :func:`ensure`)."""
+    ivf = est._ivf_cache[dst]
+    compiled = type(backend).__module__ == "skhash.retrieval._numba"
+    return ivf.shortlist(
+        q["bits"], q.get("embedding"), est.nprobe, n_short, compiled=compiled
+    )
+
+
+def saved_state(est):
+    """The build record (seed, training items) saved with the index, or
+    None: a loaded index rebuilds the same lists from it."""
+    state = getattr(est, "_ivf_state", None)
+    return {m: dict(s) for m, s in state.items()} if state else None
+
+
+def restore(est, meta, where):
+    """Read the build record of :func:`saved_state` from the metadata."""
+    est._ivf_cache = {}
+    est._ivf_state = {}
+    state = meta.get("ivf")
+    if state is None:
+        return
+    ok = isinstance(state, dict)
+    for m, s in state.items() if ok else ():
+        ok &= (
+            m in est._index
+            and isinstance(s, dict)
+            and set(s) == {"seed", "n_train", "nlist", "random_state"}
+            and all(
+                v is None or (isinstance(v, int) and not isinstance(v, bool))
+                for v in s.values()
+            )
+            and isinstance(s["seed"], int)
+            and isinstance(s["n_train"], int)
+            and 1 <= s["n_train"] <= est.n_samples_fit_
+            and (s["nlist"] is None or 1 <= s["nlist"] <= s["n_train"])
+        )
+    if not ok:
+        raise IndexFormatError(
+            f"{where}: the inverted-file record 'ivf'={state!r} is malformed; the "
+            "index is damaged or not from save."
+        )
+    est._ivf_state = {m: dict(s) for m, s in state.items()}
