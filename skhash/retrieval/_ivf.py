@@ -312,12 +312,14 @@ class InvertedLists:
             take = np.ones((c, nl), dtype=bool)
         sizes = np.diff(self.offsets)
         held = take.astype(np.int64) @ sizes
-        for r in np.flatnonzero(held < n_short):
-            order = np.lexsort((np.arange(nl), keys[r]))
-            cum = np.cumsum(sizes[order])
-            j = max(p, int(np.searchsorted(cum, n_short)) + 1)
-            take[r] = False
-            take[r, order[:j]] = True
+        short = np.flatnonzero(held < n_short)
+        if short.size:  # widen, in the order of (key, list id)
+            order = np.argsort(keys[short], axis=1, kind="stable")
+            cum = np.cumsum(sizes[order], axis=1)
+            j = np.maximum(p, (cum < n_short).sum(axis=1) + 1)
+            rank = np.empty_like(order)
+            np.put_along_axis(rank, order, np.arange(nl)[None, :], axis=1)
+            take[short] = rank < j[:, None]
         rows, lists = np.nonzero(take)
         ptr = np.zeros(c + 1, dtype=np.int64)
         np.cumsum(np.bincount(rows, minlength=c), out=ptr[1:])

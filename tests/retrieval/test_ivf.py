@@ -1,0 +1,345 @@
+"""Inverted-file stage 1 (stage1="ivf"): approximate, sublinear, deterministic.
+
+What must hold: with every list probed the results are exactly the
+exhaustive scan's; with fewer, they are the same for any n_jobs, chunking
+and backend; the probed sets grow with nprobe; add, save and load keep the
+lists (a loaded index rebuilds the same lists from the saved record).
+"""
+
+import copy
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.utils._param_validation import InvalidParameterError
+
+from skhash import CodeSet, pack_bits
+from skhash.quantization import encode
+from skhash.retrieval import ShardedRetriever, TwoStageRetriever
+from skhash.retrieval import _retriever as retriever_module
+from skhash.retrieval._ivf import InvertedLists, default_nlist
+
+N, D, N_BITS = 1500, 16, 16
+
+
+def _data(seed=0, n=N, n_bits=N_BITS, kind="additive"):
+    rng = np.random.RandomState(seed)
+    C = (0.5 * rng.randn(4, 16, D)).astype(np.float32)  # first: same for any n
+    centers = rng.randn(25, D)
+    emb = centers[rng.randint(25, size=n)] + 0.4 * rng.randn(n, D)
+    emb = emb.astype(np.float32)
+    if kind == "product":
+        for m in range(4):
+            C[m, :, : 4 * m] = 0
+            C[m, :, 4 * m + 4 :] = 0
+    return CodeSet(
+        embedding=emb,
+        bits=pack_bits(emb[:, :n_bits] if n_bits <= D else np.tile(emb, 8)[:, :n_bits]),
+        n_bits=n_bits,
+        codes=encode(emb, C, kind=kind),
+        codebooks=C,
+        codebook_kind=kind,
+    )
+
+
+def _split(seed, n_queries=200):
+    """A database of N items and queries encoded with the same codebooks."""
+    both = _data(seed, n=N + n_queries)
+    return both[:N], both[N:]
+
+
+def _bits_only(seed=0, n=N):
+    rng = np.random.RandomState(seed)
+    pool = rng.randint(2, size=(12, N_BITS))
+    signs = pool[rng.randint(12, size=n)]
+    flip = rng.rand(n, N_BITS) < 0.1
+    return CodeSet(bits=pack_bits(signs ^ flip), n_bits=N_BITS)
+
+
+def _ivf(**kw):
+    params = dict(alpha=40, n_neighbors=10, stage1="ivf", nlist=20, random_state=0)
+    params.update(kw)
+    return TwoStageRetriever(**params)
+
+
+def _same(a, b):
+    np.testing.assert_array_equal(a[1], b[1])
+    np.testing.assert_array_equal(a[0], b[0])
+
+
+def _recall(found, ref):
+    return np.mean([len(np.intersect1d(f, r)) / len(r) for f, r in zip(found, ref)])
+
+
+# --------------------------------------------------------------------------- #
+# exactness and determinism
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.parametrize(
+    "rerank,kind",
+    [
+        ("aqd", "additive"),
+        ("aqd-l2", "additive"),
+        ("aqd-l2", "product"),
+        ("hamming-codes", "additive"),
+        ("exact", "additive"),
+        ("none", "additive"),
+    ],
+)
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_all_lists_probed_equals_exhaustive(rerank, kind, backend):
+    db = _data(kind=kind)
+    q = db[:60]
+    for alpha in (0, 40, 0.05):
+        ref = TwoStageRetriever(
+            alpha=alpha, n_neighbors=10, rerank=rerank, stage1="exhaustive"
+        ).fit(db)
+        est = _ivf(alpha=alpha, rerank=rerank, backend=backend, nprobe=20).fit(db)
+        _same(est.kneighbors(q), ref.kneighbors(q))
+        est.set_params(nprobe=10**6)  # clipped to nlist
+        _same(est.kneighbors(q), ref.kneighbors(q))
+        if rerank in ("exact", "none"):  # X=None: the indexed items as queries
+            _same(est.kneighbors(), ref.kneighbors())
+
+
+def test_bits_only_database_all_lists_equals_exhaustive():
+    db = _bits_only()
+    ref = TwoStageRetriever(alpha=40, n_neighbors=10, stage1="exhaustive").fit(db)
+    est = _ivf(nprobe=20).fit(db)
+    assert est._ivf_cache["X"].metric == "hamming"
+    _same(est.kneighbors(db[:50]), ref.kneighbors(db[:50]))
+    _same(est.kneighbors(), ref.kneighbors())
+
+
+@pytest.mark.parametrize("make", [_data, _bits_only])
+def test_same_results_for_any_jobs_backend_and_chunking(make, monkeypatch):
+    both = make(seed=1, n=N + 200)
+    db, q = both[:N], both[N:]
+    want = _ivf(nprobe=3, backend="numpy").fit(db).kneighbors(q)
+    for backend, n_jobs in (("numba", None), ("numba", 3), ("auto", 2), ("numpy", 2)):
+        est = _ivf(nprobe=3, backend=backend, n_jobs=n_jobs).fit(db)
+        _same(est.kneighbors(q), want)
+    # tiny chunks, and the queries searched in two batches
+    monkeypatch.setattr(retriever_module, "_CHUNK_BYTES", 1)
+    est = _ivf(nprobe=3, backend="numba").fit(db)
+    _same(est.kneighbors(q), want)
+    halves = [est.kneighbors(q[:77]), est.kneighbors(q[77:])]
+    _same(tuple(np.concatenate([h[i] for h in halves]) for i in (0, 1)), want)
+    # refitting with the same random_state rebuilds the same lists
+    again = _ivf(nprobe=3).fit(db)
+    np.testing.assert_array_equal(again._ivf_cache["X"].ids, est._ivf_cache["X"].ids)
+
+
+def test_recall_grows_with_nprobe():
+    db, q = _split(3)
+    ref = TwoStageRetriever(alpha=40, n_neighbors=10, stage1="exhaustive").fit(db)
+    want = ref.kneighbors(q)[1]
+    est = _ivf(nlist=30).fit(db)
+    ivf = est._ivf_cache["X"]
+    keys = ivf.list_keys(q.get("X", "bits"), q.get("X", "embedding"))
+    recalls, probed = [], None
+    for nprobe in (1, 2, 4, 8, 16, 30):
+        est.set_params(nprobe=nprobe)
+        recalls.append(_recall(est.kneighbors(q)[1], want))
+        ptr, lists = ivf.probe(keys, nprobe, 40)
+        sets = [set(lists[ptr[i] : ptr[i + 1]]) for i in range(len(q))]
+        assert all(len(s) >= min(nprobe, 30) for s in sets)
+        if probed is not None:  # the probed lists are nested
+            assert all(a <= b for a, b in zip(probed, sets))
+        probed = sets
+    assert recalls[0] < 0.9 < recalls[-2] and recalls[-1] == 1.0
+    assert all(b >= a - 0.02 for a, b in zip(recalls, recalls[1:])), recalls
+
+
+def test_probe_widens_until_the_shortlist_fits():
+    db = _data(seed=5)
+    est = _ivf(nlist=30, nprobe=1, alpha=400).fit(db)
+    ivf = est._ivf_cache["X"]
+    q = db[:20]
+    keys = ivf.list_keys(q.get("X", "bits"), q.get("X", "embedding"))
+    ptr, lists = ivf.probe(keys, 1, 400)
+    sizes = np.diff(ivf.offsets)
+    held = [sizes[lists[ptr[i] : ptr[i + 1]]].sum() for i in range(len(q))]
+    assert min(held) >= 400
+    # the best list is always probed (ties to the lower id)
+    best = np.lexsort((np.tile(np.arange(ivf.nlist), (len(q), 1)), keys), axis=1)
+    assert all(best[i, 0] in lists[ptr[i] : ptr[i + 1]] for i in range(len(q)))
+    dist, idx = est.kneighbors(q)
+    assert idx.shape == (20, 10) and (idx >= 0).all()
+
+
+def test_lists_partition_the_items_in_index_order():
+    db = _data(seed=6)
+    ivf = _ivf(nlist=37).fit(db)._ivf_cache["X"]
+    assert ivf.nlist == 37 and ivf.offsets[0] == 0 and ivf.offsets[-1] == N
+    np.testing.assert_array_equal(np.sort(ivf.ids), np.arange(N))
+    for lst in range(ivf.nlist):
+        seg = ivf.ids[ivf.offsets[lst] : ivf.offsets[lst + 1]]
+        assert np.all(np.diff(seg) > 0)
+    bits = db.get("X", "bits")
+    np.testing.assert_array_equal(
+        ivf.words.view(np.uint8)[:, : bits.shape[1]], bits[ivf.ids]
+    )
+
+
+def test_default_nlist_and_stage1_auto_stays_exact():
+    assert default_nlist(10**6) == 4000 and default_nlist(100) == 2
+    assert default_nlist(1) == 1
+    db = _data(seed=7)
+    est = _ivf(nlist=None).fit(db)
+    assert est._ivf_cache["X"].nlist == default_nlist(N)
+    auto = TwoStageRetriever(alpha=40, n_neighbors=10).fit(db)
+    exh = TwoStageRetriever(alpha=40, n_neighbors=10, stage1="exhaustive").fit(db)
+    _same(auto.kneighbors(db[:30]), exh.kneighbors(db[:30]))
+    assert not getattr(auto, "_ivf_cache", {})
+
+
+# --------------------------------------------------------------------------- #
+# add, save, load
+# --------------------------------------------------------------------------- #
+
+
+def test_add_assigns_new_items_to_the_trained_lists():
+    db = _data(seed=8)
+    a, b = db[:1000], db[1000:]
+    grown = _ivf(nprobe=4).fit(a)
+    before = grown._ivf_cache["X"]
+    centroids = before.centroids.copy()
+    grown.add(b)
+    q = _data(seed=8, n=N + 100)[N:]
+    got = grown.kneighbors(q)
+    ivf = grown._ivf_cache["X"]
+    assert ivf is before and ivf.n_items == N  # extended, not rebuilt
+    np.testing.assert_array_equal(ivf.centroids, centroids)
+    # = an index of a + b whose lists were trained on a with the same seed
+    state = copy.deepcopy(grown._ivf_state)
+    assert state["X"]["n_train"] == 1000
+    full = _ivf(nprobe=4, stage1="exhaustive").fit(db)
+    full._ivf_state = state
+    full.set_params(stage1="ivf")
+    _same(full.kneighbors(q), got)
+    np.testing.assert_array_equal(full._ivf_cache["X"].ids, ivf.ids)
+    # each new item is in the list of its nearest centroid
+    x = (db.codebooks[np.arange(4), db.get("X", "codes")[1000:]]).sum(axis=1)
+    d = ((x[:, None, :] - centroids[None]) ** 2).sum(axis=2)
+    lists = np.repeat(np.arange(ivf.nlist), np.diff(ivf.offsets))
+    where = np.empty(N, np.int64)
+    where[ivf.ids] = lists
+    assert np.mean(where[1000:] == np.argmin(d, axis=1)) > 0.99
+    # and every list probed is still the exhaustive result
+    grown.set_params(nprobe=ivf.nlist)
+    exh = TwoStageRetriever(alpha=40, n_neighbors=10, stage1="exhaustive").fit(db)
+    _same(grown.kneighbors(q), exh.kneighbors(q))
+
+
+@pytest.mark.parametrize("random_state", [0, None, np.random.RandomState(3)])
+@pytest.mark.parametrize("layout", ["index.npz", "index"])
+def test_save_load_gives_the_same_results(tmp_path, layout, random_state):
+    db, q = _split(10, 100)
+    est = _ivf(nprobe=3, random_state=random_state).fit(db[:1200])
+    est.add(db[1200:])  # trained on the first 1200 items
+    want = est.kneighbors(q)
+    path = est.save(tmp_path / layout)
+    modes = [None] if layout.endswith(".npz") else [None, "r"]
+    for mode in modes:
+        loaded = TwoStageRetriever.load(path, mmap_mode=mode)
+        assert loaded._ivf_state == est._ivf_state
+        _same(loaded.kneighbors(q), want)
+        np.testing.assert_array_equal(
+            loaded._ivf_cache["X"].ids, est._ivf_cache["X"].ids
+        )
+
+
+def test_add_on_disk_then_load(tmp_path):
+    db = _data(seed=12)
+    q = db[:50]
+    est = _ivf(nprobe=2).fit(db[:1000])
+    path = est.save(tmp_path / "index")
+    disk = TwoStageRetriever.load(path, mmap_mode="r+")
+    disk.kneighbors(q)
+    disk.add(db[1000:])
+    est.add(db[1000:])
+    _same(disk.kneighbors(q), est.kneighbors(q))
+    _same(TwoStageRetriever.load(path, mmap_mode="r").kneighbors(q), est.kneighbors(q))
+
+
+# --------------------------------------------------------------------------- #
+# parameters
+# --------------------------------------------------------------------------- #
+
+
+def test_params_contract_and_query_time_nprobe():
+    est = _ivf(nprobe=2)
+    params = est.get_params()
+    assert params["nlist"] == 20 and params["nprobe"] == 2
+    assert params["random_state"] == 0 and params["stage1"] == "ivf"
+    assert clone(est).get_params() == params
+    db, q = _split(13, 100)
+    est.fit(db)
+    ivf = est._ivf_cache["X"]
+    few = est.kneighbors(q)
+    est.set_params(nprobe=20)
+    many = est.kneighbors(q)
+    assert est._ivf_cache["X"] is ivf  # nprobe is read at query time
+    assert not np.array_equal(few[1], many[1])
+    _same(many, _ivf(nprobe=20).fit(db).kneighbors(q))
+    est.set_params(nlist=10)  # rebuilt at the next search
+    est.kneighbors(q)
+    assert est._ivf_cache["X"].nlist == 10
+    est.set_params(nlist=20, nprobe=2)
+    _same(est.kneighbors(q), few)
+
+
+@pytest.mark.parametrize(
+    "params,match",
+    [
+        ({"nprobe": 0}, "nprobe"),
+        ({"nprobe": True}, "nprobe=True"),
+        ({"nprobe": 2.5}, "nprobe"),
+        ({"nlist": 0}, "nlist"),
+        ({"nlist": True}, "nlist=True"),
+        ({"nlist": 1501}, "nlist=1501"),
+        ({"stage1": "IVF"}, "stage1"),
+        ({"random_state": "x"}, "random_state"),
+    ],
+)
+def test_invalid_parameters_are_refused(params, match):
+    db = _data(seed=15)
+    with pytest.raises((ValueError, InvalidParameterError), match=match):
+        _ivf(**params).fit(db)
+    est = _ivf().fit(db)
+    if "nlist" in params or "nprobe" in params:
+        est.set_params(**params)
+        with pytest.raises((ValueError, InvalidParameterError), match=match):
+            est.kneighbors(db[:5])
+
+
+def test_nlist_above_n_names_the_fix():
+    with pytest.raises(ValueError, match=r"nlist=2000 .* pass nlist <= 1500"):
+        _ivf(nlist=2000).fit(_data(seed=16))
+
+
+def test_queries_need_an_embedding_to_rank_the_lists():
+    db = _data(seed=17)
+    est = _ivf(alpha=0).fit(db)  # Hamming ranking, but the lists use q's embedding
+    with pytest.raises(ValueError, match="carry no embedding"):
+        est.kneighbors(CodeSet(bits=db.get("X", "bits")[:5], n_bits=N_BITS))
+
+
+def test_sharded_retriever_refuses_ivf():
+    with pytest.raises(InvalidParameterError, match="stage1"):
+        ShardedRetriever(stage1="ivf", n_shards=2).fit(_data(seed=18))
+
+
+def test_inverted_lists_direct():
+    bits = _bits_only(seed=19).get("X", "bits")
+    ivf = InvertedLists(bits, N_BITS, metric="hamming", nlist=10, seed=1, n_train=N)
+    again = InvertedLists(bits, N_BITS, metric="hamming", nlist=10, seed=1, n_train=N)
+    np.testing.assert_array_equal(ivf.centroids, again.centroids)
+    np.testing.assert_array_equal(ivf.ids, again.ids)
+    q = bits[:30]
+    a = ivf.shortlist(q, None, 3, 25, compiled=True)
+    b = ivf.shortlist(q, None, 3, 25, compiled=False)
+    _same(a, b)
+    assert ivf.nbytes > 0 and "nlist=10" in repr(ivf)
