@@ -718,6 +718,8 @@ def curves(args):
         # skhash: alpha x stage1 (every stage1 must return the same results)
         reference = {}
         for stage1 in args.stage1:
+            if stage1 == "ivf":
+                continue
             est, build = _timed(
                 lambda s=stage1: TwoStageRetriever(
                     n_neighbors=N_NEIGHBORS, backend="numba", stage1=s
@@ -749,6 +751,8 @@ def curves(args):
                 add(
                     f"skhash {stage1}", f"L={L}{extra}", qps, found, build, nbytes, qps2
                 )
+        if "ivf" in args.stage1:
+            _ivf_curve(args, db, queries, n, add)
         # faiss IndexBinaryFlat + the same AQD re-rank
         flat, build = _timed(lambda: to_faiss(CodeSet(bits=bits, n_bits=d)))
         nbytes = _faiss_bytes(flat, True) + codes.nbytes + C.nbytes
@@ -860,6 +864,59 @@ def curves(args):
     return results
 
 
+def _ivf_curve(args, db, queries, n, add):
+    """skhash ``stage1="ivf"``: alpha x nprobe sweep (recall also against the
+    exhaustive two-stage result of the same alpha, the ``vs exh`` column)."""
+    nlist = args.ivf_nlist
+    est, build = _timed(
+        lambda: TwoStageRetriever(
+            n_neighbors=N_NEIGHBORS,
+            backend="numba",
+            stage1="ivf",
+            nlist=nlist,
+            random_state=0,
+        ).fit(db)
+    )
+    ivf = est._ivf_cache["X"]
+    sizes = np.diff(ivf.offsets)
+    print(
+        f"  skhash ivf: nlist={ivf.nlist} (largest list {sizes.max()}, "
+        f"{int((sizes == 0).sum())} empty), built in {build:.1f} s",
+        flush=True,
+    )
+    index_bytes = sum(a.nbytes for a in est._index["X"].values())
+    index_bytes += est.codebooks_.nbytes + ivf.nbytes
+    exhaustive = TwoStageRetriever(
+        n_neighbors=N_NEIGHBORS, backend="numba", stage1="exhaustive"
+    ).fit(db)
+    for alpha in args.ivf_alpha:
+        L = int(alpha) if alpha >= 1 else round(alpha * n)
+        if L > n:
+            continue
+        exhaustive.set_params(alpha=L)
+        ref = exhaustive.kneighbors(queries[: args.truth])[1]
+        for nprobe in args.ivf_nprobe:
+            est.set_params(alpha=L, nprobe=nprobe, n_jobs=None)
+            qps = rate(lambda m: est.kneighbors(queries[:m]), args.queries, args.budget)
+            qps2 = float("nan")
+            if args.two_threads:
+                est.set_params(n_jobs=2)
+                qps2 = rate(
+                    lambda m: est.kneighbors(queries[:m]), args.queries, args.budget
+                )
+                est.set_params(n_jobs=None)
+            found = est.kneighbors(queries[: args.truth])[1]
+            add(
+                f"skhash ivf{ivf.nlist}",
+                f"L={L} np={nprobe} vs exh {recall(found, ref):.2f}",
+                qps,
+                found,
+                build,
+                index_bytes,
+                qps2,
+            )
+
+
 def _summary(n, rows):
     """Per recall level reached by a 16 B/item faiss index: fastest of each."""
 
@@ -955,7 +1012,22 @@ def main(argv=None):
         help="shortlist sizes of the curves (>= 1: L, < 1: fraction of N)",
     )
     parser.add_argument(
-        "--stage1", nargs="+", default=["exhaustive", "mih"], help="curves' stage1"
+        "--stage1",
+        nargs="+",
+        default=["exhaustive", "mih", "ivf"],
+        help="curves' stage1 ('ivf': swept over --ivf-alpha x --ivf-nprobe)",
+    )
+    parser.add_argument(
+        "--ivf-nprobe", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64]
+    )
+    parser.add_argument(
+        "--ivf-alpha", type=float, nargs="+", default=[100, 1000], help="ivf's L"
+    )
+    parser.add_argument(
+        "--ivf-nlist", type=int, default=None, help="skhash nlist (None: default)"
+    )
+    parser.add_argument(
+        "--two-threads", action="store_true", help="also time skhash ivf on 2 threads"
     )
     parser.add_argument("--nprobe", type=int, nargs="+", default=[1, 4, 16, 64])
     parser.add_argument("--nlist", type=int, default=None, help="default 4 sqrt(N)")
