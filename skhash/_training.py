@@ -1,0 +1,322 @@
+"""The pieces of skorch training the learners share.
+
+The device and thread settings of a fit, skhash's own skorch callbacks (loss
+watch, epoch count, the state kept with a checkpoint), the criteria's base
+class, the dataset skorch iterates, and skorch's ``NeuralNet`` with its
+Accelerate integration. :class:`~skhash._base.BaseCodeLearner` assembles
+them in ``fit``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+
+import numpy as np
+import torch
+from skorch import NeuralNet
+from skorch.callbacks import Callback
+from threadpoolctl import threadpool_limits
+from torch import nn
+
+__all__ = ["resolve_device", "torch_threads"]
+
+
+@contextlib.contextmanager
+def torch_threads(n_jobs):
+    """Use ``n_jobs`` CPU threads (torch, BLAS, OpenMP) in the block, then restore.
+
+    Parameters
+    ----------
+    n_jobs : int or None
+        None keeps the current setting; -1 means all cores; 0 is read as 1.
+
+    Yields
+    ------
+    None
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skhash._training import torch_threads
+    >>> before = torch.get_num_threads()
+    >>> with torch_threads(1):
+    ...     torch.get_num_threads()
+    1
+    >>> torch.get_num_threads() == before
+    True
+    """
+    if n_jobs is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    n = (os.cpu_count() or 1) if n_jobs == -1 else max(1, int(n_jobs))
+    torch.set_num_threads(n)
+    try:
+        # numpy's BLAS and OpenMP (k-means, codebook updates) follow suit, so
+        # that a given n_jobs also gives the same floating-point results
+        with threadpool_limits(limits=n):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def resolve_device(device):
+    """Check a device name and resolve ``"auto"``.
+
+    Parameters
+    ----------
+    device : str or torch.device
+        ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``,
+        ``"cuda:1"`` or ``"mps"``. Other device types (``"meta"``, ...) and
+        names torch does not parse (``"gpu"``, ``"cuda:x"``) raise.
+
+    Returns
+    -------
+    device : str
+        The device to use.
+
+    Examples
+    --------
+    >>> from skhash._training import resolve_device
+    >>> resolve_device("cpu")
+    'cpu'
+    """
+    if isinstance(device, torch.device):
+        device = str(device)
+    if not isinstance(device, str):
+        raise ValueError(
+            f"device={device!r} must be a string such as 'auto', 'cpu' or 'cuda'."
+        )
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    hint = " (CUDA devices are named 'cuda')" if device.lower() == "gpu" else ""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise ValueError(
+            f"device={device!r} is not a device name{hint}; use 'auto', 'cpu', "
+            "'cuda', 'cuda:<index>' (e.g. 'cuda:0') or 'mps'."
+        ) from None
+    if parsed.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(
+            f"device={device!r} is a {parsed.type!r} device, on which a learner "
+            "cannot train; use 'auto', 'cpu', 'cuda' or 'mps'."
+        )
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device={device!r} was requested but CUDA is not available on "
+                "this machine. Use device='auto' (CUDA when present, else CPU) "
+                "or device='cpu'."
+            )
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device={device!r}: this machine has {torch.cuda.device_count()} "
+                f"CUDA device(s), numbered from 0; use 'cuda:0' .. "
+                f"'cuda:{torch.cuda.device_count() - 1}' or 'cuda'."
+            )
+    if parsed.type == "mps" and not (
+        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+    ):
+        raise ValueError(
+            f"device={device!r} was requested but MPS is not available on this "
+            "machine. Use device='auto' or device='cpu'."
+        )
+    return device
+
+
+class _LossWatch(Callback):
+    """Stops training with a clear error when the loss is not finite, and
+    records the per-epoch mean of each loss term in the history (the terms
+    of the validation batches with a ``valid_`` prefix)."""
+
+    def __init__(self, learner):
+        self.learner = learner
+
+    def on_epoch_begin(self, net, **kwargs):
+        net.criterion_.begin_epoch(len(net.history))
+
+    def on_batch_end(self, net, batch=None, training=None, **kwargs):
+        key = "train_loss" if training else "valid_loss"
+        loss = net.history[-1, "batches", -1].get(key)
+        if loss is not None and not math.isfinite(loss):
+            what = "training" if training else "validation"
+            raise self.learner._diverged(
+                f"the {what} loss became {loss} at epoch {len(net.history)}"
+            )
+
+    def on_epoch_end(self, net, **kwargs):
+        for name, value in net.criterion_.end_epoch().items():
+            net.history.record(name, value)
+
+
+class _EpochsDone(Callback):
+    """Counts the epochs whose training, validation and skhash callbacks all
+    ran to their end.
+
+    skorch's ``partial_fit`` swallows a ``KeyboardInterrupt`` and returns
+    normally, and the history already holds a row for the epoch that was
+    interrupted; this callback, placed after skhash's own callbacks and
+    before the user's, tells an interrupted epoch (re-raised) from a stop
+    requested by a user callback at an epoch's end (skorch's
+    ``EarlyStopping`` raises ``KeyboardInterrupt`` there).
+    """
+
+    def __init__(self):
+        self.n_done = 0
+
+    def on_train_begin(self, net, **kwargs):
+        self.n_done = 0
+
+    def on_epoch_end(self, net, **kwargs):
+        self.n_done += 1
+
+
+class _EpochStates(Callback):
+    """Keeps the learner's fitted state (codebooks, α) of the epoch that a
+    ``Checkpoint(load_best=True)`` saves, so that the codes after fit match
+    the restored weights. Placed after the user's callbacks."""
+
+    def __init__(self, learner, checkpoints):
+        self.learner = learner
+        self.checkpoints = checkpoints
+        self.state = None
+
+    def on_train_begin(self, net, **kwargs):
+        self.state = None
+
+    def on_epoch_end(self, net, dataset_train=None, **kwargs):
+        cp = self.checkpoints[-1]
+        if cp.monitor is None:
+            saved = True
+        elif callable(cp.monitor):
+            saved = bool(cp.monitor(net))
+        else:
+            saved = bool(net.history[-1].get(cp.monitor, False))
+        if saved:
+            emb = self.learner._embed_training_data(net, dataset_train.X)
+            self.state = self.learner._epoch_state(net, emb)
+
+
+class _Criterion(nn.Module):
+    """Base of the learners' criteria: accumulates named loss terms.
+
+    Terms computed without gradient (skorch's validation batches) are kept
+    apart and reported with a ``valid_`` prefix.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._sums = {}
+        self._count = 0
+        self._valid_sums = {}
+        self._valid_count = 0
+        self.epoch = 0
+
+    def begin_epoch(self, epoch):
+        self.epoch = epoch
+        self._sums, self._count = {}, 0
+        self._valid_sums, self._valid_count = {}, 0
+
+    def end_epoch(self):
+        out = {}
+        if self._count:
+            out.update({k: v / self._count for k, v in self._sums.items()})
+        if self._valid_count:
+            out.update(
+                {
+                    f"valid_{k}": v / self._valid_count
+                    for k, v in self._valid_sums.items()
+                }
+            )
+        return out
+
+    def __call__(self, *args, **kwargs):
+        # skorch computes the validation loss without gradient
+        self._training_batch = torch.is_grad_enabled()
+        return super().__call__(*args, **kwargs)
+
+    def _record(self, **terms):
+        if getattr(self, "_training_batch", True):
+            sums = self._sums
+            self._count += 1
+        else:
+            sums = self._valid_sums
+            self._valid_count += 1
+        for k, v in terms.items():
+            sums[k] = sums.get(k, 0.0) + float(v)
+
+
+class _ItemDataset(torch.utils.data.Dataset):
+    """The items of a fit, as skorch iterates them.
+
+    Each item is ``({modality: tensor, index_key: position}, target)``; the
+    arrays are read a row at a time and keep their dtype (a ``uint8`` image
+    set stays ``uint8``: the towers' input layer converts each batch to
+    float32). ``X`` is the dict of the arrays, for callbacks that embed the
+    whole set.
+    """
+
+    def __init__(self, arrays, y, index_key="index"):
+        self.X = arrays
+        self.y = y
+        self.index_key = index_key
+        self._n = len(y)
+
+    def __len__(self):
+        return self._n
+
+    def __getitem__(self, i):
+        item = {name: torch.from_numpy(np.array(a[i])) for name, a in self.X.items()}
+        item[self.index_key] = i
+        return item, self.y[i]
+
+
+def _bare_module(module):
+    """The towers inside a data-parallel wrapper (accelerate's DDP), or as is."""
+    while isinstance(module, nn.parallel.DistributedDataParallel):
+        module = module.module
+    return module
+
+
+def _accelerated_net_class():
+    """skorch's NeuralNet with its Accelerate integration (``accelerator=``)."""
+    try:
+        from skorch.hf import AccelerateMixin
+    except ImportError as exc:  # pragma: no cover - skorch without hf module
+        raise ImportError(
+            "accelerator= needs skorch's Accelerate integration (skorch.hf) and "
+            "accelerate: pip install 'skhash[accelerate]'."
+        ) from exc
+    global _ACCELERATED_NET
+    if _ACCELERATED_NET is None:
+
+        class AcceleratedNeuralNet(AccelerateMixin, NeuralNet):
+            """skorch's NeuralNet trained through accelerate."""
+
+            def _initialize_accelerator(self):
+                # skhash's criteria hold no trainable parameter, and
+                # accelerate would wrap them in DistributedDataParallel,
+                # which refuses such a module: prepare the towers and the
+                # optimizer only, and put the criteria on the device
+                held = {}
+                for name in self._criteria:
+                    crit = getattr(self, name + "_")
+                    if isinstance(crit, nn.Module) and not any(
+                        p.requires_grad for p in crit.parameters()
+                    ):
+                        held[name] = crit
+                        setattr(self, name + "_", None)
+                try:
+                    return super()._initialize_accelerator()
+                finally:
+                    for name, crit in held.items():
+                        setattr(self, name + "_", crit.to(self.accelerator.device))
+
+        _ACCELERATED_NET = AcceleratedNeuralNet
+    return _ACCELERATED_NET
+
+
+_ACCELERATED_NET = None
