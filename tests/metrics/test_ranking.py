@@ -12,7 +12,7 @@ from sklearn.metrics import average_precision_score
 from sklearn.utils._param_validation import InvalidParameterError
 
 from skhash.metrics import (
-    _ranking,
+    _chunking,
     average_precision_from_ranking,
     harmonic_mean,
     mean_average_precision,
@@ -30,7 +30,7 @@ VARIANTS = ["djsrh", "deephash", "full"]
 @pytest.fixture
 def small_chunks(monkeypatch):
     """Force the chunked code paths to use many tiny chunks."""
-    monkeypatch.setattr(_ranking, "_CHUNK_ELEMENTS", 7)
+    monkeypatch.setattr(_chunking, "_CHUNK_ELEMENTS", 7)
 
 
 def _random_problem(seed, n_queries=7, n_database=15, n_levels=None):
@@ -306,7 +306,7 @@ def test_chunked_equals_unchunked(ties, monkeypatch):
         mean_average_precision(y_true, y_score, k=4, variant=v, ties=ties)
         for v in VARIANTS
     ] + [precision_at_k(y_true, y_score, k=4, ties=ties)]
-    monkeypatch.setattr(_ranking, "_CHUNK_ELEMENTS", 7)
+    monkeypatch.setattr(_chunking, "_CHUNK_ELEMENTS", 7)
     after = [
         mean_average_precision(y_true, y_score, k=4, variant=v, ties=ties)
         for v in VARIANTS
