@@ -21,8 +21,8 @@ lists of largest ``⟨q, c⟩`` for ``"aqd"`` and of smallest ``‖q - c‖²`` 
 binarised (faiss's ``IndexBinaryIVF``); items and queries go by Hamming
 distance to them. Ties go to the lower list id everywhere.
 
-**Build.** k-means (:func:`skhash.quantization._kmeans._kmeans`:
-sklearn's ``KMeans``, k-means++ seeded, ``N_ITER`` Lloyd iterations) on a
+**Build.** k-means (:func:`_lloyd`: centroids drawn among the sample,
+then ``N_ITER`` Lloyd iterations) on a
 sample of at most ``TRAIN_POINTS_PER_LIST * nlist`` items drawn from the
 first ``n_train`` items with a recorded seed, run on one thread so that a
 rebuild from the same seed and items gives the same centroids; then every
@@ -52,7 +52,7 @@ NLIST_FACTOR = 4
 #: training points per centroid).
 MIN_ITEMS_PER_LIST = 39
 #: k-means trains on at most this many items per list.
-TRAIN_POINTS_PER_LIST = 64
+TRAIN_POINTS_PER_LIST = 32
 #: Lloyd iterations of the coarse k-means.
 N_ITER = 10
 #: Item-list distances computed per block of the assignment.
@@ -119,6 +119,46 @@ def _limit_threads():
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(limits=1)
+
+
+def _smallest(keys, m):
+    """The ``m`` smallest entries of each row by (key, column), as their
+    columns in ascending order: ties at the ``m``-th key go to the lower
+    columns, so the set does not depend on how a partition breaks them."""
+    c, nl = keys.shape
+    if m >= nl:
+        return np.broadcast_to(np.arange(nl), (c, nl))
+    kth = np.partition(keys, m - 1, axis=1)[:, m - 1 : m]
+    less = keys < kth
+    eq = keys == kth
+    need = m - less.sum(axis=1, keepdims=True)
+    take = less | (eq & (np.cumsum(eq, axis=1) <= need))
+    return np.nonzero(take)[1].reshape(c, m)
+
+
+def _lloyd(X, n_clusters, rng, n_iter=N_ITER):
+    """k-means centroids (float32) of the rows of ``X``, as faiss trains its
+    coarse quantizers: initial centroids drawn among the rows (no k-means++,
+    whose seeding cost more than the iterations here), then ``n_iter``
+    Lloyd iterations (the nearest-centroid step is
+    :func:`skhash.quantization._kmeans._nearest`); a centroid left with no
+    point keeps its place. Deterministic given ``rng`` (BLAS on one
+    thread)."""
+    from skhash.quantization._kmeans import _nearest
+
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    n, d = X.shape
+    C = X[np.sort(rng.choice(n, n_clusters, replace=False))].copy()
+    for _ in range(n_iter):
+        a = _nearest(X, C, np.einsum("kd,kd->k", C, C))
+        counts = np.bincount(a, minlength=n_clusters)
+        full = counts > 0
+        sums = np.stack(
+            [np.bincount(a, weights=X[:, j], minlength=n_clusters) for j in range(d)],
+            axis=1,
+        )
+        C[full] = (sums[full] / counts[full, None]).astype(np.float32)
+    return C
 
 
 class InvertedLists:
@@ -191,10 +231,8 @@ class InvertedLists:
         else:
             rows = np.arange(self.n_train)
         sample = self._vectors(bits, codes, rows)
-        from skhash.quantization._kmeans import _kmeans
-
         with _limit_threads():
-            centroids = _kmeans(sample, nl, rng, N_ITER).astype(np.float32)
+            centroids = _lloyd(sample, nl, rng)
         if metric == "hamming":
             bitvec = centroids > 0
             self.centroids = np.packbits(bitvec, axis=1)
@@ -302,24 +340,24 @@ class InvertedLists:
         ``n_short`` items. Returns CSR ``(ptr, lists)``."""
         c, nl = keys.shape
         p = min(int(nprobe), nl)
-        if p < nl:
-            kth = np.partition(keys, p - 1, axis=1)[:, p - 1 : p]
-            less = keys < kth
-            eq = keys == kth
-            need = p - less.sum(axis=1, keepdims=True)
-            take = less | (eq & (np.cumsum(eq, axis=1) <= need))
-        else:
-            take = np.ones((c, nl), dtype=bool)
+        take = np.zeros((c, nl), dtype=bool)
+        np.put_along_axis(take, _smallest(keys, p), True, axis=1)
         sizes = np.diff(self.offsets)
-        held = take.astype(np.int64) @ sizes
+        held = (take * sizes).sum(axis=1)
         short = np.flatnonzero(held < n_short)
-        if short.size:  # widen, in the order of (key, list id)
-            order = np.argsort(keys[short], axis=1, kind="stable")
-            cum = np.cumsum(sizes[order], axis=1)
+        m = p
+        while short.size:  # widen, in the order of (key, list id)
+            m = min(nl, 4 * m)
+            sub = keys[short]
+            top = _smallest(sub, m)  # (rows, m) list ids, ascending
+            order = np.argsort(np.take_along_axis(sub, top, 1), axis=1, kind="stable")
+            ranked = np.take_along_axis(top, order, 1)
+            cum = np.cumsum(sizes[ranked], axis=1)
+            enough = cum[:, -1] >= n_short
             j = np.maximum(p, (cum < n_short).sum(axis=1) + 1)
-            rank = np.empty_like(order)
-            np.put_along_axis(rank, order, np.arange(nl)[None, :], axis=1)
-            take[short] = rank < j[:, None]
+            for r in np.flatnonzero(enough):
+                take[short[r], ranked[r, : j[r]]] = True
+            short = short[~enough]
         rows, lists = np.nonzero(take)
         ptr = np.zeros(c + 1, dtype=np.int64)
         np.cumsum(np.bincount(rows, minlength=c), out=ptr[1:])

@@ -10,6 +10,33 @@ from numba import njit
 
 from skhash.retrieval._mih_kernels import _popcount
 
+_RADIX_BITS = 11
+_RADIX = 1 << _RADIX_BITS
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _radix_sort(keys, n, tmp, count, max_key):
+    """Sort ``keys[:n]`` (non-negative, at most ``max_key``) by LSD radix
+    passes of 11 bits; returns the array (``keys`` or ``tmp``) holding the
+    result. A few linear passes: numba's comparison sort is several times
+    slower on the few thousand keys of a shortlist."""
+    src, dst = keys, tmp
+    shift = 0
+    while (max_key >> shift) > 0:
+        for b in range(_RADIX + 1):
+            count[b] = 0
+        for i in range(n):
+            count[((src[i] >> shift) & (_RADIX - 1)) + 1] += 1
+        for b in range(_RADIX):
+            count[b + 1] += count[b]
+        for i in range(n):
+            b = (src[i] >> shift) & (_RADIX - 1)
+            dst[count[b]] = src[i]
+            count[b] += 1
+        src, dst = dst, src
+        shift += _RADIX_BITS
+    return src
+
 
 @njit(cache=True, nogil=True, boundscheck=False)
 def _ivf_shortlist(q_words, ptr, lists, offsets, ids, words, n_cand, out_idx, out_dist):
@@ -20,18 +47,20 @@ def _ivf_shortlist(q_words, ptr, lists, offsets, ids, words, n_cand, out_idx, ou
     rows ``words[offsets[l]:offsets[l + 1]]`` (list order, so that a probe
     reads contiguous memory). The probed lists hold at least ``n_cand``
     items. Ordered by (Hamming distance, database index), as the exhaustive
-    scan: a histogram of the distances gives the threshold ``t``, every item
-    below it is kept, the lowest-index items at ``t`` complete the
-    shortlist (a partition, not a sort, of the ties), and the ``n_cand``
-    kept items are sorted by ``distance * N + index``.
+    scan: a histogram of the distances gives the threshold ``t`` (the
+    smallest distance with ``n_cand`` items at or below it), the items at or
+    below ``t`` are radix-sorted by ``distance * N + index``, and the first
+    ``n_cand`` kept.
     """
     n_q, n_words = q_words.shape
     n_total = ids.shape[0]
     n_max = 64 * n_words
     hist = np.zeros(n_max + 1, np.int64)
+    count = np.zeros(_RADIX + 1, np.int64)
     buf_d = np.empty(4096, np.int64)
     buf_i = np.empty(4096, np.int64)
-    keys = np.empty(n_cand, np.int64)
+    keys = np.empty(4096, np.int64)
+    tmp = np.empty(4096, np.int64)
     for q in range(n_q):
         total = 0
         for t in range(ptr[q], ptr[q + 1]):
@@ -40,6 +69,8 @@ def _ivf_shortlist(q_words, ptr, lists, offsets, ids, words, n_cand, out_idx, ou
         if total > buf_d.shape[0]:
             buf_d = np.empty(total, np.int64)
             buf_i = np.empty(total, np.int64)
+            keys = np.empty(total, np.int64)
+            tmp = np.empty(total, np.int64)
         w = 0
         for t in range(ptr[q], ptr[q + 1]):
             lst = lists[t]
@@ -54,29 +85,18 @@ def _ivf_shortlist(q_words, ptr, lists, offsets, ids, words, n_cand, out_idx, ou
         below = 0
         thr = 0
         for d in range(n_max + 1):
-            if below + hist[d] >= n_cand:
+            below += hist[d]
+            if below >= n_cand:
                 thr = d
                 break
-            below += hist[d]
-        ties = np.empty(hist[thr], np.int64)
         k = 0
-        n_ties = 0
         for p in range(w):
-            d = buf_d[p]
-            if d < thr:
-                keys[k] = d * n_total + buf_i[p]
+            if buf_d[p] <= thr:
+                keys[k] = buf_d[p] * n_total + buf_i[p]
                 k += 1
-            elif d == thr:
-                ties[n_ties] = buf_i[p]
-                n_ties += 1
-        need = n_cand - k
-        if n_ties > need:
-            ties = np.partition(ties, need - 1)
-        for j in range(need):
-            keys[k + j] = thr * n_total + ties[j]
-        keys.sort()
+        done = _radix_sort(keys, k, tmp, count, thr * n_total + n_total - 1)
         for p in range(n_cand):
-            out_dist[q, p] = keys[p] // n_total
-            out_idx[q, p] = keys[p] % n_total
+            out_dist[q, p] = done[p] // n_total
+            out_idx[q, p] = done[p] % n_total
         for d in range(n_max + 1):
             hist[d] = 0

@@ -138,9 +138,9 @@ class TwoStageRetriever(BaseEstimator):
         ``"numba"`` (compiled, several times faster), ``"numpy"`` (the
         reference) or ``"auto"``, numba when it can be imported and numpy
         otherwise. Both return identical results. Read at query time.
-    stage1 : {"auto", "exhaustive", "mih"}, default="auto"
-        How stage 1 finds the shortlist; every choice returns the same
-        items, distances and tie order. ``"exhaustive"`` scans every code
+    stage1 : {"auto", "exhaustive", "mih", "ivf"}, default="auto"
+        How stage 1 finds the shortlist; every choice but ``"ivf"`` returns
+        the same items, distances and tie order. ``"exhaustive"`` scans every code
         (``O(N)`` per query, the reference). ``"mih"`` searches multi-index
         hash tables over substrings of the codes (Norouzi et al. [3]_):
         exact, and sublinear in ``N`` when the shortlist's Hamming radius is
@@ -156,11 +156,38 @@ class TwoStageRetriever(BaseEstimator):
         ``s``-bit substrings; they are built at fit for ``"mih"`` (at the
         first search that tries them for ``"auto"``), are not saved (a
         loaded index builds them at its first search) and grow with
-        :meth:`add`. Read at query time.
+        :meth:`add`. ``"ivf"`` (opt-in, approximate; ``"auto"`` never
+        chooses it) is an inverted file, faiss's ``IndexIVF``: ``nlist``
+        k-means lists partition the database, and a query runs both stages
+        over the items of its ``nprobe`` best lists only, about ``nprobe /
+        nlist`` of the database. The lists partition the reconstructions
+        of the quantization codes for ``rerank="aqd"`` / ``"aqd-l2"``
+        (queries rank them by inner product / squared L2 of their
+        embedding, which they then need even with ``alpha=0``), else the
+        ``±1`` bits (binarised centroids, Hamming distance). With
+        ``nprobe >= nlist`` the results are exactly the exhaustive ones.
+        Read at query time.
     n_substrings : int, default=None
         Number of MIH tables (substrings per code), each of at most 24
         bits; None uses ``ceil(n_bits / min(24, floor(log2 N)))``. Used
         only by ``stage1="mih"`` or ``"auto"``.
+    nlist : int, default=None
+        Number of inverted lists of ``stage1="ivf"``; None uses
+        ``round(4 sqrt(N))``, at most ``N // 39``. Must not exceed ``N``.
+        Applied when the lists are built (at fit; changed with
+        ``set_params``, the lists are rebuilt from all items at the next
+        search).
+    nprobe : int, default=16
+        Lists searched per query by ``stage1="ivf"``; more lists, higher
+        recall and slower queries (values above ``nlist`` mean ``nlist``).
+        A query searches more lists, in their order, while the probed ones
+        hold fewer than ``max(L, k)`` items, so that ``L`` is never cut.
+        Read at query time.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the k-means of ``stage1="ivf"`` (the training sample and its
+        initialisation); an int gives the same lists at every fit. The
+        seed drawn is recorded with the index (and saved), so a fitted,
+        grown or loaded index always searches the same lists.
 
     Attributes
     ----------
@@ -228,6 +255,19 @@ class TwoStageRetriever(BaseEstimator):
     stored as ``uint8`` (``K <= 256``) or ``uint16``, so an index of ``N``
     items takes ``N * (ceil(n_bits / 8) + M * ceil(log2 K) / 8)`` bytes per
     modality, plus the labels and the codebooks.
+
+    ``stage1="ivf"`` adds, per modality searched through bits, ``nlist``
+    centroids (``4 d`` bytes each, or ``ceil(n_bits / 8)`` binarised), the
+    list offsets (``8 (nlist + 1)`` bytes), and per item its id in list
+    order (4 bytes) and a list-ordered copy of its bits padded to 64-bit
+    words (``8 ceil(n_bits / 64)`` bytes), so that a probe reads contiguous
+    memory: 12 bytes per item at 64 bits. The lists are not saved: the
+    index saves how they were built (the seed and the number of items the
+    k-means was trained on), and a loaded index rebuilds the same lists at
+    its first search, on one thread, in the build time of a fit. The
+    k-means trains on at most 64 items per list drawn from the items
+    indexed at fit, for 10 iterations; :meth:`add` assigns the new items
+    to the existing lists (nearest centroid) without retraining.
 
     **Large databases.** Queries are searched in chunks: stage 1 streams the
     database codes through the cache and keeps per query only its shortlist

@@ -90,7 +90,7 @@ def _recall(found, ref):
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
 def test_all_lists_probed_equals_exhaustive(rerank, kind, backend):
     db = _data(kind=kind)
-    q = db[:60]
+    q = db[:60] if backend == "numba" else db[:15]  # numpy: a per-query loop
     for alpha in (0, 40, 0.05):
         ref = TwoStageRetriever(
             alpha=alpha, n_neighbors=10, rerank=rerank, stage1="exhaustive"
@@ -99,7 +99,7 @@ def test_all_lists_probed_equals_exhaustive(rerank, kind, backend):
         _same(est.kneighbors(q), ref.kneighbors(q))
         est.set_params(nprobe=10**6)  # clipped to nlist
         _same(est.kneighbors(q), ref.kneighbors(q))
-        if rerank in ("exact", "none"):  # X=None: the indexed items as queries
+        if rerank in ("exact", "none") and backend == "numba":  # X=None
             _same(est.kneighbors(), ref.kneighbors())
 
 
