@@ -265,11 +265,19 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer epochs (smoke run)")
     parser.add_argument("--threads", type=int, default=1, help="torch/BLAS threads")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="max_epochs (default: DQNQuantizer's, or 10 with --quick)",
+    )
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     threadpool_limits(args.threads)
     params = {"max_epochs": 10} if args.quick else {}
+    if args.epochs is not None:
+        params = {"max_epochs": args.epochs}
     repeats = 2 if args.quick else 5
     search_by = (
         "TwoStageRetriever" if TwoStageRetriever is not None else "aqd + argsort"

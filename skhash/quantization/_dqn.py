@@ -291,8 +291,11 @@ class DQNQuantizer(BaseCodeLearner):
         Standardise each modality's features (mean and scale learned in
         ``fit``: per feature of 2-D inputs, per channel of N-D ones). The
         losses depend on the input scale.
-    max_epochs : int, default=50
-        Training epochs.
+    max_epochs : int, default=100
+        Training epochs. 100 has the best worst-case ratio to the lossless
+        reference across the defaults protocol's datasets (50, the former
+        default, underfits the harder sets: 94.5 % against 97.8 % on the
+        hardest; Wiki alone prefers fewer).
     batch_size : int, default=128
         Items per batch.
     random_state : int, RandomState instance or None, default=None
@@ -433,7 +436,7 @@ class DQNQuantizer(BaseCodeLearner):
         dropout=0.1,
         module=None,
         standardize=True,
-        max_epochs=50,
+        max_epochs=100,
         batch_size=128,
         random_state=None,
         lr=1e-3,
