@@ -173,16 +173,20 @@ class TwoStageRetriever(BaseEstimator):
         only by ``stage1="mih"`` or ``"auto"``.
     nlist : int, default=None
         Number of inverted lists of ``stage1="ivf"``; None uses
-        ``round(4 sqrt(N))``, at most ``N // 39``. Must not exceed ``N``.
+        ``round(2 sqrt(N))``, at most ``N // 39``. Must not exceed ``N``.
         Applied when the lists are built (at fit; changed with
         ``set_params``, the lists are rebuilt from all items at the next
         search).
-    nprobe : int, default=16
-        Lists searched per query by ``stage1="ivf"``; more lists, higher
-        recall and slower queries (values above ``nlist`` mean ``nlist``).
-        A query searches more lists, in their order, while the probed ones
-        hold fewer than ``max(L, k)`` items, so that ``L`` is never cut.
-        Read at query time.
+    nprobe : int, default=1
+        Lists searched per query by ``stage1="ivf"`` (values above
+        ``nlist`` mean ``nlist``). A query searches more lists, in their
+        order, while the probed ones hold fewer than ``max(L, k)`` items, so
+        that ``L`` is never cut: the default scans the nearest lists that
+        hold the shortlist, which re-ranks about all of their items. More
+        lists give the Hamming stage more candidates to choose from: closer
+        to the exhaustive result (``nprobe = nlist`` is exact), slower, and
+        on learned codes, whose Hamming ranking is weak, lower recall
+        against exact search (see the User Guide). Read at query time.
     random_state : int, RandomState instance or None, default=None
         Seeds the k-means of ``stage1="ivf"`` (the training sample and its
         initialisation); an int gives the same lists at every fit. The

@@ -184,7 +184,7 @@ def test_lists_partition_the_items_in_index_order():
 
 
 def test_default_nlist_and_stage1_auto_stays_exact():
-    assert default_nlist(10**6) == 4000 and default_nlist(100) == 2
+    assert default_nlist(10**6) == 2000 and default_nlist(100) == 2
     assert default_nlist(1) == 1
     db = _data(seed=7)
     est = _ivf(nlist=None).fit(db)
