@@ -407,15 +407,21 @@ class InvertedLists:
         dist = np.empty((n_q, n_short), dtype=np.int64)
         if n_q == 0 or n_short == 0:
             return idx, dist.astype(np.int32)
-        ptr, lists = self.probe(self.list_keys(q_bits, q_emb), nprobe, n_short)
+        keys = self.list_keys(q_bits, q_emb)
         qw = _padded_words(q_bits)
         if compiled:
-            from skhash.retrieval._ivf_kernels import _ivf_shortlist
+            from skhash.retrieval._ivf_kernels import _ivf_probe, _ivf_shortlist
 
+            ptr = np.empty(n_q + 1, dtype=np.int64)
+            lists = np.empty(n_q * self.nlist, dtype=np.int64)
+            _ivf_probe(
+                keys, min(int(nprobe), self.nlist), n_short, self.offsets, ptr, lists
+            )
             _ivf_shortlist(
                 qw, ptr, lists, self.offsets, self.ids, self.words, n_short, idx, dist
             )
         else:
+            ptr, lists = self.probe(keys, nprobe, n_short)
             for q in range(n_q):
                 ls = lists[ptr[q] : ptr[q + 1]]
                 pos = np.concatenate(

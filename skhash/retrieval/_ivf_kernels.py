@@ -100,3 +100,96 @@ def _ivf_shortlist(q_words, ptr, lists, offsets, ids, words, n_cand, out_idx, ou
             out_idx[q, p] = done[p] % n_total
         for d in range(n_max + 1):
             hist[d] = 0
+
+
+@njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _after(ka, ia, kb, ib):
+    """Whether (key ``ka``, list ``ia``) ranks after (``kb``, ``ib``)."""
+    return ka > kb or (ka == kb and ia > ib)
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _best_lists(row, m, hk, hi):
+    """The ``m`` best lists of ``row`` by (key, list id), best first, in
+    ``hi[:m]`` (a max-heap of size ``m`` over one pass, then sorted)."""
+    nl = row.shape[0]
+    size = 0
+    for lst in range(nl):
+        k = row[lst]
+        if size < m:  # sift up
+            pos = size
+            size += 1
+            while pos > 0:
+                parent = (pos - 1) // 2
+                if _after(k, lst, hk[parent], hi[parent]):
+                    hk[pos], hi[pos] = hk[parent], hi[parent]
+                    pos = parent
+                else:
+                    break
+            hk[pos], hi[pos] = k, lst
+        elif _after(hk[0], hi[0], k, lst):  # replace the worst, sift down
+            pos = 0
+            while True:
+                child = 2 * pos + 1
+                if child >= size:
+                    break
+                if child + 1 < size and _after(
+                    hk[child + 1], hi[child + 1], hk[child], hi[child]
+                ):
+                    child += 1
+                if _after(hk[child], hi[child], k, lst):
+                    hk[pos], hi[pos] = hk[child], hi[child]
+                    pos = child
+                else:
+                    break
+            hk[pos], hi[pos] = k, lst
+    for end in range(size - 1, 0, -1):  # heap sort: worst to the end
+        wk, wi = hk[0], hi[0]
+        k, lst = hk[end], hi[end]
+        pos = 0
+        while True:
+            child = 2 * pos + 1
+            if child >= end:
+                break
+            if child + 1 < end and _after(
+                hk[child + 1], hi[child + 1], hk[child], hi[child]
+            ):
+                child += 1
+            if _after(hk[child], hi[child], k, lst):
+                hk[pos], hi[pos] = hk[child], hi[child]
+                pos = child
+            else:
+                break
+        hk[pos], hi[pos] = k, lst
+        hk[end], hi[end] = wk, wi
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _ivf_probe(keys, nprobe, n_short, offsets, ptr, lists):
+    """Per query (row of ``keys``), the lists its search scans: the first
+    ``j`` by (key, list id), ``j = max(nprobe, the fewest holding n_short
+    items)``; CSR into ``ptr`` (``n_q + 1``) and ``lists`` (the total is
+    returned; ``lists`` must hold ``n_q * nlist``). The same sets as
+    :meth:`InvertedLists.probe <skhash.retrieval._ivf.InvertedLists.probe>`."""
+    n_q, nl = keys.shape
+    hk = np.empty(nl, keys.dtype)
+    hi = np.empty(nl, np.int64)
+    w = 0
+    ptr[0] = 0
+    for q in range(n_q):
+        m = min(nprobe, nl)
+        while True:
+            _best_lists(keys[q], m, hk, hi)
+            held = 0
+            j = 0
+            while j < m and (j < nprobe or held < n_short):
+                held += offsets[hi[j] + 1] - offsets[hi[j]]
+                j += 1
+            if held >= n_short or m == nl:
+                break
+            m = min(nl, 4 * m)
+        for t in range(j):
+            lists[w] = hi[t]
+            w += 1
+        ptr[q + 1] = w
+    return w

@@ -343,3 +343,20 @@ def test_inverted_lists_direct():
     b = ivf.shortlist(q, None, 3, 25, compiled=False)
     _same(a, b)
     assert ivf.nbytes > 0 and "nlist=10" in repr(ivf)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.float32])
+def test_compiled_probe_picks_the_numpy_probe_lists(dtype):
+    from skhash.retrieval._ivf_kernels import _ivf_probe
+
+    ivf = _ivf(nlist=30).fit(_data(seed=20))._ivf_cache["X"]
+    rng = np.random.RandomState(0)
+    keys = rng.randint(0, 4, size=(64, 30)).astype(dtype)  # many ties
+    for nprobe, n_short in ((1, 10), (3, 10), (1, 400), (5, 900), (30, 10)):
+        ptr, lists = ivf.probe(keys, nprobe, n_short)
+        ptr2 = np.empty(65, np.int64)
+        lists2 = np.empty(64 * 30, np.int64)
+        _ivf_probe(keys, nprobe, n_short, ivf.offsets, ptr2, lists2)
+        for q in range(64):
+            want = set(lists[ptr[q] : ptr[q + 1]])
+            assert set(lists2[ptr2[q] : ptr2[q + 1]]) == want
