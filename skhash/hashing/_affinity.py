@@ -1,0 +1,148 @@
+"""Global neighbourhood affinity for DJSRH: the shared nearest neighbours of
+the joint-semantics cosine graph over the whole training set.
+
+DJSRH's eq. (3) builds its affinity from one batch of ``m`` items, so its
+second-order term ``S̃ S̃ᵀ / m`` only sees in-batch neighbours. The helpers
+here compute, once per fit, each training item's ``k`` nearest training
+items under the joint cosine ``β cos_img + (1 − β) cos_txt`` (sparse lists,
+``O(N k)`` memory), and per batch the shared-neighbour coherence
+``|N(i) ∩ N(j)| / k`` of the batch's items, in the spirit of the
+graph-neighbour coherence of DGCPN (Yu et al., AAAI 2021).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = []  # private helpers of DJSRHHasher
+
+#: Rows of cosines computed at once (memory: ``BLOCK_SIZE × n_candidates``
+#: floats, 40 MB at the largest).
+BLOCK_SIZE = 512
+#: Up to this many training items, every item's neighbours are exact; beyond
+#: it, they are searched among ``MAX_EXACT`` training items drawn at random
+#: (time ``O(N · MAX_EXACT · p)``, memory ``O(N k)`` for the lists).
+MAX_EXACT = 20_000
+
+
+def joint_cosine_knn(
+    features,
+    weights,
+    n_neighbors,
+    *,
+    queries=None,
+    max_exact=None,
+    block_size=None,
+    generator=None,
+):
+    """Nearest training items under the joint cosine ``Σ_k w_k cos_k``.
+
+    Parameters
+    ----------
+    features : list of torch.Tensor
+        The training items' affinity features, one ``(n, p_k)`` tensor per
+        modality, rows paired across modalities.
+    weights : list of float
+        ``w_k`` per modality (``β, 1 − β`` for two, ``1`` for one).
+    n_neighbors : int
+        Length ``k`` of each list, at most the number of candidates.
+    queries : list of torch.Tensor or None
+        Other items to list training neighbours for (validation items),
+        one ``(n_q, p_k)`` tensor per modality; None gives the training
+        items' own lists, which start with the item itself.
+    max_exact : int or None
+        With more training items than this (None: :data:`MAX_EXACT`),
+        neighbours are searched among ``max_exact`` training items drawn at
+        random with ``generator``: approximate lists, and a training item
+        still lists itself first.
+    block_size : int or None
+        Rows of cosines computed at once (None: :data:`BLOCK_SIZE`).
+    generator : torch.Generator or None
+        Draws the candidate sample; only used beyond ``max_exact``.
+
+    Returns
+    -------
+    neighbors : torch.LongTensor of shape (n_rows, k')
+        Training indices, nearest first, with ``k' = min(k, number of
+        candidates)``. Ties within a list are ordered by lower index; which
+        of several items tied at the ``k``-th place is kept is left to
+        ``torch.topk`` (deterministic on a given device).
+    """
+    max_exact = MAX_EXACT if max_exact is None else max_exact
+    block_size = BLOCK_SIZE if block_size is None else block_size
+    normed = [F.normalize(x.float(), dim=1) for x in features]
+    n = normed[0].shape[0]
+    device = normed[0].device
+    own = queries is None
+    rows = normed if own else [F.normalize(q.float(), dim=1) for q in queries]
+    n_rows = rows[0].shape[0]
+    if n > max_exact:
+        cand = torch.randperm(n, generator=generator)[:max_exact]
+        cand = cand.sort().values.to(device)  # ties still go to lower indices
+    else:
+        cand = torch.arange(n, device=device)
+    cols = [x[cand] for x in normed]
+    # a training item lists itself first, then its k - 1 nearest others
+    k_search = min(n_neighbors, len(cand)) - (1 if own else 0)
+    out = []
+    for start in range(0, n_rows, block_size):
+        stop = min(start + block_size, n_rows)
+        sim = sum(w * (r[start:stop] @ c.T) for w, r, c in zip(weights, rows, cols))
+        selves = torch.arange(start, stop, device=device)[:, None]
+        if own:  # the item itself is not one of its "others"
+            sim = sim.masked_fill(cand[None, :] == selves, -float("inf"))
+        # top-k (a full sort is 20x slower), then the k kept are ordered
+        # nearest first, ties by lower training index (``cand`` is sorted)
+        top_sim, top = sim.topk(k_search, dim=1)
+        top, order = top.sort(dim=1)
+        order = top_sim.gather(1, order).sort(dim=1, descending=True, stable=True)
+        top = cand[top.gather(1, order.indices)]
+        out.append(torch.cat([selves, top], dim=1) if own else top)
+    return torch.cat(out, dim=0)
+
+
+def shared_neighbor_affinity(neighbors):
+    """Shared-neighbour coherence ``|N(i) ∩ N(j)| / k`` of a batch.
+
+    Parameters
+    ----------
+    neighbors : torch.LongTensor of shape (m, k)
+        The batch's neighbour lists (indices into one pool, no repeats
+        within a row), from :func:`joint_cosine_knn`.
+
+    Returns
+    -------
+    coherence : torch.Tensor of shape (m, m)
+        Symmetric, in ``[0, 1]``, 1 on the diagonal. Memory ``O(m² k)`` at
+        most: the lists are renumbered onto the at most ``m k`` neighbours
+        they hold before the product, never onto the whole training set.
+    """
+    m, k = neighbors.shape
+    uniq, inverse = torch.unique(neighbors, return_inverse=True)
+    indicator = torch.zeros(m, len(uniq), device=neighbors.device)
+    indicator.scatter_(1, inverse, 1.0)
+    return (indicator @ indicator.T) / max(k, 1)
+
+
+def knn_affinity(paper_target, neighbors, *, weight, mu):
+    """``(1 − γ) μ S + γ μ (2 C − 1)``: the paper's target mixed with the
+    rescaled shared-neighbour coherence ``C`` of the batch.
+
+    Parameters
+    ----------
+    paper_target : torch.Tensor of shape (m, m)
+        ``μ S`` of eq. (3) on the batch.
+    neighbors : torch.LongTensor of shape (m, k)
+        The batch's neighbour lists.
+    weight : float
+        ``γ`` in ``[0, 1]``.
+    mu : float
+        The paper's scale ``μ``.
+
+    Returns
+    -------
+    target : torch.Tensor of shape (m, m)
+    """
+    coherence = shared_neighbor_affinity(neighbors).to(paper_target.dtype)
+    return (1.0 - weight) * paper_target + weight * mu * (2.0 * coherence - 1.0)
