@@ -221,7 +221,9 @@ class DJSRHHasher(BaseCodeLearner):
         (seeded by ``random_state``) beyond. See Notes for when it helps.
     n_affinity_neighbors : int, default=100
         ``k``, the length of each neighbour list with ``affinity="knn"``
-        (at most the number of training items). Unused with
+        (clipped to the number of training items). Keep it near or below
+        the number of training items of one semantic class; with a few
+        hundred training items, about a tenth of them. Unused with
         ``affinity="paper"``.
     affinity_weight : float, default=0.25
         ``γ`` in ``[0, 1]``, the weight of the neighbourhood term with
@@ -468,7 +470,13 @@ class DJSRHHasher(BaseCodeLearner):
             raise ValueError(
                 f"n_affinity_neighbors={self.n_affinity_neighbors!r} must be a "
                 "positive int (bool is not accepted); pass e.g. "
-                "n_affinity_neighbors=50."
+                "n_affinity_neighbors=100."
+            )
+        if isinstance(self.affinity_weight, (bool, np.bool_)):
+            raise ValueError(
+                f"affinity_weight={self.affinity_weight!r} must be a float in "
+                "[0, 1] (bool is not accepted); pass e.g. affinity_weight=0.25, "
+                "or affinity='paper' for the paper's target alone."
             )
         if isinstance(self.affinity_features, dict):
             for key, value in self.affinity_features.items():

@@ -257,3 +257,10 @@ def test_bool_neighbors_refused(data, value):
     X, _ = data
     with pytest.raises(ValueError, match=r"n_affinity_neighbors=(True|np\.True_)"):
         DJSRHHasher(affinity="knn", n_affinity_neighbors=value, **FAST).fit(X)
+
+
+@pytest.mark.parametrize("value", [True, np.bool_(False)])
+def test_bool_weight_refused(data, value):
+    X, _ = data
+    with pytest.raises(ValueError, match=r"affinity_weight=(True|np\.False_|False)"):
+        DJSRHHasher(affinity_weight=value, **FAST).fit(X)
