@@ -4,7 +4,9 @@ The stage 1 of :class:`~skhash.retrieval.TwoStageRetriever` with
 ``stage1="ivf"``, in the vocabulary of faiss's ``IndexIVF``: ``nlist``
 coarse centroids partition the database (each item in the list of its
 nearest centroid), and a query scans only the items of the ``nprobe``
-lists whose centroids score best for it. Approximate: with ``nprobe <
+lists whose centroids score best for it (and of the next ones, in that
+order, while they hold fewer items than the shortlist needs: ``L`` is never
+cut). Approximate: with ``nprobe <
 nlist`` an item outside the probed lists is never a candidate; with
 ``nprobe = nlist`` every item is, and the results are exactly those of the
 exhaustive scan.
@@ -22,14 +24,14 @@ binarised (faiss's ``IndexBinaryIVF``); items and queries go by Hamming
 distance to them. Ties go to the lower list id everywhere.
 
 **Build.** k-means (:func:`_lloyd`: centroids drawn among the sample,
-then ``N_ITER`` Lloyd iterations) on a
-sample of at most ``TRAIN_POINTS_PER_LIST * nlist`` items drawn from the
-first ``n_train`` items with a recorded seed, run on one thread so that a
-rebuild from the same seed and items gives the same centroids; then every
-item is assigned in blocks. The lists are stored as CSR: ``offsets``
-(``nlist + 1``), the item ids sorted by list then by id, and a copy of the
-items' bits in that order (padded to 64-bit words), so that a probe reads
-contiguous memory.
+then ``N_ITER`` Lloyd iterations) on a sample of at most
+``TRAIN_POINTS_PER_LIST * nlist`` items drawn from the first ``n_train``
+items with a recorded seed, run on one thread so that a rebuild from the
+same seed and items gives the same centroids; then every item is assigned
+in blocks (each distinct code scored once). The lists are stored as CSR:
+``offsets`` (``nlist + 1``), the item ids sorted by list then by id, and a
+copy of the items' bits in that order (padded to 64-bit words), so that a
+probe reads contiguous memory.
 """
 
 from __future__ import annotations

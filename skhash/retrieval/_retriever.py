@@ -186,7 +186,8 @@ class TwoStageRetriever(BaseEstimator):
         lists give the Hamming stage more candidates to choose from: closer
         to the exhaustive result (``nprobe = nlist`` is exact), slower, and
         on learned codes, whose Hamming ranking is weak, lower recall
-        against exact search (see the User Guide). Read at query time.
+        against exact search (see :ref:`the measurements <ivf-stage1>`).
+        Read at query time.
     random_state : int, RandomState instance or None, default=None
         Seeds the k-means of ``stage1="ivf"`` (the training sample and its
         initialisation); an int gives the same lists at every fit. The
