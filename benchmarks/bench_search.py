@@ -753,6 +753,10 @@ def curves(args):
                 )
         if "ivf" in args.stage1:
             _ivf_curve(args, db, queries, n, add)
+        if args.skhash_only:
+            results.append((n, rows))
+            db = queries = X = None
+            continue
         # faiss IndexBinaryFlat + the same AQD re-rank
         flat, build = _timed(lambda: to_faiss(CodeSet(bits=bits, n_bits=d)))
         nbytes = _faiss_bytes(flat, True) + codes.nbytes + C.nbytes
@@ -1028,6 +1032,9 @@ def main(argv=None):
     )
     parser.add_argument(
         "--two-threads", action="store_true", help="also time skhash ivf on 2 threads"
+    )
+    parser.add_argument(
+        "--skhash-only", action="store_true", help="curves: no faiss index (large N)"
     )
     parser.add_argument("--nprobe", type=int, nargs="+", default=[1, 4, 16, 64])
     parser.add_argument("--nlist", type=int, default=None, help="default 4 sqrt(N)")
