@@ -313,8 +313,10 @@ class DJSRHHasher(BaseCodeLearner):
     ``make_cross_modal`` single-label 1.008 / 1.029 and 1.166 / 1.211
     (difficulty 0.5, 1.0), multi-label 1.032 / 1.032 and 1.015 / 1.019
     (difficulty 1.0, 1.5): worst case 1.008 / 1.019. At 16 and 64 bits (2
-    seeds) the worst case is 0.996 / 1.006; the multi-label sets moved by
-    at most 0.010 either way, the single-label ones gained 0.018–0.072.
+    seeds) the worst case is 0.996 / 1.006: the multi-label sets moved by
+    at most 0.010 either way, the single-label ``make_cross_modal`` sets
+    gained 0.018–0.072, Wiki lost 0.026 at 16 bits and gained 0.020 at
+    64 (wiki_alt −0.006 and +0.075).
     ``k`` of 50 or 200 and ``γ`` of 0.35–0.4 had a lower worst case
     (1.012–1.015); ``k`` should stay near or below the size of a semantic
     class (here about 110–160 training items per class: with ``k = 200``
