@@ -270,7 +270,7 @@ class TwoStageRetriever(BaseEstimator):
     index saves how they were built (the seed and the number of items the
     k-means was trained on), and a loaded index rebuilds the same lists at
     its first search, on one thread, in the build time of a fit. The
-    k-means trains on at most 64 items per list drawn from the items
+    k-means trains on at most 32 items per list drawn from the items
     indexed at fit, for 10 iterations; :meth:`add` assigns the new items
     to the existing lists (nearest centroid) without retraining.
 
