@@ -360,3 +360,26 @@ def test_compiled_probe_picks_the_numpy_probe_lists(dtype):
         for q in range(64):
             want = set(lists[ptr[q] : ptr[q + 1]])
             assert set(lists2[ptr2[q] : ptr2[q + 1]]) == want
+
+
+def test_cross_modal_refit_and_pickle():
+    import pickle
+
+    a, b = _data(seed=21), _data(seed=21)
+    db = CodeSet.from_modalities(img=a, txt=b)
+    q = db[:40]
+    ref = TwoStageRetriever(alpha=40, n_neighbors=10, stage1="exhaustive").fit(db)
+    est = _ivf(nprobe=20).fit(db)
+    assert set(est._ivf_cache) == {"img", "txt"}
+    for direction in ("img->txt", "txt->img"):
+        _same(
+            est.kneighbors(q, direction=direction),
+            ref.kneighbors(q, direction=direction),
+        )
+    est.set_params(nprobe=2)
+    want = est.kneighbors(q, direction="img->txt")
+    back = pickle.loads(pickle.dumps(est))
+    _same(back.kneighbors(q, direction="img->txt"), want)
+    small = _data(seed=22)[:300]
+    est.fit(small)  # a refit replaces the lists
+    assert set(est._ivf_cache) == {"X"} and est._ivf_cache["X"].n_items == 300
