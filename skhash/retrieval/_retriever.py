@@ -489,7 +489,10 @@ default=None
         of A); new items get the indices ``N, N + 1, ...``. Only the new
         items are processed: their bits, quantization codes (and, where the
         index stores them, squared norms or embeddings) are appended to the
-        index arrays. Search parameters are unchanged.
+        index arrays. Search parameters are unchanged. With
+        ``stage1="ivf"`` the inverted lists keep the centroids trained at
+        fit and each new item joins the list of its nearest centroid: the
+        index equals that of ``fit(A ⊕ B)`` with the lists trained on A.
 
         For an index loaded with ``load(directory, mmap_mode="r+")`` the
         items are appended to the ``.npy`` files on disk (and ``meta.json``
