@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import functools
-import math
-from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral, Real
 
 import numpy as np
-from joblib import effective_n_jobs
 from sklearn.base import BaseEstimator, _fit_context
-from sklearn.utils import check_array
 from sklearn.utils._param_validation import (
     Interval,
     InvalidParameterError,
@@ -21,28 +16,22 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from skhash._codes import CodeSet, codebook_fingerprint
 from skhash._constants import SINGLE_MODALITY
 from skhash.exceptions import IndexFormatError
-from skhash.metrics import (
-    average_precision_from_ranking,
-    harmonic_mean,
-    n_relevant,
-    ranked_relevance,
-)
+from skhash.metrics import harmonic_mean, n_relevant, ranked_relevance
 from skhash.metrics._ranking import _check_label_compat
-from skhash.quantization import (
-    lookup_tables,
-    product_blocks,
-    reconstruction_sqnorms,
-)
-from skhash.quantization._distances import rowwise_matmul
+from skhash.quantization import reconstruction_sqnorms
 from skhash.retrieval import _ivf, _mih, _schema, _storage
-from skhash.retrieval._kernels import _CHUNK_BYTES, get_backend, register_backend
+from skhash.retrieval._kernels import get_backend, register_backend
+from skhash.retrieval._query import (
+    _check_code_range,
+    _clean_bits,
+    _lut_blocks,  # noqa: F401 (re-exported for _faiss)
+    _QueryEngine,
+)
+from skhash.retrieval._scoring import _NEEDS_N_RELEVANT, _mean_ap, _score_plan
 
 __all__ = ["TwoStageRetriever"]
 
 _RERANKS = _schema._RERANKS
-# alpha="auto": L = max(_AUTO_FACTOR * k, ceil(N / _AUTO_FRACTION))
-_AUTO_FACTOR = 10
-_AUTO_FRACTION = 1000
 _NEEDS_CODES = _schema._NEEDS_CODES
 
 
@@ -71,14 +60,7 @@ register_backend("numba", _numba_backend)
 register_backend("auto", _auto_backend)
 
 
-@functools.lru_cache(maxsize=1)
-def _threadpool_controller():
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
-
-
-class TwoStageRetriever(BaseEstimator):
+class TwoStageRetriever(_QueryEngine, BaseEstimator):
     """Two-stage nearest-neighbour search over compact codes.
 
     Indexes a :class:`~skhash.CodeSet` (the database) and answers queries in
@@ -628,173 +610,6 @@ default=None
     # ------------------------------------------------------------------ #
     # queries
     # ------------------------------------------------------------------ #
-    def _resolve_direction(self, direction, X):
-        mods = self.modalities_
-        valid = [f"{a}->{b}" for a in mods for b in mods]
-        if direction is None:
-            if len(mods) != 1:
-                raise ValueError(
-                    f"This retriever indexes the modalities {mods}; pass "
-                    f"direction=, one of {valid}."
-                )
-            dst = mods[0]
-            if X is None or not isinstance(X, CodeSet):
-                return dst, dst
-            if dst in X.modalities:
-                return dst, dst
-            if len(X.modalities) == 1:
-                return X.modalities[0], dst
-            raise ValueError(
-                f"X holds the modalities {X.modalities} and the database "
-                f"{mods}; pass direction='<query modality>->{dst}'."
-            )
-        if not isinstance(direction, str) or direction.count("->") != 1:
-            raise ValueError(
-                f"direction must look like 'img->txt' (query modality -> "
-                f"database modality); got {direction!r}. Valid: {valid}."
-            )
-        src, dst = (s.strip() for s in direction.split("->"))
-        if dst not in mods:
-            raise ValueError(
-                f"Unknown direction {direction!r}: the database modality {dst!r} "
-                f"is not indexed (indexed: {mods}). Valid directions: {valid}."
-            )
-        if X is None and src not in mods:
-            raise ValueError(
-                f"Unknown direction {direction!r}: with X=None the queries are "
-                f"indexed items, and {src!r} is not indexed (indexed: {mods}). "
-                f"Valid directions: {valid}."
-            )
-        return src, dst
-
-    def _query_parts(self, X, src, dst, need):
-        """The query parts ``need`` (a set) of modality ``src``, validated."""
-        if isinstance(X, CodeSet):
-            if src not in X.modalities:
-                raise ValueError(
-                    f"The queries X hold the modalities {X.modalities}, but the "
-                    f"direction '{src}->{dst}' queries with {src!r}; pass a "
-                    f"CodeSet with modality {src!r} (e.g. codes[{src!r}]) or "
-                    "change direction."
-                )
-            parts = {p: X.get(src, p) for p in ("bits", "codes", "embedding")}
-            n_bits, q_fingerprint = X.n_bits, X.fingerprint
-        elif X is None:
-            raise TypeError("X must not be None here.")
-        else:
-            if isinstance(X, (str, bytes, dict)) or not hasattr(X, "__len__"):
-                raise TypeError(
-                    "X must be a CodeSet or a 2-D array of query embeddings; got "
-                    f"{type(X).__name__}."
-                )
-            if hasattr(self, "n_features_in_"):
-                X = validate_data(self, X, reset=False, dtype=[np.float32, np.float64])
-            else:
-                X = check_array(X, dtype=[np.float32, np.float64], input_name="X")
-            parts = {
-                "bits": None,
-                "codes": None,
-                "embedding": np.asarray(X, dtype=np.float32),
-            }
-            n_bits, q_fingerprint = None, None
-        n_q = next(len(v) for v in parts.values() if v is not None)
-        if n_q == 0:
-            raise ValueError(
-                "X holds 0 queries; pass at least one query to kneighbors/score."
-            )
-        self._check_query_parts(parts, need, src, n_bits, q_fingerprint, dst)
-        if isinstance(X, CodeSet):
-            self._check_model(X, "The queries X")
-        if "bits" in need:  # junk in the padding bits would change distances
-            parts["bits"] = _clean_bits(parts["bits"], self.n_bits_)
-        if "codes" in need:
-            _check_code_range(
-                parts["codes"], self.codebooks_.shape[1], "the query codes"
-            )
-        return parts, n_q
-
-    def _check_query_parts(self, parts, need, src, n_bits, q_fingerprint, dst):
-        if "bits" in need and n_bits is not None and n_bits != self.n_bits_:
-            raise ValueError(
-                f"The queries have n_bits={n_bits} but the database was indexed "
-                f"with n_bits={self.n_bits_}; encode the queries with the same "
-                "hasher."
-            )
-        for p in sorted(need):
-            if parts[p] is None:
-                why = {
-                    "bits": f"the database {dst!r} is indexed with n_bits="
-                    f"{self.n_bits_} binary codes (stage 1)",
-                    "embedding": "the re-ranking compares float query embeddings "
-                    f"(search plan {self.search_plan_[dst]!r})",
-                    "codes": "rerank='hamming-codes' compares quantization codes",
-                }[p]
-                raise ValueError(
-                    f"The queries of modality {src!r} carry no {p}, but {why}; "
-                    f"pass queries with {p}."
-                )
-        if "embedding" in need:
-            d = parts["embedding"].shape[1]
-            if self._plans[dst][1] == "exact":
-                want = self._index[dst]["embedding"].shape[1]
-                what = "the indexed embeddings"
-            else:
-                want, what = self.codebooks_.shape[2], "the codebooks"
-            if d != want:
-                raise ValueError(
-                    f"The query embeddings have {d} dimensions but {what} have "
-                    f"d={want}; pass embeddings from the same model."
-                )
-            if not np.isfinite(parts["embedding"]).all():
-                raise ValueError("The query embeddings contain NaN or inf.")
-        uses_codebooks = "codes" in need or (
-            "embedding" in need and self._plans[dst][1] in ("aqd", "aqd-l2")
-        )
-        if (
-            uses_codebooks
-            and q_fingerprint is not None
-            and q_fingerprint != self.codebooks_fingerprint_
-        ):
-            what = "quantization codes" if "codes" in need else "embeddings"
-            raise ValueError(
-                f"The queries' {what} come with other codebooks (fingerprint "
-                f"{q_fingerprint}) than the indexed ones (fingerprint "
-                f"{self.codebooks_fingerprint_}); encode the queries with the "
-                "model that encoded the database."
-            )
-
-    def _check_model(self, codes, what):
-        """Refuse codes of another model than the indexed ones (when both
-        carry a model fingerprint: hand-made codes carry none)."""
-        mine = getattr(self, "model_fingerprint_", None)
-        theirs = codes.model_fingerprint
-        if mine is not None and theirs is not None and mine != theirs:
-            raise ValueError(
-                f"{what} were encoded by another model (model_fingerprint "
-                f"{theirs!r}) than the indexed items ({mine!r}): their codes "
-                "are not comparable. Encode them with the learner that made "
-                "the index (the same fit), or re-index."
-            )
-
-    def _needs(self, dst, n_candidates):
-        stage1, stage2 = self._plans[dst]
-        need = set()
-        if stage1:
-            need.add("bits")
-        if stage2 != "none" and (not stage1 or n_candidates > 0):
-            need.add("codes" if stage2 == "hamming-codes" else "embedding")
-        if _ivf.needs_embedding(self, dst):  # it ranks the lists
-            need.add("embedding")
-        return need
-
-    def _n_candidates(self, n_search, k):
-        if isinstance(self.alpha, str):  # "auto"
-            L = max(_AUTO_FACTOR * k, -(-self.n_samples_fit_ // _AUTO_FRACTION))
-        elif isinstance(self.alpha, Integral):
-            L = int(self.alpha)
-        else:
-            L = round(float(self.alpha) * self.n_samples_fit_)
-        return int(min(max(L, 0), n_search))
 
     def kneighbors(
         self, X=None, n_neighbors=None, *, direction=None, return_distance=True
@@ -873,151 +688,6 @@ default=None
         parts = {p: v for p, v in parts.items() if p in need}
         dist, idx = self._search(parts, n_q, dst, k, L, exclude_self)
         return (dist, idx) if return_distance else idx
-
-    def _index_query_parts(self, src, dst, need):
-        entry = self._index[src]
-        parts = {p: entry.get(p) for p in ("bits", "codes", "embedding")}
-        for p in sorted(need):
-            if parts[p] is None:
-                stored = (
-                    "embeddings are indexed only with rerank='exact'"
-                    if p == "embedding"
-                    else f"modality {src!r} was indexed without {p}"
-                )
-                raise ValueError(
-                    f"kneighbors(X=None) queries with the indexed items of "
-                    f"{src!r}, but the search '{src}->{dst}' needs their {p} and "
-                    f"{stored}; pass the queries as X instead."
-                )
-        if "embedding" in need:
-            self._check_query_parts(parts, need, src, None, None, dst)
-        return parts
-
-    def _search(self, parts, n_q, dst, k, L, exclude_self):
-        backend = get_backend(self.backend)
-        n_threads = max(1, effective_n_jobs(self.n_jobs))
-        if self._plans[dst][0]:  # build / extend MIH tables or lists before threads
-            if self.stage1 == "ivf":
-                _ivf.ensure(self, dst)
-            else:
-                _mih.stage1_index(self, dst, max(L, k) + exclude_self)
-            # stage 1 chunks its Hamming matrices itself; bound the stage-2
-            # gathers of (chunk, max(L, k)) codes, tables and distances
-            n_books, n_words = (
-                (0, 0) if self.codebooks_ is None else self.codebooks_.shape[:2]
-            )
-            per_query = (max(L, k) + 1) * (n_books + 40) + 4 * n_books * n_words
-        else:  # stage 2 scores (chunk, N) items at once
-            per_query = 24 * max(self.n_samples_fit_, 1)
-        step = max(1, _CHUNK_BYTES // per_query)
-        step = min(step, max(1, math.ceil(n_q / n_threads)))
-        slices = [slice(s, min(s + step, n_q)) for s in range(0, n_q, step)]
-
-        def run(sl):
-            q = {p: v[sl] for p, v in parts.items()}
-            rows = np.arange(sl.start, sl.stop) if exclude_self else None
-            return self._search_chunk(backend, q, rows, dst, k, L)
-
-        with _threadpool_controller().limit(limits=1, user_api="blas"):
-            if n_threads == 1 or len(slices) == 1:
-                results = [run(sl) for sl in slices]
-            else:
-                with ThreadPoolExecutor(max_workers=min(n_threads, len(slices))) as ex:
-                    results = list(ex.map(run, slices))
-        dist = np.concatenate([r[0] for r in results], axis=0)
-        idx = np.concatenate([r[1] for r in results], axis=0)
-        return dist, idx
-
-    def _search_chunk(self, backend, q, rows, dst, k, L):
-        stage1, stage2 = self._plans[dst]
-        db = self._index[dst]
-        if not stage1:
-            d2 = self._stage2(backend, q, None, stage2, db)
-            if rows is not None:
-                d2[np.arange(len(rows)), rows] = np.inf
-            idx, dist = backend.topk(d2, k)
-            return dist, idx
-        n_short = max(L, k)
-        if self.stage1 == "ivf":
-            idx, hd = _ivf.stage1_shortlist(
-                self, backend, q, dst, n_short + (rows is not None)
-            )
-        else:
-            idx, hd = _mih.stage1_shortlist(
-                self, backend, q["bits"], dst, n_short + (rows is not None)
-            )
-        if rows is not None:
-            idx, hd = _drop_self(idx, hd, rows)
-        hd = hd.astype(np.float64)
-        if stage2 == "none" or L == 0:
-            return hd[:, :k], idx[:, :k]
-        cand = idx[:, :L]
-        d2 = self._stage2(backend, q, cand, stage2, db)
-        top_idx, top_d = backend.topk(d2, min(k, L), cand)
-        if L >= k:
-            return top_d, top_idx
-        return (
-            np.concatenate([top_d, hd[:, L:k]], axis=1),
-            np.concatenate([top_idx, idx[:, L:k]], axis=1),
-        )
-
-    def _stage2(self, backend, q, cand, mode, db):
-        """Stage-2 distances (smaller is closer), float64, (c, L) or (c, N)."""
-        if mode == "hamming-codes":
-            d = backend.rerank_code_hamming(q["codes"], db["codes"], cand)
-            return d.astype(np.float64)
-        if mode == "exact":
-            cos = backend.rerank_exact(q["embedding"], db["embedding"], cand)
-            return 1.0 - cos.astype(np.float64)
-        emb = q["embedding"]
-        if mode == "aqd":
-            luts = self._lookup_tables(emb, "ip")
-            return -backend.rerank_aqd(luts, cand, db["codes"]).astype(np.float64)
-        # aqd-l2: ‖q‖² + Σ_m (‖C_m‖² − 2⟨q, C_m⟩) for product codebooks;
-        # ‖q‖² − 2⟨q, x⟩ + ‖x‖² (stored) for additive ones.
-        q_sq = np.einsum("qd,qd->q", emb, emb, dtype=np.float64)[:, None]
-        if self.codebook_kind_ == "additive":
-            luts = self._lookup_tables(emb, "ip")
-            ip = backend.rerank_aqd(luts, cand, db["codes"]).astype(np.float64)
-            sq = np.asarray(db["sqnorms"], dtype=np.float64)
-            sq = sq[None, :] if cand is None else sq[cand]
-            d = q_sq - 2.0 * ip + sq
-        else:
-            luts = self._lookup_tables(emb, "l2")
-            d = q_sq + backend.rerank_aqd(luts, cand, db["codes"])
-        return np.maximum(d, 0.0)
-
-    def _lookup_tables(self, emb, metric):
-        """:func:`~skhash.quantization.lookup_tables`, block by block for
-        block-diagonal (product) codebooks: ``M`` times fewer flops."""
-        if self._lut_blocks is None:
-            return lookup_tables(emb, self.codebooks_, metric=metric)
-        C = self.codebooks_
-        n_books, n_codewords, d = C.shape
-        if d % n_books == 0:  # equal blocks: one batched product
-            w = d // n_books
-            blocks = np.stack([C[m, :, m * w : (m + 1) * w] for m in range(n_books)])
-            blocks = blocks.astype(emb.dtype, copy=False)
-            # one product per query (rowwise_matmul's reason): the query's
-            # blocks (M, w) against each block's codewords, (M, w) x (M, w, K)
-            per_query = emb.reshape(-1, n_books, 1, w)
-            blocks_t = blocks.transpose(0, 2, 1)
-            luts = np.empty((emb.shape[0], n_books, n_codewords), dtype=emb.dtype)
-            for i in range(emb.shape[0]):
-                np.matmul(per_query[i], blocks_t, out=luts[i, :, None, :])
-            if metric == "l2":
-                luts *= -2.0
-                luts += np.einsum("mkw,mkw->mk", blocks, blocks)[None, :, :]
-            return np.ascontiguousarray(luts, dtype=np.float32)
-        luts = np.empty((emb.shape[0], n_books, n_codewords), dtype=np.float32)
-        for m, (a, b) in enumerate(self._lut_blocks):
-            block = C[m, :, a:b].astype(emb.dtype, copy=False)
-            lut = rowwise_matmul(emb[:, a:b], block.T)
-            if metric == "l2":
-                lut *= -2.0
-                lut += np.einsum("kd,kd->k", block, block)
-            luts[:, m, :] = lut
-        return luts
 
     # ------------------------------------------------------------------ #
     # score
@@ -1230,60 +900,6 @@ default=None
         return est
 
 
-_SCORE_VARIANTS = ("djsrh", "deephash", "full", "dcmh")
-#: the variants that need each query's number of relevant database items
-_NEEDS_N_RELEVANT = ("full", "dcmh")
-
-
-def _score_plan(est, has_y, n_neighbors, direction, variant, metric):
-    """The checked arguments of ``score``: ``(k, directions, depth)``.
-
-    Shared by :class:`TwoStageRetriever` and the sharded index, so both
-    accept and refuse the same values. ``depth`` is how many neighbours to
-    rank: ``k``, or the whole database for DCMH's form, which averages over
-    the first min(K, #relevant) relevant items wherever they rank.
-    """
-    if metric not in ("map", "precision"):
-        raise ValueError(f"metric must be 'map' or 'precision'; got {metric!r}.")
-    if variant not in _SCORE_VARIANTS:
-        raise ValueError(
-            f"variant must be 'djsrh', 'deephash', 'full' or 'dcmh'; got {variant!r}."
-        )
-    if not has_y:
-        raise ValueError(
-            "score needs the labels of the database items; fit with "
-            "fit(X, y) to index them."
-        )
-    n = est.n_samples_fit_
-    if isinstance(n_neighbors, str) and n_neighbors == "all":
-        k = n
-    else:
-        k = est.n_neighbors if n_neighbors is None else n_neighbors
-        if isinstance(k, (bool, np.bool_)) or not isinstance(k, Integral) or k < 1:
-            why = " (bool is not accepted)" if isinstance(k, (bool, np.bool_)) else ""
-            raise ValueError(
-                f"n_neighbors must be a positive int, 'all' or None; got {k!r}"
-                f"{why}. Pass e.g. n_neighbors=50."
-            )
-        k = min(int(k), n)
-    mods = est.modalities_
-    if direction is None and len(mods) == 2:
-        directions = [f"{mods[0]}->{mods[1]}", f"{mods[1]}->{mods[0]}"]
-    else:
-        directions = [direction]
-    depth = n if metric == "map" and variant == "dcmh" else k
-    return k, directions, depth
-
-
-def _mean_ap(rel, n_rel, variant, k):
-    """Mean AP of the rankings ``rel`` (queries scoring NaN left out)."""
-    ap = average_precision_from_ranking(
-        rel, n_rel, variant=variant, k=k if variant == "dcmh" else None
-    )
-    ap = ap[~np.isnan(ap)]
-    return float(ap.mean()) if ap.size else 0.0
-
-
 def _describe(stage1, stage2):
     if not stage1:
         return stage2
@@ -1331,21 +947,6 @@ def _index_entry(codes, m, rerank):
     return entry
 
 
-def _lut_blocks(codebooks, kind):
-    """``[(start, stop)]`` per codebook when the codebooks are block-diagonal
-    product codebooks (so their look-up tables need only their block)."""
-    if codebooks is None or kind != "product":
-        return None
-    n_books, _, d = codebooks.shape
-    if n_books > d:
-        return None
-    blocks = [(int(b[0]), int(b[-1]) + 1) for b in product_blocks(d, n_books)]
-    for m, (a, b) in enumerate(blocks):
-        if np.any(codebooks[m, :, :a]) or np.any(codebooks[m, :, b:]):
-            return None
-    return blocks
-
-
 def _owned(a):
     """``a``, or a copy when a caller could still write to its memory.
 
@@ -1370,35 +971,3 @@ def _check_count(k, name="n_neighbors"):
     if not isinstance(k, Integral) or k < 1:
         raise ValueError(f"{name} must be a positive int; got {k!r}. Pass {name} >= 1.")
     return int(k)
-
-
-def _check_code_range(codes, n_codewords, what):
-    """Raise unless every code is below ``n_codewords`` (the kernels index
-    look-up tables with them, unchecked)."""
-    if codes.size and int(codes.max()) >= n_codewords:
-        raise ValueError(
-            f"{what} must lie in [0, {n_codewords}) for n_codewords={n_codewords}; "
-            f"got {int(codes.max())}. The array was changed after the CodeSet "
-            "was made; encode the items again."
-        )
-
-
-def _clean_bits(bits, n_bits):
-    """Zero the padding bits of the last byte (copying only if needed)."""
-    pad = (-n_bits) % 8
-    if pad == 0 or bits.shape[1] == 0:
-        return bits
-    mask = np.uint8((0xFF << pad) & 0xFF)
-    if np.any(bits[:, -1] & ~mask):
-        bits = bits.copy()
-        bits[:, -1] &= mask
-    return bits
-
-
-def _drop_self(idx, dist, rows):
-    """Remove each row's own index (or its last column if absent)."""
-    c, width = idx.shape
-    drop = idx == rows[:, None]
-    drop[~drop.any(axis=1), width - 1] = True
-    keep = ~drop
-    return idx[keep].reshape(c, width - 1), dist[keep].reshape(c, width - 1)

@@ -20,12 +20,8 @@ from skhash.metrics import (
     ranked_relevance,
 )
 from skhash.metrics._ranking import _check_label_compat
-from skhash.retrieval._retriever import (
-    _NEEDS_N_RELEVANT,
-    TwoStageRetriever,
-    _mean_ap,
-    _score_plan,
-)
+from skhash.retrieval._retriever import TwoStageRetriever
+from skhash.retrieval._scoring import _NEEDS_N_RELEVANT, _mean_ap, _score_plan
 from skhash.retrieval._shard_manifest import (
     _MANIFEST,
     _SHARD_PARAMS,

@@ -16,7 +16,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from skhash import CodeSet, pack_bits
 from skhash.quantization import encode
 from skhash.retrieval import ShardedRetriever, TwoStageRetriever
-from skhash.retrieval import _retriever as retriever_module
+from skhash.retrieval import _query as query_module
 from skhash.retrieval._ivf import InvertedLists, default_nlist
 
 N, D, N_BITS = 1500, 16, 16
@@ -121,7 +121,7 @@ def test_same_results_for_any_jobs_backend_and_chunking(make, monkeypatch):
         est = _ivf(nprobe=3, backend=backend, n_jobs=n_jobs).fit(db)
         _same(est.kneighbors(q), want)
     # tiny chunks, and the queries searched in two batches
-    monkeypatch.setattr(retriever_module, "_CHUNK_BYTES", 1)
+    monkeypatch.setattr(query_module, "_CHUNK_BYTES", 1)
     est = _ivf(nprobe=3, backend="numba").fit(db)
     _same(est.kneighbors(q), want)
     halves = [est.kneighbors(q[:77]), est.kneighbors(q[77:])]
