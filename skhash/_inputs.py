@@ -10,6 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from skhash._modalities import SINGLE_MODALITY, MultiModal, as_modalities
+from skhash._warnings import user_stacklevel
 
 #: Elements of float32 per chunk when a whole set is embedded or scanned.
 _CHUNK_ELEMENTS = 1 << 20
@@ -203,14 +204,14 @@ class _LearnerInputs:
                     f"{who} has feature names, but {est} was fitted without "
                     "feature names",
                     UserWarning,
-                    stacklevel=4,
+                    stacklevel=user_stacklevel(),
                 )
             elif now is None:
                 warnings.warn(
                     f"{who} does not have valid feature names, but {est} was "
                     "fitted with feature names",
                     UserWarning,
-                    stacklevel=4,
+                    stacklevel=user_stacklevel(),
                 )
             elif len(seen) != len(now) or np.any(seen != now):
                 unseen = sorted(set(now) - set(seen))[:5]

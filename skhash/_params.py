@@ -10,6 +10,8 @@ import torch
 from sklearn.utils._param_validation import Interval, InvalidParameterError
 from skorch.callbacks import Callback
 
+from skhash._warnings import user_stacklevel
+
 _ROUTED_PREFIXES = (
     "module__",
     "optimizer__",
@@ -137,7 +139,7 @@ class _LearnerParams:
                     "Pass the custom tower's own settings as module__<name>=value, "
                     "or leave these at their defaults.",
                     UserWarning,
-                    stacklevel=4,
+                    stacklevel=user_stacklevel(),
                 )
 
     @classmethod

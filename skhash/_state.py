@@ -23,6 +23,8 @@ import warnings
 
 import numpy as np
 
+from skhash._warnings import user_stacklevel
+
 __all__ = ["PortableState"]
 
 #: The format tag of a network's portable state (bump on any change).
@@ -186,7 +188,7 @@ class PortableState:
                 "this machine does not have; it is loaded on the CPU "
                 "(device_='cpu'). Its codes are the same.",
                 DeviceWarning,
-                stacklevel=3,
+                stacklevel=user_stacklevel(),
             )
             device = "cpu"
         self.device_ = device
