@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from skhash.retrieval._mih_kernels import _popcount
+from skhash.retrieval._numba_bits import _popcount
 
 _RADIX_BITS = 11
 _RADIX = 1 << _RADIX_BITS

@@ -6,51 +6,14 @@ numba."""
 from __future__ import annotations
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, types
-from numba.core import cgutils
-from numba.extending import intrinsic
+from numba import njit
+
+from skhash.retrieval._numba_bits import _popcount, _prefetch
 
 # Items ahead whose codes the distance loop prefetches.
 _PREFETCH = 16
 # Bucket keys probed per batch of independent reads.
 _KEY_BATCH = 1024
-
-
-@intrinsic
-def _popcount(typingctx, x):
-    """Number of set bits of an unsigned integer (``llvm.ctpop``), int64."""
-    if not isinstance(x, types.Integer):
-        return None
-
-    def codegen(context, builder, signature, args):
-        val = builder.ctpop(args[0])
-        if x.bitwidth < 64:
-            val = builder.zext(val, context.get_value_type(types.int64))
-        return val
-
-    return types.int64(x), codegen
-
-
-@intrinsic
-def _prefetch(typingctx, arr, idx):
-    """Hint the CPU to fetch ``arr.flat[idx]`` into the cache (``llvm.prefetch``)."""
-    if not (isinstance(arr, types.Array) and arr.ndim == 1):
-        return None
-
-    def codegen(context, builder, signature, args):
-        ary = context.make_array(signature.args[0])(context, builder, args[0])
-        ptr = cgutils.get_item_pointer(
-            context, builder, signature.args[0], ary, [args[1]], wraparound=False
-        )
-        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
-        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
-        flags = [ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)]
-        builder.call(fn, [builder.bitcast(ptr, i8p)] + flags)
-        return context.get_dummy_value()
-
-    return types.none(arr, idx), codegen
 
 
 # --------------------------------------------------------------------------- #
