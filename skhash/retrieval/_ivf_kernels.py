@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from skhash.retrieval._numba import _sift_down, _worse
 from skhash.retrieval._numba_bits import _popcount
 
 _RADIX_BITS = 11
@@ -102,12 +103,6 @@ def _ivf_shortlist(q_words, ptr, lists, offsets, ids, words, n_cand, out_idx, ou
             hist[d] = 0
 
 
-@njit(cache=True, nogil=True, boundscheck=False, inline="always")
-def _after(ka, ia, kb, ib):
-    """Whether (key ``ka``, list ``ia``) ranks after (``kb``, ``ib``)."""
-    return ka > kb or (ka == kb and ia > ib)
-
-
 @njit(cache=True, nogil=True, boundscheck=False)
 def _best_lists(row, m, hk, hi):
     """The ``m`` best lists of ``row`` by (key, list id), best first, in
@@ -121,46 +116,19 @@ def _best_lists(row, m, hk, hi):
             size += 1
             while pos > 0:
                 parent = (pos - 1) // 2
-                if _after(k, lst, hk[parent], hi[parent]):
+                if _worse(k, lst, hk[parent], hi[parent]):
                     hk[pos], hi[pos] = hk[parent], hi[parent]
                     pos = parent
                 else:
                     break
             hk[pos], hi[pos] = k, lst
-        elif _after(hk[0], hi[0], k, lst):  # replace the worst, sift down
-            pos = 0
-            while True:
-                child = 2 * pos + 1
-                if child >= size:
-                    break
-                if child + 1 < size and _after(
-                    hk[child + 1], hi[child + 1], hk[child], hi[child]
-                ):
-                    child += 1
-                if _after(hk[child], hi[child], k, lst):
-                    hk[pos], hi[pos] = hk[child], hi[child]
-                    pos = child
-                else:
-                    break
-            hk[pos], hi[pos] = k, lst
+        elif _worse(hk[0], hi[0], k, lst):  # replace the worst, sift down
+            hk[0], hi[0] = k, lst
+            _sift_down(hk, hi, 0, size)
     for end in range(size - 1, 0, -1):  # heap sort: worst to the end
         wk, wi = hk[0], hi[0]
-        k, lst = hk[end], hi[end]
-        pos = 0
-        while True:
-            child = 2 * pos + 1
-            if child >= end:
-                break
-            if child + 1 < end and _after(
-                hk[child + 1], hi[child + 1], hk[child], hi[child]
-            ):
-                child += 1
-            if _after(hk[child], hi[child], k, lst):
-                hk[pos], hi[pos] = hk[child], hi[child]
-                pos = child
-            else:
-                break
-        hk[pos], hi[pos] = k, lst
+        hk[0], hi[0] = hk[end], hi[end]
+        _sift_down(hk, hi, 0, end)
         hk[end], hi[end] = wk, wi
 
 
