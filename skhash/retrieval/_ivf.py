@@ -243,7 +243,9 @@ class InvertedLists:
             self.centroids = np.packbits(bitvec, axis=1)
             self.c_sqnorms = None
         else:
-            self.centroids = np.ascontiguousarray(centroids)
+            # (nlist, d) as the transpose of a C-ordered (d, nlist) array:
+            # list_keys' one-row products read that 1.4-3x faster
+            self.centroids = np.ascontiguousarray(centroids.T).T
             self.c_sqnorms = np.einsum("ld,ld->l", centroids, centroids).astype(
                 np.float32
             )
@@ -343,14 +345,16 @@ class InvertedLists:
             return _hamming(q_bits, self.centroids)
         from skhash.quantization._distances import rowwise_matmul
 
-        ip = rowwise_matmul(
-            np.ascontiguousarray(q_emb, dtype=np.float32), self.centroids.T
+        # the sign (and for "l2" the factor 2) goes on the query, not on the
+        # (n_queries, nlist) result: one pass less over it
+        scale = -1.0 if self.metric == "ip" else -2.0
+        keys = rowwise_matmul(
+            np.asarray(q_emb, dtype=np.float32) * np.float32(scale),
+            self.centroids.T,
         )
-        if self.metric == "ip":
-            return -ip
-        ip *= -2.0
-        ip += self.c_sqnorms
-        return ip
+        if self.metric != "ip":
+            keys += self.c_sqnorms
+        return keys
 
     def probe(self, keys, nprobe, n_short):
         """The lists each query scans: its ``nprobe`` best (ties to the lower
@@ -381,7 +385,7 @@ class InvertedLists:
         np.cumsum(np.bincount(rows, minlength=c), out=ptr[1:])
         return ptr, lists.astype(np.int64)
 
-    def shortlist(self, q_bits, q_emb, nprobe, n_short, compiled=True):
+    def shortlist(self, q_bits, q_emb, nprobe, n_short, compiled=True, ordered=True):
         """The ``n_short`` nearest items of each query among its probed
         lists, by (Hamming distance, index).
 
@@ -397,6 +401,11 @@ class InvertedLists:
             Shortlist length, ``<= n_items``.
         compiled : bool, default=True
             Use the numba kernel (else the numpy reference; same results).
+        ordered : bool, default=True
+            Return each row in (distance, index) order. False returns the
+            same items in an order of the kernel's choosing (cheaper: a
+            re-ranking that follows reorders them anyway); rows are then
+            equal as sets to the ordered ones.
 
         Returns
         -------
@@ -420,7 +429,16 @@ class InvertedLists:
                 keys, min(int(nprobe), self.nlist), n_short, self.offsets, ptr, lists
             )
             _ivf_shortlist(
-                qw, ptr, lists, self.offsets, self.ids, self.words, n_short, idx, dist
+                qw,
+                ptr,
+                lists,
+                self.offsets,
+                self.ids,
+                self.words,
+                n_short,
+                bool(ordered),
+                idx,
+                dist,
             )
         else:
             ptr, lists = self.probe(keys, nprobe, n_short)
@@ -583,12 +601,18 @@ def ensure(est, dst):
     return ivf
 
 
-def stage1_shortlist(est, backend, q, dst, n_short):
-    """Stage 1 of ``dst`` from its inverted lists (see :func:`ensure`)."""
+def stage1_shortlist(est, backend, q, dst, n_short, ordered=True):
+    """Stage 1 of ``dst`` from its inverted lists (see :func:`ensure`);
+    ``ordered=False`` when a re-ranking of the whole shortlist follows."""
     ivf = est._ivf_cache[dst]
     compiled = type(backend).__module__ == "skhash.retrieval._numba"
     return ivf.shortlist(
-        q["bits"], q.get("embedding"), est.nprobe, n_short, compiled=compiled
+        q["bits"],
+        q.get("embedding"),
+        est.nprobe,
+        n_short,
+        compiled=compiled,
+        ordered=ordered,
     )
 
 

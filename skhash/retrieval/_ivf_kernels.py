@@ -40,7 +40,9 @@ def _radix_sort(keys, n, tmp, count, max_key):
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
-def _ivf_shortlist(q_words, ptr, lists, offsets, ids, words, n_cand, out_idx, out_dist):
+def _ivf_shortlist(
+    q_words, ptr, lists, offsets, ids, words, n_cand, ordered, out_idx, out_dist
+):
     """The ``n_cand`` items of the probed lists nearest to each query.
 
     Query ``q`` probes the lists ``lists[ptr[q]:ptr[q + 1]]``; list ``l``
@@ -51,7 +53,10 @@ def _ivf_shortlist(q_words, ptr, lists, offsets, ids, words, n_cand, out_idx, ou
     scan: a histogram of the distances gives the threshold ``t`` (the
     smallest distance with ``n_cand`` items at or below it), the items at or
     below ``t`` are radix-sorted by ``distance * N + index``, and the first
-    ``n_cand`` kept.
+    ``n_cand`` kept. With ``ordered=False`` the same items are returned
+    unordered (for a re-ranking, whose order does not depend on theirs):
+    those below ``t`` as met, then the ones at ``t`` of lowest index, and
+    only the latter are sorted (by index), when not all of them fit.
     """
     n_q, n_words = q_words.shape
     n_total = ids.shape[0]
@@ -90,15 +95,33 @@ def _ivf_shortlist(q_words, ptr, lists, offsets, ids, words, n_cand, out_idx, ou
             if below >= n_cand:
                 thr = d
                 break
-        k = 0
-        for p in range(w):
-            if buf_d[p] <= thr:
-                keys[k] = buf_d[p] * n_total + buf_i[p]
-                k += 1
-        done = _radix_sort(keys, k, tmp, count, thr * n_total + n_total - 1)
-        for p in range(n_cand):
-            out_dist[q, p] = done[p] // n_total
-            out_idx[q, p] = done[p] % n_total
+        if ordered:
+            k = 0
+            for p in range(w):
+                if buf_d[p] <= thr:
+                    keys[k] = buf_d[p] * n_total + buf_i[p]
+                    k += 1
+            done = _radix_sort(keys, k, tmp, count, thr * n_total + n_total - 1)
+            for p in range(n_cand):
+                out_dist[q, p] = done[p] // n_total
+                out_idx[q, p] = done[p] % n_total
+        else:
+            o = 0
+            k = 0
+            for p in range(w):
+                if buf_d[p] < thr:
+                    out_dist[q, o] = buf_d[p]
+                    out_idx[q, o] = buf_i[p]
+                    o += 1
+                elif buf_d[p] == thr:
+                    keys[k] = buf_i[p]
+                    k += 1
+            done = keys
+            if o + k > n_cand:  # only the lowest indices at t are kept
+                done = _radix_sort(keys, k, tmp, count, n_total - 1)
+            for p in range(n_cand - o):
+                out_dist[q, o + p] = thr
+                out_idx[q, o + p] = done[p]
         for d in range(n_max + 1):
             hist[d] = 0
 
@@ -142,10 +165,15 @@ def _ivf_probe(keys, nprobe, n_short, offsets, ptr, lists):
     n_q, nl = keys.shape
     hk = np.empty(nl, keys.dtype)
     hi = np.empty(nl, np.int64)
+    # the first pass keeps enough lists for twice the shortlist at the mean
+    # list size (one pass for almost every query; a longer heap than needed
+    # only costs its log), then 4 times more per pass
+    mean_size = max(1.0, (offsets[nl] - offsets[0]) / nl)
+    m0 = min(nl, max(nprobe, int(2.0 * n_short / mean_size) + 1))
     w = 0
     ptr[0] = 0
     for q in range(n_q):
-        m = min(nprobe, nl)
+        m = m0
         while True:
             _best_lists(keys[q], m, hk, hi)
             held = 0

@@ -299,8 +299,10 @@ class _QueryEngine:
             return dist, idx
         n_short = max(L, k)
         if self.stage1 == "ivf":
+            # the shortlist's order only matters where it is returned or cut
+            ordered = rows is not None or stage2 == "none" or L < k
             idx, hd = _ivf.stage1_shortlist(
-                self, backend, q, dst, n_short + (rows is not None)
+                self, backend, q, dst, n_short + (rows is not None), ordered
             )
         else:
             idx, hd = _mih.stage1_shortlist(
@@ -351,7 +353,13 @@ class _QueryEngine:
         """:func:`~skhash.quantization.lookup_tables`, block by block for
         block-diagonal (product) codebooks: ``M`` times fewer flops."""
         if self._lut_blocks is None:
-            return lookup_tables(emb, self.codebooks_, metric=metric)
+            rhs = getattr(self, "_lut_rhs", None)
+            if rhs is None or metric != "ip" or emb.dtype != rhs.dtype:
+                return lookup_tables(emb, self.codebooks_, metric=metric)
+            # lookup_tables' product, on the C-ordered right-hand side kept
+            # by the index (the same one-row products, read faster)
+            lut = rowwise_matmul(np.ascontiguousarray(emb), rhs)
+            return lut.reshape(emb.shape[0], *self.codebooks_.shape[:2])
         C = self.codebooks_
         n_books, n_codewords, d = C.shape
         if d % n_books == 0:  # equal blocks: one batched product

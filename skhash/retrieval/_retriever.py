@@ -448,6 +448,18 @@ default=None
         self._plans = plans
         self.search_plan_ = {m: _describe(*plan) for m, plan in plans.items()}
         self._lut_blocks = lut_blocks
+        # the additive tables' product ``emb @ rhs``: a C-ordered (d, M K)
+        # matrix, which a one-row product (gemv) reads 1.4-3x faster than
+        # the transposed view of the (M K, d) codebooks
+        self._lut_rhs = (
+            None
+            if codebooks is None or lut_blocks is not None
+            else np.ascontiguousarray(
+                np.asarray(codebooks, dtype=np.float32)
+                .reshape(-1, codebooks.shape[-1])
+                .T
+            )
+        )
 
     def _install(self, arrays, *, n_samples):
         """Replace the index arrays by ``arrays`` (by name), same structure."""

@@ -345,6 +345,47 @@ def test_inverted_lists_direct():
     assert ivf.nbytes > 0 and "nlist=10" in repr(ivf)
 
 
+@pytest.mark.parametrize("n_short", [1, 25, 140, 400])
+def test_unordered_shortlist_holds_the_ordered_items(n_short):
+    # 12 distinct codes, 10 % of bits flipped: the threshold distance is
+    # shared by many items, so which of them are kept (lowest indices) matters
+    bits = _bits_only(seed=23).get("X", "bits")
+    ivf = InvertedLists(bits, N_BITS, metric="hamming", nlist=10, seed=1, n_train=N)
+    q = bits[:40]
+    for nprobe in (1, 3, 10):
+        idx, dist = ivf.shortlist(q, None, nprobe, n_short, compiled=True)
+        idx_u, dist_u = ivf.shortlist(
+            q, None, nprobe, n_short, compiled=True, ordered=False
+        )
+        assert idx_u.shape == idx.shape
+        for r in range(len(q)):
+            # the same (index, distance) pairs, in another order
+            order = np.argsort(idx_u[r], kind="stable")
+            np.testing.assert_array_equal(idx_u[r][order], np.sort(idx[r]))
+            np.testing.assert_array_equal(
+                dist_u[r][order], dist[r][np.argsort(idx[r], kind="stable")]
+            )
+
+
+@pytest.mark.parametrize("alpha", [10, 40, 300])
+def test_search_on_unordered_shortlists_keeps_the_ordered_results(alpha, monkeypatch):
+    from skhash.retrieval import _ivf as ivf_module
+
+    db, q = _split(seed=24)
+    est = _ivf(alpha=alpha, nprobe=2).fit(db)
+    got = est.kneighbors(q)
+    calls = []
+    original = ivf_module.stage1_shortlist
+
+    def ordered_only(est_, backend, q_, dst, n_short, ordered=True):
+        calls.append(ordered)
+        return original(est_, backend, q_, dst, n_short, True)
+
+    monkeypatch.setattr(ivf_module, "stage1_shortlist", ordered_only)
+    _same(got, est.kneighbors(q))
+    assert calls and not any(calls)  # the re-ranked search asked for unordered
+
+
 @pytest.mark.parametrize("dtype", [np.int32, np.float32])
 def test_compiled_probe_picks_the_numpy_probe_lists(dtype):
     from skhash.retrieval._ivf_kernels import _ivf_probe
