@@ -73,11 +73,13 @@ def encode(
     ``n_samples``, and an item gets the same codes whatever else is encoded
     in the same call. The additive greedy start is one BLAS product per
     codebook and block of items with a fused argmin and residual update;
-    ICM scores codewords from an int16 copy of the codeword Gram tables
-    ``⟨C_l[i], C_m[k]⟩`` (``M²K²`` entries, used up to 64 MiB; larger
-    codebooks update the residual directly) and re-scores exactly the
-    codewords within its proven error bound of the best, so the codes are
-    those of the exact search. Computations run in ``X``'s dtype (float32
+    ICM scores codewords with exact int32 sums of an int16 copy of the
+    codeword Gram tables ``⟨C_l[i], C_m[k]⟩`` (``M²K²`` entries, used up to
+    64 MiB; larger codebooks update the residual directly) and re-scores
+    exactly the codewords within its proven error bound of the best, so the
+    codes are those of the exact search. The tables of the last codebooks
+    encoded with are kept (by content), so that calls in chunks on the same
+    codebooks build them once. Computations run in ``X``'s dtype (float32
     stays float32, anything else float64).
 
     Parameters

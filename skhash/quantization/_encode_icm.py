@@ -1,29 +1,31 @@
-"""Compiled greedy + ICM additive encoder on quantized cross-term tables.
+"""Compiled greedy + ICM additive encoder on integer scores.
 
 The default additive search of :func:`skhash.quantization.encode` (greedy
 residual start, or given codes, then ICM sweeps), split from
 :mod:`skhash.quantization._encode_kernels` (which keeps the beam search, the
-local search and the residual kernel for codebooks too large for tables).
+local search, the residual kernel for codebooks too large for tables, and
+the cache of the tables).
 
-The objective of codeword ``k`` of codebook ``m`` with the other codes
-fixed is, up to a constant of the item,
+The greedy start is one BLAS product per codebook and block of items (the
+scores ``‖C_mk‖² − 2⟨r, C_mk⟩`` of the residuals) with a fused first-minimum
+and residual update. The objective of codeword ``k`` of codebook ``m`` in
+ICM, with the other codes fixed, is
 
-``E_m(k) = (U[m, k] + ‖C_mk‖²) + Σ_{l≠m} G[(l, c_l), (m, k)]``
+``E_m(k) = ‖C_mk‖² − 2⟨r_m, C_mk⟩ + Σ_{l>m} G[(l, c_l), (m, k)]``
 
-with ``U = −2⟨x, C⟩`` (one BLAS product per block of items) and the Gram
-table ``G = 2⟨C_la, C_mk⟩``. Summing rows of the float ``G`` (``M²K²``
-entries, 16 MiB at 8 × 256 in float32) for every item is bound by memory
-traffic, so the kernel keeps the cross terms as *exact* int32 sums of an
-int16 copy ``Q ≈ G / s_m`` (half the bytes; integer sums have no rounding,
-so the incremental updates never drift) and scores every codeword with
-``Ẽ_m(k) = (U + ‖C‖²) + s_m Σ Q``, which is within a proven bound ``δ`` of
-``E_m(k)`` (``(M − 1) s_m / 2`` for the quantization plus a float rounding
-term). A decision compares codewords with ``Ẽ``; only codewords within
-``2δ`` of the best are candidates, and when there are several they are
-re-scored exactly (``E`` summed from the float table in a fixed order) and
-the first smallest wins, as ``np.argmin`` would choose. The codes are thus
-those of greedy + ICM on the exact objective ``E``: the quantized table only
-decides faster, it never changes a decision.
+with ``r_m`` the residual of the codebooks before ``m`` (the greedy scores)
+and the Gram table ``G = 2⟨C_la, C_mk⟩``. Per item the kernel keeps
+``S[m] = trunc(P[m] / s_m) + Σ_{l>m} Q[(l, c_l), m]``, *exact* int32 sums of
+an int16 copy ``Q ≈ G / s_m`` of the table: integer sums have no rounding,
+so the incremental updates of ICM never drift, and a decision is an integer
+minimum over 256 lanes. ``s_m S[m]`` is within a proven bound ``δ`` of
+``E_m`` (the quantization of the ``M − 1`` cross terms and of the scores,
+plus float rounding); only codewords within ``2δ`` of the best are
+candidates, and when there are several they are re-scored exactly
+(``‖C_mk‖² − 2⟨t, C_mk⟩`` from the residual, summed in a fixed order) and
+the first smallest wins, as ``np.argmin`` would choose. The ICM codes are
+thus those of ICM on the exact objective: the integer scores only decide
+faster, they never change a decision.
 """
 
 from __future__ import annotations
@@ -31,12 +33,16 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from skhash.quantization._encode_kernels import _argmin, _argmin64
+from skhash.quantization._encode_kernels import _argmin, _argmin64, _icm_direct_kernel
 
-__all__ = ["encode_block", "quantize_tables"]
+__all__ = ["encode_range", "quantize_tables"]
 
-# int16 range used by the quantized table (symmetric).
+# int16 range of the quantized table (symmetric).
 _QMAX = 32767
+# Largest |U / s_m| of an item's quantized scores (int32 sums of it and of up
+# to 65535 table entries stay in range); an item past it is encoded by the
+# exact residual kernel instead.
+_LIM = 2.0**30
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
@@ -59,11 +65,11 @@ def _block_max(G, M, K, out):
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
-def _quantize(G, inv_s, M, K, Q):
+def _quantize(G, inv_s, M, K, qmax, Q):
     """``Q[r, mK + k] = rint(G[r, mK + k] · inv_s[m])``, 0 on the diagonal
     blocks (a codebook's own block is never used)."""
     MK = M * K
-    for r in range(MK):  # the rows of G (Q may have more)
+    for r in range(MK):
         lo = (r // K) * K
         for m in range(M):
             base = m * K
@@ -76,12 +82,12 @@ def _quantize(G, inv_s, M, K, Q):
             g = G[r, base : base + K]
             for k in range(K):
                 v = np.rint(np.float64(g[k]) * f)
-                v = min(max(v, -32767.0), 32767.0)
+                v = min(max(v, -qmax), qmax)
                 q[k] = np.int16(v)
 
 
 def quantize_tables(G, codebooks):
-    """int16 copy of the Gram table ``G`` and the constants of its bound.
+    """Integer copy of the Gram table ``G`` and the constants of its bound.
 
     Parameters
     ----------
@@ -94,7 +100,8 @@ def quantize_tables(G, codebooks):
     -------
     Q : ndarray of int16, shape (M K + 1, M K)
         ``G[r, mK + k] ≈ scales[m] · Q[r, mK + k]`` within ``scales[m] / 2``
-        off the diagonal blocks (which are 0); the last row is 0.
+        off the diagonal blocks (which are 0); the last row is 0 (it pads
+        the groups of four rows of the kernel).
     scales : ndarray of float64, shape (M,)
     gmax : float
         The largest ``|G|`` off the diagonal blocks.
@@ -105,64 +112,75 @@ def quantize_tables(G, codebooks):
     norms = np.sqrt(np.einsum("mkd,mkd->mk", codebooks, codebooks, dtype=np.float64))
     bmax = np.empty(M, dtype=np.float64)
     _block_max(G, M, K, bmax)
-    # a little over the largest entry, so that no entry rounds past int16
-    # (no entry at all, or only zeros: any scale)
-    scales = np.where(bmax > 0, bmax * (1.0 + 1e-6) / _QMAX, 1.0)
-    # one more row, of zeros, pads the groups of four rows of the kernel
+    # a little over the largest entry, so that no entry rounds past int16;
+    # a block without cross terms (one codebook, or orthogonal ones) takes
+    # the scale its scores would have, so that they still quantize finely
+    # (all zero: any scale)
+    nm = norms.max(axis=1)
+    alt = nm * (nm + norms.max())
+    scales = np.where(bmax > 0, bmax, np.where(alt > 0, alt, 1.0))
+    scales = scales * (1.0 + 1e-6) / _QMAX
     Q = np.empty((G.shape[0] + 1, G.shape[1]), dtype=np.int16)
-    _quantize(G, 1.0 / scales, M, K, Q)
+    _quantize(G, 1.0 / scales, M, K, float(_QMAX), Q)
     Q[-1] = 0
     return Q, scales, float(bmax.max()), float(norms.max())
 
 
-@njit(cache=True, nogil=True, boundscheck=False)
-def _block_add(F, Q, rows, n, base, K, s):
-    """``F += s · Σ_{j<n} Q[rows[j], base:base+K]`` for one block of scores.
-
-    ``rows`` is padded with the index of the zero row of ``Q`` to a multiple
-    of four; the rows are summed four at a time exactly in int32 and
-    converted once. The loops index views from 0 so that they vectorise
-    (more rows a pass do not: too many arrays to check for overlap).
-    """
-    f32 = F.itemsize == 4
-    for j in range(0, n, 4):
-        q0 = Q[rows[j], base : base + K]
-        q1 = Q[rows[j + 1], base : base + K]
-        q2 = Q[rows[j + 2], base : base + K]
-        q3 = Q[rows[j + 3], base : base + K]
-        for k in range(K):
-            a = np.int32(
-                np.int32(np.int32(q0[k]) + np.int32(q1[k]))
-                + np.int32(np.int32(q2[k]) + np.int32(q3[k]))
-            )
-            if f32:
-                F[k] = F[k] + s * np.float32(a)
-            else:
-                F[k] = F[k] + s * np.float64(a)
+# --------------------------------------------------------------------------- #
+# Vector pieces (each loop indexes views from 0 so that it vectorises)
+# --------------------------------------------------------------------------- #
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
-def _block_update(F, qn, qo, base, K, s):
-    """``F += s · (qn − qo)`` over one block (exact int difference)."""
-    f32 = F.itemsize == 4
-    a = qn[base : base + K]
-    b = qo[base : base + K]
-    for k in range(K):
-        dq = np.int32(np.int32(a[k]) - np.int32(b[k]))
-        if f32:
-            F[k] = F[k] + s * np.float32(dq)
-        else:
-            F[k] = F[k] + s * np.float64(dq)
+def _quantize_scores(S, P, i, inv_s, lim):
+    """``S[m] = trunc(P[m, i] · inv_s[m])`` (int32); returns how many scores
+    are past ``lim`` in magnitude (then ``S`` is not to be used)."""
+    n_out = np.int32(0)
+    for m in range(P.shape[0]):
+        u = P[m, i]
+        s = S[m]
+        f = inv_s[m]
+        for k in range(u.shape[0]):
+            v = u[k] * f
+            n_out = np.int32(n_out + (1 if abs(v) > lim else 0))
+            s[k] = np.int32(v)  # truncated: within one step
+    return n_out
 
 
-@njit(cache=True, nogil=True, boundscheck=False, fastmath=True)
-def _count_le(v, thr, zero, one):
-    """Number of entries ``<= thr`` (finite values: a float count in the
-    dtype of ``zero`` and ``one``, which vectorises; exact up to 2**24)."""
-    n = zero
-    for k in range(v.shape[0]):
-        n += one if v[k] <= thr else zero
-    return n
+@njit(cache=True, nogil=True, boundscheck=False)
+def _min(s):
+    """Smallest entry of the int32 array ``s``."""
+    mn = s[0]
+    for k in range(s.shape[0]):
+        v = s[k]
+        mn = v if v < mn else mn
+    return mn
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _min_count(s, thr):
+    """``(min(s), number of entries <= thr)`` of the int32 array ``s``."""
+    mn = s[0]
+    n = np.int32(0)
+    for k in range(s.shape[0]):
+        v = s[k]
+        mn = v if v < mn else mn
+        n = np.int32(n + (1 if v <= thr else 0))
+    return mn, n
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _count_first(s, thr, mn, kk, big):
+    """``(number of entries <= thr, first k with s[k] == mn)`` (``kk[k] = k``
+    and ``big`` int32, so that the loop stays in 32-bit lanes)."""
+    n = np.int32(0)
+    first = big
+    for k in range(s.shape[0]):
+        v = s[k]
+        n = np.int32(n + (1 if v <= thr else 0))
+        f = kk[k] if v == mn else big
+        first = f if f < first else first
+    return n, first
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
@@ -181,19 +199,39 @@ def _fill_rows(rows, ci, K, lo, hi, skip, zero_row):
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
-def _exact_best(r, C, C2, sq, m, cm, Fb, thr, t):
-    """Among the codewords ``k`` of codebook ``m`` with ``Fb[k] <= thr``, the
-    first one of smallest exact objective ``‖C_mk‖² − 2⟨t, C_mk⟩``, where
-    ``t = r + C_m[cm]`` is the residual without codebook ``m`` (``C2 = −2C``;
-    the dot product is summed in a fixed order)."""
-    d = r.shape[0]
-    c = C[m, cm]
-    for j in range(d):
-        t[j] = r[j] + c[j]
+def _add_rows(s, Q, rows, n, base, K):
+    """``s += Σ_{j<n} Q[rows[j], base:base+K]`` (int32, exact), four rows a
+    pass."""
+    for j in range(0, n, 4):
+        q0 = Q[rows[j], base : base + K]
+        q1 = Q[rows[j + 1], base : base + K]
+        q2 = Q[rows[j + 2], base : base + K]
+        q3 = Q[rows[j + 3], base : base + K]
+        for k in range(K):
+            s[k] = np.int32(
+                s[k]
+                + (np.int32(np.int32(q0[k]) + np.int32(q1[k])))
+                + (np.int32(np.int32(q2[k]) + np.int32(q3[k])))
+            )
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _add_diff(s, qn, qo):
+    """``s += qn − qo`` (int32, exact)."""
+    for k in range(s.shape[0]):
+        s[k] = np.int32(s[k] + (np.int32(qn[k]) - np.int32(qo[k])))
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _exact_among(t, C2, sq, m, s, thr):
+    """Among the codewords ``k`` of codebook ``m`` with ``s[k] <= thr``, the
+    first one of smallest exact objective ``‖C_mk‖² − 2⟨t, C_mk⟩``
+    (``C2 = −2C``; the dot product is summed in a fixed order)."""
+    d = t.shape[0]
     best = -1
     best_e = sq[m, 0]
-    for k in range(Fb.shape[0]):
-        if Fb[k] > thr:
+    for k in range(s.shape[0]):
+        if s[k] > thr:
             continue
         ck = C2[m, k]
         e = sq[m, k]
@@ -215,163 +253,202 @@ def _sqnorm(r):
     return s
 
 
-@njit(cache=True, nogil=True, boundscheck=False)
-def _argmin_any(v, vi):
-    return _argmin(v, vi) if vi.itemsize == 4 else _argmin64(v, vi)
+# --------------------------------------------------------------------------- #
+# One item
+# --------------------------------------------------------------------------- #
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
-def encode_block(
-    xb,
-    n_rows,
-    C,
-    C2,
-    C2aug,
-    sq,
-    Q,
-    scales,
-    qerr,
-    bnd,
-    codes,
-    have_init,
-    n_iter,
-    R,
-    P,
-    Pi,
-    t,
-    consts,
-    rows,
-    seen,
-    rmax2,
-    rr,
-):
-    """Codes of the first ``n_rows`` items of a block ``xb`` (always a full
-    block: the BLAS products see the same shapes whatever the call).
+def _margin(m, n_rows, qrow, qtrunc, inv_s, bnd, rmax2):
+    """``2δ`` of a decision on codebook ``m`` whose scores hold ``n_rows``
+    cross terms, in units of the table (see :func:`encode_range`); at most
+    ``2**30`` (a larger one only re-scores every codeword)."""
+    n_ops = 4.0
+    delta = (
+        n_rows * qrow[m]
+        + qtrunc[m]
+        + (bnd[0] + bnd[2] * n_ops) * (1.001 * np.sqrt(rmax2) + 1.01 * bnd[3])
+        + bnd[1] * n_ops
+    )
+    v = 2.0 * delta * inv_s[m]
+    return np.int32(min(v, 2.0**30)) + np.int32(2)
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _decide(s, mn, marg, t, C2, sq, m, kk, stats):
+    """The exact best codeword of codebook ``m`` from its integer scores
+    ``s`` (smallest ``mn``) and the residual without codebook ``m`` ``t``:
+    the first minimum when it is the only codeword within ``marg`` of it,
+    else the exact re-scoring of the codewords within the margin."""
+    thr = np.int32(mn + marg)
+    n, first = _count_first(s, thr, mn, kk, kk[s.shape[0]])
+    if n > 1:
+        stats[1] += 1
+        return _exact_among(t, C2, sq, m, s, thr)
+    return int(first)
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _encode_item(
+    P, i, ri, ci, C, C2, sq, Q, inv_s, qrow, qtrunc, bnd, rmax2, have_init, n_iter,
+    S, t, rows, kk, seen, stats,
+):  # fmt: skip
+    """ICM for item ``i`` of the block after its start (see
+    :func:`encode_range`): ``P[:, i]`` its float scores, ``ri`` its
+    residual, ``ci`` its codes (which end there) and ``rmax2`` the largest
+    squared norm of the item and its residuals. Returns False, with ``ci``
+    untouched, when the item's scores do not fit the integers."""
+    M, K, d = C.shape
+    if _quantize_scores(S, P, i, inv_s, _LIM) > 0:
+        return False
+    zero_row = Q.shape[0] - 1
+    r = ri
+    # the cross terms not in the float scores: of the codebooks chosen after
+    # each one (greedy start), of all the others (given codes)
+    for m in range(M):
+        n = _fill_rows(rows, ci, K, 0 if have_init else m + 1, M, m, zero_row)
+        if n > 0:
+            _add_rows(S[m], Q, rows, n, m * K, K)
+    # ICM sweeps; a step is skipped when no other code changed since the
+    # last step of the same codebook (it would change nothing)
+    last_change = 0
+    for m in range(M):
+        seen[m] = -1
+    if not have_init:
+        seen[M - 1] = 0
+    step = 0
+    for _ in range(n_iter):
+        for m in range(M):
+            step += 1
+            if seen[m] >= last_change:
+                continue
+            seen[m] = step
+            cm = ci[m]
+            sm = S[m]
+            marg = _margin(m, M - 1, qrow, qtrunc, inv_s, bnd, rmax2)
+            # one pass: is the current code alone within the margin of its
+            # own score? (most steps: then it stays)
+            mn, n0 = _min_count(sm, np.int32(sm[cm] + marg))
+            stats[0] += 1
+            if n0 == 1:
+                continue
+            co = C[m, cm]
+            for j in range(d):
+                t[j] = r[j] + co[j]
+            b = _decide(sm, mn, marg, t, C2, sq, m, kk, stats)
+            if b != cm:
+                stats[2] += 1
+                qn = Q[m * K + b]
+                qo = Q[m * K + cm]
+                for lo in range(M):
+                    if lo != m:
+                        sl = slice(lo * K, (lo + 1) * K)
+                        _add_diff(S[lo], qn[sl], qo[sl])
+                cn = C[m, b]
+                for j in range(d):
+                    r[j] = t[j] - cn[j]
+                nr = _sqnorm(r)
+                rmax2 = nr if nr > rmax2 else rmax2
+                ci[m] = b
+                last_change = step
+                seen[m] = step
+    return True
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def encode_range(
+    X, codes, C, C2, C2aug, Ct, sq, Q, inv_s, qrow, qtrunc, bnd, have_init, n_iter,
+    R, P, Pi, S, t, rows, kk, seen, stats, rmax2,
+):  # fmt: skip
+    """Codes of the items ``X`` (``codes`` holds the starting codes when
+    ``have_init``), in blocks of ``R.shape[0]`` items.
 
     ``C2aug[m]`` is ``−2 C_mᵀ`` with the squared norms ``‖C_mk‖²`` as one
     more row, and ``R`` holds the residuals of the block with one more
     column of ones, so that one BLAS product ``P[m] = R C2aug[m]`` gives the
-    scores ``‖C_mk‖² − 2⟨r, C_mk⟩`` of codebook ``m`` for the whole block.
+    scores ``‖C_mk‖² − 2⟨r, C_mk⟩`` of codebook ``m`` for the whole block (a
+    block is always a full one, the last zero-padded).
 
     Greedy start (``have_init`` False): for each codebook ``m`` in turn, the
-    product, then per item the argmin and the residual update. The greedy
-    scores are kept in ``P``: with the cross terms of the codebooks chosen
-    later (from the int16 table ``Q``) they become the ICM scores. With
-    ``have_init`` the given ``codes`` start: ``P[m] = [x, 1] C2aug[m]`` plus
-    the cross terms of all the other codebooks.
+    product, then per item the first minimum and the residual update; the
+    scores of codebook ``m`` then hold the cross terms of the codebooks
+    before it. With ``have_init``: ``P[m] = [x, 1] C2aug[m]`` and the
+    residuals of the given codes.
 
-    ICM then works on the approximate scores ``P`` (within ``δ`` of the exact
-    objective, see the module docstring); a step whose current code is not
-    provably the best re-scores its candidates exactly in ``d`` dimensions.
-    ``δ = qerr[m] + (c_d + c_1 n) (ρ + ν) + c_0 n`` with
-    ``bnd = [c_d, c_0, c_1, ν]`` (``ν`` the largest codeword norm), ``ρ``
-    the largest norm of the item and of its residuals so far (tracked in
-    ``rmax2``, squared) and ``n`` the count of roundings of a score.
+    ICM (:func:`_encode_item`) then runs per item on integer scores
+    ``S[m] = trunc(P[m] / s_m) + Σ_l Q[(l, c_l), m]`` (exact int32 sums of
+    the cross terms the float scores lack), within ``δ`` of the exact
+    objective, with ``δ = (M − 1) qrow[m] + qtrunc[m] + (c_d + 4 c_1)(ρ + ν) +
+    4 c_0``: ``qrow`` bounds one quantized cross term (half a step and the
+    rounding of the float table), ``qtrunc`` the truncation of ``P / s_m``,
+    ``bnd = [c_d, c_0, c_1, ν]`` the float rounding (``c_d`` the ``d``-term
+    dot products of the product and of the exact scores and the ``M``-step
+    residuals; ``c_0``, ``c_1`` each of the other roundings of a score;
+    ``ν`` the largest codeword norm, ``ρ`` the largest norm of the item and
+    of its residuals so far, tracked squared in ``rmax2``). A step whose
+    current code is not provably the best re-scores its candidates exactly
+    in ``d`` dimensions. An item whose ``|P / s_m|`` exceeds ``2**30`` is
+    encoded by the exact residual kernel (``_icm_direct_kernel``, ``Ct`` the
+    transposed codebooks) instead.
 
     Scratch: ``R`` (block, d + 1), ``P`` (M, block, K) and ``Pi`` its
-    integer view, ``t`` (d), ``consts`` ``[0, 1, scratch]`` in the float
-    dtype, ``rows`` (M + 4) and ``seen`` (M) ints, ``rmax2`` and ``rr``
+    integer view, ``S`` (M, K) int32, ``t`` (d), ``rows`` (M + 4) and
+    ``seen`` (M) int64, ``kk`` (K + 1) int32 ``arange``, ``stats`` (3)
+    int64 counters (decisions, exact re-scorings, ICM changes), ``rmax2``
     (block) float64.
     """
-    M, K, d = C.shape
-    zero_row = Q.shape[0] - 1
-    zero = consts[0]
-    one = consts[1]
-    for i in range(R.shape[0]):
-        for j in range(d):
-            R[i, j] = xb[i, j]
-        R[i, d] = one
-        rmax2[i] = _sqnorm(xb[i])
-        rr[i] = rmax2[i]
-    if not have_init:
-        for m in range(M):
-            Pm = P[m]
-            np.dot(R, C2aug[m], Pm)
-            Pim = Pi[m]
-            for i in range(n_rows):
-                Pb = Pm[i]
-                b = _argmin_any(Pb, Pim[i])
-                codes[i, m] = b
-                c = C[m, b]
+    n, d = X.shape
+    B = R.shape[0]
+    M, K, _ = C.shape
+    for s0 in range(0, n, B):
+        nb = min(B, n - s0)
+        for i in range(B):
+            if i < nb:
                 for j in range(d):
-                    R[i, j] -= c[j]
-                # ‖r − c‖² = ‖r‖² + (‖c‖² − 2⟨r, c⟩): the running squared
-                # norm of the residual from the scores (for the bound only)
-                rr[i] += Pb[b]
-                rmax2[i] = rr[i] if rr[i] > rmax2[i] else rmax2[i]
-    else:
-        for m in range(M):
-            np.dot(R, C2aug[m], P[m])
-        for i in range(n_rows):
-            ci = codes[i]
-            for m in range(M):
-                c = C[m, ci[m]]
+                    R[i, j] = X[s0 + i, j]
+            else:
                 for j in range(d):
-                    R[i, j] -= c[j]
-                nr = _sqnorm(R[i, :d])
-                rmax2[i] = nr if nr > rmax2[i] else rmax2[i]
-    if M == 1 or n_iter == 0:
-        return
-    for i in range(n_rows):
-        ci = codes[i]
-        r = R[i, :d]
-        # the cross terms: the codebooks after m (greedy), all others (init)
-        for m in range(M):
-            if not have_init and m == M - 1:
-                continue
-            n = _fill_rows(rows, ci, K, 0 if have_init else m + 1, M, m, zero_row)
-            _block_add(P[m, i], Q, rows, n, m * K, K, scales[m])
-        # ICM sweeps; a step is skipped when no other code changed since the
-        # last step of the same codebook (it would change nothing)
-        n_upd = 0
-        last_change = 0
-        for m in range(M):
-            seen[m] = -1
+                    R[i, j] = 0.0
+            R[i, d] = 1.0
+            rmax2[i] = _sqnorm(R[i, :d])
         if not have_init:
-            seen[M - 1] = 0
-        step = 0
-        for _ in range(n_iter):
             for m in range(M):
-                step += 1
-                if seen[m] >= last_change:
-                    continue
-                seen[m] = step
-                base = m * K
-                cm = ci[m]
-                Fb = P[m, i]
-                # the margin is stored in the float dtype, so that the
-                # comparisons are not widened
-                # roundings of a score: the product and two per pass of rows
-                # (at most ceil((M - 1) / 4) passes at the start), two per
-                # update
-                n_ops = 2 + 2 * ((M + 2) // 4) + 2 * n_upd
-                consts[2] = (
-                    qerr[m]
-                    + (bnd[0] + bnd[2] * n_ops)
-                    * (1.001 * np.sqrt(rmax2[i]) + 1.01 * bnd[3])
-                    + bnd[1] * n_ops
-                )
-                margin = consts[2]
-                margin = margin + margin
-                if _count_le(Fb, Fb[cm] + margin, zero, one) <= 1:
-                    continue
-                b = _argmin_any(Fb, Pi[m, i])
-                thr = Fb[b] + margin
-                if _count_le(Fb, thr, zero, one) > 1:
-                    b = _exact_best(r, C, C2, sq, m, cm, Fb, thr, t)
-                if b != cm:
-                    qn = Q[base + b]
-                    qo = Q[base + cm]
-                    for lo in range(M):
-                        if lo != m:
-                            _block_update(P[lo, i], qn, qo, lo * K, K, scales[lo])
-                    co = C[m, cm]
-                    cn = C[m, b]
+                Pm = P[m]
+                np.dot(R, C2aug[m], Pm)
+                Pim = Pi[m]
+                for i in range(nb):
+                    b = _argmin_any(Pm[i], Pim[i])
+                    codes[s0 + i, m] = b
+                    c = C[m, b]
                     for j in range(d):
-                        r[j] = (r[j] + co[j]) - cn[j]
-                    nr = _sqnorm(r)
+                        R[i, j] -= c[j]
+                    nr = _sqnorm(R[i, :d])
                     rmax2[i] = nr if nr > rmax2[i] else rmax2[i]
-                    ci[m] = b
-                    n_upd += 1
-                    last_change = step
-                    seen[m] = step
+        else:
+            for m in range(M):
+                np.dot(R, C2aug[m], P[m])
+            for i in range(nb):
+                ci = codes[s0 + i]
+                for m in range(M):
+                    c = C[m, ci[m]]
+                    for j in range(d):
+                        R[i, j] -= c[j]
+                    nr = _sqnorm(R[i, :d])
+                    rmax2[i] = nr if nr > rmax2[i] else rmax2[i]
+        if M == 1 or n_iter == 0:
+            continue
+        for i in range(nb):
+            ok = _encode_item(
+                P, i, R[i, :d], codes[s0 + i], C, C2, sq, Q, inv_s, qrow, qtrunc,
+                bnd, rmax2[i], have_init, n_iter, S, t, rows, kk, seen, stats,
+            )  # fmt: skip
+            if not ok:  # ICM from the start codes, on the residual
+                _icm_direct_kernel(
+                    X[s0 + i : s0 + i + 1], Ct, sq, codes[s0 + i : s0 + i + 1],
+                    True, n_iter,
+                )  # fmt: skip
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _argmin_any(v, vi):
+    return _argmin(v, vi) if vi.itemsize == 4 else _argmin64(v, vi)

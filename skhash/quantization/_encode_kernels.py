@@ -12,11 +12,14 @@ Additive codes (``M`` codebooks of ``K`` codewords in ``d`` dimensions):
 * with codeword Gram tables (``M²K²`` entries up to ``_TABLE_BYTES``): the
   greedy start (or given codes) and the ICM sweeps run in
   :mod:`skhash.quantization._encode_icm` (one BLAS product per codebook and
-  block of items, fused argmin and residual update, ICM on int16 cross
-  terms with exact checks). The beam-search start and the iterated local
-  search below work on the float tables ``T2[l, a, m, k] = 2⟨C_la, C_mk⟩``:
-  per item ``A[m, k] = Σ_l T2[l, c_l, m, k]`` holds the cross terms of
-  codeword ``k`` of codebook ``m`` with the current reconstruction.
+  block of items with a fused argmin and residual update, then ICM on
+  integer scores with exact re-scoring of near-ties). The tables of the
+  last codebooks seen are cached (:func:`_tables`), so that repeated calls
+  on the same codebooks (a transform in chunks) build them once. The
+  beam-search start and the iterated local search below work on the float
+  tables ``T2[l, a, m, k] = 2⟨C_la, C_mk⟩``: per item
+  ``A[m, k] = Σ_l T2[l, c_l, m, k]`` holds the cross terms of codeword ``k``
+  of codebook ``m`` with the current reconstruction.
 * ``"direct"`` (more codewords): the residual ``r`` is kept and each step
   computes ``⟨r + C_m[c_m], C_mk⟩`` over the ``d`` dimensions.
 
@@ -29,6 +32,8 @@ partial encodings are kept codebook after codebook, as in faiss's
 """
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 from numba import njit
@@ -460,103 +465,60 @@ def encode_additive(
         )
 
     if use_tables:
-        from skhash.quantization._encode_icm import encode_block, quantize_tables
+        from skhash.quantization._encode_icm import encode_range
 
-        # 2⟨C_la, C_mk⟩ (scaling by 2 is exact), for the int16 cross terms of
-        # ICM; T2 is the same table as (M, K, M, K) for the beam and the
-        # local search
-        need_q = M > 1 and n_iter > 0
-        need_g = need_q or beam_width > 1 or ils_iters > 0
-        G = np.ascontiguousarray((2.0 * flat) @ flat.T, dtype=dtype) if need_g else None
-        T2 = G.reshape(M, K, M, K) if need_g else None
+        need_g = beam_width > 1 or ils_iters > 0
+        tab = _tables(C, need_g)
+        # T2: the Gram table 2⟨C_la, C_mk⟩ as (M, K, M, K), for the beam and
+        # the local search
+        T2 = tab["G"].reshape(M, K, M, K) if need_g else None
         need_u = beam_width > 1 or ils_iters > 0
         # −2 Cᵀ (exact scaling) for U = −2⟨x, C⟩ of the beam and local search
         flat_t = np.ascontiguousarray(-2.0 * flat.T) if need_u else None
-        C2 = np.ascontiguousarray(-2.0 * C)
-        # −2 C_mᵀ with the squared norms as one more row (the residuals get a
-        # column of ones): one product per codebook gives the scores
-        C2aug = np.empty((M, d + 1, K), dtype=dtype)
-        C2aug[:, :d] = C2.transpose(0, 2, 1)
-        C2aug[:, d] = sq.reshape(M, K)
+        C2, C2aug, Ct, Q = tab["C2"], tab["C2aug"], tab["Ct"], tab["Q"]
+        inv_s, qrow, qtrunc, bnd = tab["inv_s"], tab["qrow"], tab["qtrunc"], tab["bnd"]
         sqm = sq.reshape(M, K)
-        if need_q:
-            Q, scales, gmax, nmax = quantize_tables(G, C)
-        else:  # greedy only: no cross terms
-            Q, scales, gmax, nmax = np.zeros((1, 1), np.int16), np.ones(M), 0.0, 0.0
-        eps = float(np.finfo(dtype).eps)
-        # the bound of the cross terms of up to M - 1 rows: half a step of
-        # the int16 table each, plus the rounding of the float table it was
-        # made from (d-term dot products: 2 d u ‖c‖ ‖c'‖ each, eps = 2 u)
-        qerr = (
-            0.5 * (M - 1) * scales * (1.0 + 1e-6) + 1.01 * eps * (M - 1) * d * nmax**2
-        ).astype(dtype)
-        scales_d = scales.astype(dtype)
-        # float rounding allowed between the approximate ICM scores and the
-        # exact objective (eps is twice the unit roundoff): the d-term dot
-        # products of both and the M-step residuals, c_d (ρ + ν); each
-        # addition into a score, c_0 + c_1 (ρ + ν) (see encode_block)
-        sqmax = float(sq.max())
-        bnd = np.array(
-            [
-                eps * (d + M + 4) * 4.0 * nmax,
-                eps * ((d + 8) * sqmax + M * gmax),
-                eps * 2.0 * nmax,
-                nmax,
-            ]
-        )
+        itype = np.int32 if dtype == np.float32 else np.int64
 
         def run(lo, hi):
-            xb = np.zeros((_BLOCK, d), dtype=dtype)
             R = np.empty((_BLOCK, d + 1), dtype=dtype)
             P = np.empty((M, _BLOCK, K), dtype=dtype)
-            Pi = P.view(np.int32 if dtype == np.float32 else np.int64)
+            Pi = P.view(itype)
+            S = np.empty((M, K), dtype=np.int32)
+            t = np.empty(d, dtype=dtype)
+            rmax2 = np.empty(_BLOCK, dtype=np.float64)
+            rows = np.empty(M + 4, dtype=np.int64)
+            kk = np.arange(K + 1, dtype=np.int32)
+            seen = np.empty(M, dtype=np.int64)
+            stats = np.zeros(3, dtype=np.int64)
+            args = (C, C2, C2aug, Ct, sqm, Q, inv_s, qrow, qtrunc, bnd)
+            scratch = (R, P, Pi, S, t, rows, kk, seen, stats, rmax2)
+            if not need_u:
+                cb = np.zeros((hi - lo, M), dtype=np.int32)
+                if have_init:
+                    cb[:] = init_codes[lo:hi]
+                encode_range(X[lo:hi], cb, *args, have_init, n_iter, *scratch)
+                out[lo:hi] = cb
+                return
+            xb = np.zeros((_BLOCK, d), dtype=dtype)
             cb = np.zeros((_BLOCK, M), dtype=np.int32)
             if beam_width > 1:
-                scratch = np.empty((2, beam_width, M + 1, max(K, M + 1)), dtype)
-            else:
-                scratch = None
+                bscratch = np.empty((2, beam_width, M + 1, max(K, M + 1)), dtype)
             sc = np.empty(K, dtype=dtype)
-            sci = sc.view(np.int32 if dtype == np.float32 else np.int64)
-            t = np.empty(d, dtype=dtype)
-            consts = np.array([0.0, 1.0, 0.0], dtype=dtype)
-            rows = np.empty(M + 4, dtype=np.int64)
-            seen = np.empty(M, dtype=np.int64)
-            rmax2 = np.empty(_BLOCK, dtype=np.float64)
-            rr = np.empty(_BLOCK, dtype=np.float64)
+            sci = sc.view(itype)
             for s in range(lo, hi, _BLOCK):
                 e = min(hi, s + _BLOCK)
                 xb[: e - s] = X[s:e]
                 xb[e - s :] = 0.0
                 if have_init:
                     cb[: e - s] = init_codes[s:e]
-                if need_u:
-                    Uu = np.matmul(xb, flat_t).reshape(_BLOCK, M, K)
+                Uu = np.matmul(xb, flat_t).reshape(_BLOCK, M, K)
                 if beam_width > 1:
-                    _beam_kernel(Uu, sqm, T2, cb, e - s, beam_width, scratch)
-                encode_block(
-                    xb,
-                    e - s,
-                    C,
-                    C2,
-                    C2aug,
-                    sqm,
-                    Q,
-                    scales_d,
-                    qerr,
-                    bnd,
-                    cb,
-                    have_init or beam_width > 1,
-                    n_iter,
-                    R,
-                    P,
-                    Pi,
-                    t,
-                    consts,
-                    rows,
-                    seen,
-                    rmax2,
-                    rr,
-                )
+                    _beam_kernel(Uu, sqm, T2, cb, e - s, beam_width, bscratch)
+                encode_range(
+                    xb[: e - s], cb, *args, have_init or beam_width > 1, n_iter,
+                    *scratch,
+                )  # fmt: skip
                 if ils_iters > 0 and M > 1:
                     n_perts = min(4, M)
                     _ils_kernel(
@@ -578,6 +540,78 @@ def encode_additive(
 
         _run_blocks(run, n, n_jobs, _BLOCK)
     return out
+
+
+# The tables of the last codebooks encoded with (built in a few ms for 8 x 256,
+# so repeated calls on the same codebooks, e.g. a transform in chunks, pay it
+# once): {"key": ..., "tables": ...}
+_TABLE_CACHE = {}
+_TABLE_LOCK = threading.Lock()
+
+
+def _tables(C, need_g):
+    """The codeword tables of the compiled additive encoder for the
+    codebooks ``C`` (contiguous, in the computation dtype), cached for the
+    last codebooks seen (by content)."""
+    import hashlib
+
+    from skhash.quantization._encode_icm import quantize_tables
+
+    key = (C.dtype.str, C.shape, hashlib.blake2b(C.data, digest_size=16).digest())
+    with _TABLE_LOCK:
+        hit = _TABLE_CACHE.get("key") == key
+        tab = _TABLE_CACHE.get("tables") if hit else None
+    if tab is not None and (not need_g or tab["G"] is not None):
+        return tab
+    M, K, d = C.shape
+    dtype = C.dtype
+    flat = C.reshape(M * K, d)
+    sq = np.einsum("kd,kd->k", flat, flat)
+    # 2⟨C_la, C_mk⟩ (scaling by 2 is exact)
+    G = np.ascontiguousarray((2.0 * flat) @ flat.T, dtype=dtype)
+    Q, scales, gmax, nmax = quantize_tables(G, C)
+    C2 = np.ascontiguousarray(-2.0 * C)
+    # −2 C_mᵀ with the squared norms as one more row (the residuals get a
+    # column of ones): one product per codebook gives the scores
+    C2aug = np.empty((M, d + 1, K), dtype=dtype)
+    C2aug[:, :d] = C2.transpose(0, 2, 1)
+    C2aug[:, d] = sq.reshape(M, K)
+    eps = float(np.finfo(dtype).eps)
+    # one quantized cross term: half a step of the integer table, plus the
+    # rounding of the float table it was made from (d-term dot products:
+    # 2 d u ‖c‖ ‖c'‖ each, eps = 2 u)
+    qrow = 0.5 * scales * (1.0 + 1e-6) + 1.01 * eps * d * nmax**2
+    # the truncation of P / s_m to an integer, under one step (the product's
+    # own rounding is one more rounding of the score, counted in bnd)
+    qtrunc = scales * (1.0 + 1e-6)
+    # float rounding allowed between the approximate scores and the exact
+    # objective (eps is twice the unit roundoff): the d-term dot products of
+    # both and the M-step residuals, c_d (ρ + ν); each other rounding of a
+    # score, c_0 + c_1 (ρ + ν) (see encode_range)
+    sqmax = float(sq.max()) if sq.size else 0.0
+    bnd = np.array(
+        [
+            eps * (d + M + 4) * 4.0 * nmax,
+            eps * ((d + 8) * sqmax + M * gmax),
+            eps * 2.0 * nmax,
+            nmax,
+        ]
+    )
+    tab = {
+        "G": G if need_g else None,
+        "Q": Q,
+        "C2": C2,
+        "C2aug": C2aug,
+        "Ct": np.ascontiguousarray(C.transpose(0, 2, 1)),
+        "inv_s": (1.0 / scales).astype(dtype),
+        "qrow": qrow,
+        "qtrunc": qtrunc,
+        "bnd": bnd,
+    }
+    with _TABLE_LOCK:
+        _TABLE_CACHE["key"] = key
+        _TABLE_CACHE["tables"] = tab
+    return tab
 
 
 def _run_blocks(run, n, n_jobs, grain):

@@ -204,10 +204,10 @@ def test_beam_and_local_search_still_refine_with_the_new_icm():
 
 
 def test_approximate_scores_stay_within_the_bound():
-    # run one block through the kernel with the wrapper's constants, then
-    # check the approximate ICM scores it ends with against the float64
-    # objective: |F - T| <= delta (the bound the exact re-scoring relies on)
-    from skhash.quantization._encode_icm import encode_block
+    # encode single items through the kernel with the wrapper's tables, then
+    # check the integer ICM scores each ends with against the float64
+    # objective: |s_m S - E| <= delta (the bound the exact re-scoring relies on)
+    from skhash.quantization._encode_icm import _LIM, encode_range
 
     rng = np.random.RandomState(12)
     M, K, d, B = 8, 32, 24, E._BLOCK
@@ -215,50 +215,91 @@ def test_approximate_scores_stay_within_the_bound():
     Xall = centers[rng.randint(10, size=3000)] + 0.5 * rng.randn(3000, d)
     Xall = Xall.astype(np.float32)
     C = kmeans_codebooks(Xall, M, K, kind="additive", random_state=0)
-    C = C.astype(np.float32)
-    X = np.ascontiguousarray(Xall[:B])
-    flat = C.reshape(M * K, d)
-    sq = np.einsum("kd,kd->k", flat, flat)
-    G = np.ascontiguousarray((2.0 * flat) @ flat.T, dtype=np.float32)
-    Q, scales, gmax, nmax = quantize_tables(G, C)
-    eps = float(np.finfo(np.float32).eps)
-    qerr = (
-        0.5 * (M - 1) * scales * (1 + 1e-6) + 1.01 * eps * (M - 1) * d * nmax**2
-    ).astype(np.float32)
-    bnd = np.array(
-        [
-            eps * (d + M + 4) * 4 * nmax,
-            eps * ((d + 8) * sq.max() + M * gmax),
-            eps * 2 * nmax,
-            nmax,
-        ]
-    )
-    C2 = -2.0 * C
-    C2aug = np.empty((M, d + 1, K), np.float32)
-    C2aug[:, :d] = C2.transpose(0, 2, 1)
-    C2aug[:, d] = sq.reshape(M, K)
+    C = np.ascontiguousarray(C, dtype=np.float32)
+    tab = E._tables(C, False)
+    sq = np.einsum("mkd,mkd->mk", C, C)
     R = np.empty((B, d + 1), np.float32)
     P = np.empty((M, B, K), np.float32)
-    codes = np.zeros((B, M), np.int32)
-    rmax2, rr = np.empty(B), np.empty(B)
-    n_iter = 3
-    encode_block(
-        X, B, C, C2, C2aug, sq.reshape(M, K), Q, scales.astype(np.float32), qerr,
-        bnd, codes, False, n_iter, R, P, P.view(np.int32), np.empty(d, np.float32),
-        np.array([0, 1, 0], np.float32), np.empty(M + 4, np.int64),
-        np.empty(M, np.int64), rmax2, rr,
-    )  # fmt: skip
-    assert_array_equal(codes, _encode_numpy(X, C, kind="additive"))
+    S = np.empty((M, K), np.int32)
+    rmax2 = np.empty(B)
+    stats = np.zeros(3, np.int64)
     C64 = C.astype(np.float64)
-    n_ops = 2 + 2 * ((M + 2) // 4) + 2 * n_iter * M  # at most one change a step
-    worst = 0.0
-    for i in range(B):
-        rec = sum(C64[lo][codes[i, lo]] for lo in range(M))
-        rho = 1.001 * np.sqrt(rmax2[i]) + 1.01 * nmax
+    scales = 1.0 / tab["inv_s"].astype(np.float64)
+    n_iter, worst, n_items = 3, 0.0, 40
+    X = Xall[:n_items]
+    ref = _encode_numpy(X, C, kind="additive")
+    for i in range(n_items):
+        codes = np.zeros((1, M), np.int32)
+        encode_range(
+            X[i : i + 1], codes, C, tab["C2"], tab["C2aug"], tab["Ct"], sq,
+            tab["Q"], tab["inv_s"], tab["qrow"], tab["qtrunc"], tab["bnd"], False,
+            n_iter, R, P, P.view(np.int32), S, np.empty(d, np.float32),
+            np.empty(M + 4, np.int64), np.arange(K + 1, dtype=np.int32),
+            np.empty(M, np.int64), stats, rmax2,
+        )  # fmt: skip
+        assert_array_equal(codes[0], ref[i])
+        rec = sum(C64[lo][codes[0, lo]] for lo in range(M))
+        # rho: the item, its greedy residuals (rmax2) and its final residual
+        r_fin = X[i].astype(np.float64) - rec
+        rho = max(np.sqrt(rmax2[0]), np.linalg.norm(r_fin))
+        rho = 1.001 * rho + 1.01 * tab["bnd"][3]
+        bnd = tab["bnd"]
         for m in range(M):
-            t = X[i] - (rec - C64[m][codes[i, m]])
+            t = X[i] - (rec - C64[m][codes[0, m]])
             T = (C64[m] ** 2).sum(1) - 2 * C64[m] @ t
-            delta = qerr[m] + (bnd[0] + bnd[2] * n_ops) * rho + bnd[1] * n_ops
-            worst = max(worst, np.abs(P[m, i] - T).max() / delta)
+            delta = (
+                (M - 1) * tab["qrow"][m]
+                + tab["qtrunc"][m]
+                + (bnd[0] + bnd[2] * 4) * rho
+                + bnd[1] * 4
+            )
+            worst = max(worst, np.abs(scales[m] * S[m] - T).max() / delta)
+    assert np.abs(P).max() * tab["inv_s"].max() < _LIM
     assert worst <= 1.0
-    assert worst > 1e-3  # the bound is not vacuous either
+    assert worst > 1e-2  # the bound is not vacuous either
+    assert stats[0] > 0 and stats[2] > 0  # ICM decided, and changed codes
+
+
+# --------------------------------------------------------------------------- #
+# Items past the integer range, and the cached tables
+# --------------------------------------------------------------------------- #
+
+
+def test_items_too_large_for_the_integer_scores_use_the_exact_kernel():
+    # items 1e12 times the codewords: their float scores divided by the table
+    # step overflow int32, so they go to the residual kernel; the codes are
+    # still those of the exact greedy + ICM search (in float64)
+    from skhash.quantization._encode_icm import _LIM
+
+    rng = np.random.RandomState(14)
+    C = rng.randn(3, 16, 5)
+    X = rng.randn(60, 5)
+    X[::3] *= 1e12
+    tab = E._tables(np.ascontiguousarray(C), False)
+    big = np.abs(X[::3] @ C.reshape(-1, 5).T).max() * tab["inv_s"].max()
+    assert big > _LIM
+    for init in (None, rng.randint(16, size=(60, 3))):
+        got = encode(X, C, kind="additive", n_iter=3, init_codes=init)
+        assert_array_equal(got, _icm_bruteforce(X, C, 3, init))
+
+
+def test_cached_tables_follow_the_codebooks_content():
+    # the tables are cached by the codebooks' content: changing them in place
+    # (same array) or passing other codebooks gives their own codes
+    rng = np.random.RandomState(15)
+    X = rng.randn(200, 6)
+    C = rng.randn(3, 8, 6)
+    first = encode(X, C, kind="additive")
+    assert_array_equal(first, _encode_numpy(X, C, kind="additive"))
+    C_before = C.copy()
+    C[1] = rng.randn(8, 6)
+    assert_array_equal(
+        encode(X, C, kind="additive"), _encode_numpy(X, C, kind="additive")
+    )
+    assert_array_equal(encode(X, C_before, kind="additive"), first)
+    # float32 codebooks of the same values are another table
+    C32 = C_before.astype(np.float32)
+    assert_array_equal(
+        encode(X.astype(np.float32), C32, kind="additive"),
+        _encode_numpy(X.astype(np.float32), C32, kind="additive"),
+    )
