@@ -298,11 +298,14 @@ class _QueryEngine:
             idx, dist = backend.topk(d2, k)
             return dist, idx
         n_short = max(L, k)
+        ip_luts = None  # the queries' inner-product tables, when both stages use them
         if self.stage1 == "ivf":
             # the shortlist's order only matters where it is returned or cut
             ordered = rows is not None or stage2 == "none" or L < k
+            if _ivf.needs_embedding(self, dst):  # the lists are ranked by them
+                ip_luts = self._lookup_tables(q["embedding"], "ip")
             idx, hd = _ivf.stage1_shortlist(
-                self, backend, q, dst, n_short + (rows is not None), ordered
+                self, backend, q, dst, n_short + (rows is not None), ordered, ip_luts
             )
         else:
             idx, hd = _mih.stage1_shortlist(
@@ -314,7 +317,7 @@ class _QueryEngine:
         if stage2 == "none" or L == 0:
             return hd[:, :k], idx[:, :k]
         cand = idx[:, :L]
-        d2 = self._stage2(backend, q, cand, stage2, db)
+        d2 = self._stage2(backend, q, cand, stage2, db, ip_luts)
         top_idx, top_d = backend.topk(d2, min(k, L), cand)
         if L >= k:
             return top_d, top_idx
@@ -323,8 +326,9 @@ class _QueryEngine:
             np.concatenate([top_idx, idx[:, L:k]], axis=1),
         )
 
-    def _stage2(self, backend, q, cand, mode, db):
-        """Stage-2 distances (smaller is closer), float64, (c, L) or (c, N)."""
+    def _stage2(self, backend, q, cand, mode, db, ip_luts=None):
+        """Stage-2 distances (smaller is closer), float64, (c, L) or (c, N);
+        ``ip_luts``: the queries' inner-product tables, if already made."""
         if mode == "hamming-codes":
             d = backend.rerank_code_hamming(q["codes"], db["codes"], cand)
             return d.astype(np.float64)
@@ -333,13 +337,13 @@ class _QueryEngine:
             return 1.0 - cos.astype(np.float64)
         emb = q["embedding"]
         if mode == "aqd":
-            luts = self._lookup_tables(emb, "ip")
+            luts = self._lookup_tables(emb, "ip") if ip_luts is None else ip_luts
             return -backend.rerank_aqd(luts, cand, db["codes"]).astype(np.float64)
         # aqd-l2: ‖q‖² + Σ_m (‖C_m‖² − 2⟨q, C_m⟩) for product codebooks;
         # ‖q‖² − 2⟨q, x⟩ + ‖x‖² (stored) for additive ones.
         q_sq = np.einsum("qd,qd->q", emb, emb, dtype=np.float64)[:, None]
         if self.codebook_kind_ == "additive":
-            luts = self._lookup_tables(emb, "ip")
+            luts = self._lookup_tables(emb, "ip") if ip_luts is None else ip_luts
             ip = backend.rerank_aqd(luts, cand, db["codes"]).astype(np.float64)
             sq = np.asarray(db["sqnorms"], dtype=np.float64)
             sq = sq[None, :] if cand is None else sq[cand]

@@ -67,6 +67,11 @@ def _same(a, b):
     np.testing.assert_array_equal(a[0], b[0])
 
 
+def _ip_tables(est, q):
+    """The queries' inner-product look-up tables, as the search makes them."""
+    return est._lookup_tables(np.asarray(q.get("X", "embedding"), np.float32), "ip")
+
+
 def _recall(found, ref):
     return np.mean([len(np.intersect1d(f, r)) / len(r) for f, r in zip(found, ref)])
 
@@ -137,7 +142,7 @@ def test_recall_grows_with_nprobe():
     want = ref.kneighbors(q)[1]
     est = _ivf(nlist=30).fit(db)
     ivf = est._ivf_cache["X"]
-    keys = ivf.list_keys(q.get("X", "bits"), q.get("X", "embedding"))
+    keys = ivf.list_keys(q.get("X", "bits"), _ip_tables(est, q))
     recalls, probed = [], None
     for nprobe in (1, 2, 4, 8, 16, 30):
         est.set_params(nprobe=nprobe)
@@ -157,7 +162,7 @@ def test_probe_widens_until_the_shortlist_fits():
     est = _ivf(nlist=30, nprobe=1, alpha=400).fit(db)
     ivf = est._ivf_cache["X"]
     q = db[:20]
-    keys = ivf.list_keys(q.get("X", "bits"), q.get("X", "embedding"))
+    keys = ivf.list_keys(q.get("X", "bits"), _ip_tables(est, q))
     ptr, lists = ivf.probe(keys, 1, 400)
     sizes = np.diff(ivf.offsets)
     held = [sizes[lists[ptr[i] : ptr[i + 1]]].sum() for i in range(len(q))]
@@ -345,6 +350,38 @@ def test_inverted_lists_direct():
     assert ivf.nbytes > 0 and "nlist=10" in repr(ivf)
 
 
+@pytest.mark.parametrize("kind", ["additive", "product"])
+@pytest.mark.parametrize("rerank", ["aqd", "aqd-l2"])
+def test_lists_are_ranked_by_the_coded_centroids(kind, rerank):
+    from skhash.quantization import decode
+    from skhash.retrieval import get_backend
+
+    both = _data(seed=25, n=N + 200, kind=kind)
+    db, q = both[:N], both[N:]
+    est = _ivf(nlist=30, rerank=rerank).fit(db)
+    ivf = est._ivf_cache["X"]
+    C = db.codebooks
+    # each centroid is the reconstruction of its own codes ...
+    np.testing.assert_allclose(
+        ivf.centroids, decode(ivf.centroid_codes, C), rtol=1e-5, atol=1e-6
+    )
+    # ... every item sits in the list of its nearest one ...
+    x = decode(db.get("X", "codes"), C).astype(np.float64)
+    c = ivf.centroids.astype(np.float64)
+    d2 = (x**2).sum(1)[:, None] - 2 * x @ c.T + (c**2).sum(1)[None, :]
+    lists = np.repeat(np.arange(ivf.nlist), np.diff(ivf.offsets))
+    own = d2[ivf.ids, lists]
+    assert (own <= d2[ivf.ids].min(axis=1) + 1e-4).all()
+    # ... and the queries' keys, read from their tables, are <q, c> or
+    # ||c||^2 - 2 <q, c>, the same bits from either backend
+    emb = np.asarray(q.get("X", "embedding"), np.float64)
+    keys = ivf.list_keys(None, _ip_tables(est, q))
+    want = -emb @ c.T if rerank == "aqd" else (c**2).sum(1) - 2 * emb @ c.T
+    np.testing.assert_allclose(keys, want, rtol=1e-4, atol=1e-4)
+    compiled = ivf.list_keys(None, _ip_tables(est, q), get_backend("numba"))
+    np.testing.assert_array_equal(compiled, keys)
+
+
 @pytest.mark.parametrize("n_short", [1, 25, 140, 400])
 def test_unordered_shortlist_holds_the_ordered_items(n_short):
     # 12 distinct codes, 10 % of bits flipped: the threshold distance is
@@ -377,9 +414,9 @@ def test_search_on_unordered_shortlists_keeps_the_ordered_results(alpha, monkeyp
     calls = []
     original = ivf_module.stage1_shortlist
 
-    def ordered_only(est_, backend, q_, dst, n_short, ordered=True):
+    def ordered_only(est_, backend, q_, dst, n_short, ordered=True, luts=None):
         calls.append(ordered)
-        return original(est_, backend, q_, dst, n_short, True)
+        return original(est_, backend, q_, dst, n_short, True, luts)
 
     monkeypatch.setattr(ivf_module, "stage1_shortlist", ordered_only)
     _same(got, est.kneighbors(q))
