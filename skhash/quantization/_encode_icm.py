@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from skhash.quantization._encode_kernels import _argmin, _argmin64, _icm_direct_kernel
+from skhash.quantization._encode_kernels import _argmin64, _icm_direct_kernel
 
 __all__ = ["encode_range", "quantize_tables"]
 
@@ -98,10 +98,9 @@ def quantize_tables(G, codebooks):
 
     Returns
     -------
-    Q : ndarray of int16, shape (M K + 1, M K)
+    Q : ndarray of int16, shape (M K, M K)
         ``G[r, mK + k] ≈ scales[m] · Q[r, mK + k]`` within ``scales[m] / 2``
-        off the diagonal blocks (which are 0); the last row is 0 (it pads
-        the groups of four rows of the kernel).
+        off the diagonal blocks (which are 0).
     scales : ndarray of float64, shape (M,)
     gmax : float
         The largest ``|G|`` off the diagonal blocks.
@@ -120,9 +119,8 @@ def quantize_tables(G, codebooks):
     alt = nm * (nm + norms.max())
     scales = np.where(bmax > 0, bmax, np.where(alt > 0, alt, 1.0))
     scales = scales * (1.0 + 1e-6) / _QMAX
-    Q = np.empty((G.shape[0] + 1, G.shape[1]), dtype=np.int16)
+    Q = np.empty(G.shape, dtype=np.int16)
     _quantize(G, 1.0 / scales, M, K, float(_QMAX), Q)
-    Q[-1] = 0
     return Q, scales, float(bmax.max()), float(norms.max())
 
 
@@ -131,7 +129,7 @@ def quantize_tables(G, codebooks):
 # --------------------------------------------------------------------------- #
 
 
-@njit(cache=True, nogil=True, boundscheck=False)
+@njit(cache=True, nogil=True, boundscheck=False, inline="always")
 def _quantize_scores(S, P, i, inv_s, lim):
     """``S[m] = trunc(P[m, i] · inv_s[m])`` (int32); returns how many scores
     are past ``lim`` in magnitude (then ``S`` is not to be used)."""
@@ -147,7 +145,7 @@ def _quantize_scores(S, P, i, inv_s, lim):
     return n_out
 
 
-@njit(cache=True, nogil=True, boundscheck=False)
+@njit(cache=True, nogil=True, boundscheck=False, inline="always")
 def _min(s):
     """Smallest entry of the int32 array ``s``."""
     mn = s[0]
@@ -157,7 +155,7 @@ def _min(s):
     return mn
 
 
-@njit(cache=True, nogil=True, boundscheck=False)
+@njit(cache=True, nogil=True, boundscheck=False, inline="always")
 def _min_count(s, thr):
     """``(min(s), number of entries <= thr)`` of the int32 array ``s``."""
     mn = s[0]
@@ -169,7 +167,7 @@ def _min_count(s, thr):
     return mn, n
 
 
-@njit(cache=True, nogil=True, boundscheck=False)
+@njit(cache=True, nogil=True, boundscheck=False, inline="always")
 def _count_first(s, thr, mn, kk, big):
     """``(number of entries <= thr, first k with s[k] == mn)`` (``kk[k] = k``
     and ``big`` int32, so that the loop stays in 32-bit lanes)."""
@@ -183,46 +181,24 @@ def _count_first(s, thr, mn, kk, big):
     return n, first
 
 
-@njit(cache=True, nogil=True, boundscheck=False)
-def _fill_rows(rows, ci, K, lo, hi, skip, zero_row):
-    """``rows = [l K + c_l for l in [lo, hi) if l != skip]``, padded with
-    ``zero_row`` to a multiple of four; returns the padded length."""
-    n = 0
-    for lo_ in range(lo, hi):
-        if lo_ != skip:
-            rows[n] = lo_ * K + ci[lo_]
-            n += 1
-    while n % 4:
-        rows[n] = zero_row
-        n += 1
-    return n
+@njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _add_row(S1, Q, row, n):
+    """``S1[:n] += Q[row, :n]`` (int32, exact). ``S1`` is the flat
+    ``(M K)`` view of an item's scores: a prefix of a row covers the blocks
+    of the codebooks before the row's own (the own block of ``Q`` is 0)."""
+    for j in range(n):
+        S1[j] = np.int32(S1[j] + Q[row, j])
 
 
-@njit(cache=True, nogil=True, boundscheck=False)
-def _add_rows(s, Q, rows, n, base, K):
-    """``s += Σ_{j<n} Q[rows[j], base:base+K]`` (int32, exact), four rows a
-    pass."""
-    for j in range(0, n, 4):
-        q0 = Q[rows[j], base : base + K]
-        q1 = Q[rows[j + 1], base : base + K]
-        q2 = Q[rows[j + 2], base : base + K]
-        q3 = Q[rows[j + 3], base : base + K]
-        for k in range(K):
-            s[k] = np.int32(
-                s[k]
-                + (np.int32(np.int32(q0[k]) + np.int32(q1[k])))
-                + (np.int32(np.int32(q2[k]) + np.int32(q3[k])))
-            )
+@njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _add_diff(S1, Q, rn, ro):
+    """``S1 += Q[rn] − Q[ro]`` over whole rows (int32, exact; the rows'
+    own block is 0, so the scores of their codebook do not change)."""
+    for j in range(S1.shape[0]):
+        S1[j] = np.int32(S1[j] + (np.int32(Q[rn, j]) - np.int32(Q[ro, j])))
 
 
-@njit(cache=True, nogil=True, boundscheck=False)
-def _add_diff(s, qn, qo):
-    """``s += qn − qo`` (int32, exact)."""
-    for k in range(s.shape[0]):
-        s[k] = np.int32(s[k] + (np.int32(qn[k]) - np.int32(qo[k])))
-
-
-@njit(cache=True, nogil=True, boundscheck=False)
+@njit(cache=True, nogil=True, boundscheck=False, inline="always")
 def _exact_among(t, C2, sq, m, s, thr):
     """Among the codewords ``k`` of codebook ``m`` with ``s[k] <= thr``, the
     first one of smallest exact objective ``‖C_mk‖² − 2⟨t, C_mk⟩``
@@ -243,7 +219,7 @@ def _exact_among(t, C2, sq, m, s, thr):
     return best
 
 
-@njit(cache=True, nogil=True, boundscheck=False, fastmath=True)
+@njit(cache=True, nogil=True, boundscheck=False, fastmath=True, inline="always")
 def _sqnorm(r):
     """``‖r‖²`` in float64 (reassociated: only used in the error bound,
     which allows for it)."""
@@ -258,7 +234,7 @@ def _sqnorm(r):
 # --------------------------------------------------------------------------- #
 
 
-@njit(cache=True, nogil=True, boundscheck=False)
+@njit(cache=True, nogil=True, boundscheck=False, inline="always")
 def _margin(m, n_rows, qrow, qtrunc, inv_s, bnd, rmax2):
     """``2δ`` of a decision on codebook ``m`` whose scores hold ``n_rows``
     cross terms, in units of the table (see :func:`encode_range`); at most
@@ -274,7 +250,7 @@ def _margin(m, n_rows, qrow, qtrunc, inv_s, bnd, rmax2):
     return np.int32(min(v, 2.0**30)) + np.int32(2)
 
 
-@njit(cache=True, nogil=True, boundscheck=False)
+@njit(cache=True, nogil=True, boundscheck=False, inline="always")
 def _decide(s, mn, marg, t, C2, sq, m, kk, stats):
     """The exact best codeword of codebook ``m`` from its integer scores
     ``s`` (smallest ``mn``) and the residual without codebook ``m`` ``t``:
@@ -291,7 +267,7 @@ def _decide(s, mn, marg, t, C2, sq, m, kk, stats):
 @njit(cache=True, nogil=True, boundscheck=False)
 def _encode_item(
     P, i, ri, ci, C, C2, sq, Q, inv_s, qrow, qtrunc, bnd, rmax2, have_init, n_iter,
-    S, t, rows, kk, seen, stats,
+    S, S1, t, kk, seen, stats,
 ):  # fmt: skip
     """ICM for item ``i`` of the block after its start (see
     :func:`encode_range`): ``P[:, i]`` its float scores, ``ri`` its
@@ -301,14 +277,12 @@ def _encode_item(
     M, K, d = C.shape
     if _quantize_scores(S, P, i, inv_s, _LIM) > 0:
         return False
-    zero_row = Q.shape[0] - 1
     r = ri
     # the cross terms not in the float scores: of the codebooks chosen after
-    # each one (greedy start), of all the others (given codes)
-    for m in range(M):
-        n = _fill_rows(rows, ci, K, 0 if have_init else m + 1, M, m, zero_row)
-        if n > 0:
-            _add_rows(S[m], Q, rows, n, m * K, K)
+    # each one (greedy start: the prefix of each row), of all the others
+    # (given codes: whole rows)
+    for m in range(0 if have_init else 1, M):
+        _add_row(S1, Q, m * K + ci[m], M * K if have_init else m * K)
     # ICM sweeps; a step is skipped when no other code changed since the
     # last step of the same codebook (it would change nothing)
     last_change = 0
@@ -338,12 +312,7 @@ def _encode_item(
             b = _decide(sm, mn, marg, t, C2, sq, m, kk, stats)
             if b != cm:
                 stats[2] += 1
-                qn = Q[m * K + b]
-                qo = Q[m * K + cm]
-                for lo in range(M):
-                    if lo != m:
-                        sl = slice(lo * K, (lo + 1) * K)
-                        _add_diff(S[lo], qn[sl], qo[sl])
+                _add_diff(S1, Q, m * K + b, m * K + cm)
                 cn = C[m, b]
                 for j in range(d):
                     r[j] = t[j] - cn[j]
@@ -358,7 +327,7 @@ def _encode_item(
 @njit(cache=True, nogil=True, boundscheck=False)
 def encode_range(
     X, codes, C, C2, C2aug, Ct, sq, Q, inv_s, qrow, qtrunc, bnd, have_init, n_iter,
-    R, P, Pi, S, t, rows, kk, seen, stats, rmax2,
+    R, P, Pi, S, t, kk, seen, stats, rmax2,
 ):  # fmt: skip
     """Codes of the items ``X`` (``codes`` holds the starting codes when
     ``have_init``), in blocks of ``R.shape[0]`` items.
@@ -392,14 +361,14 @@ def encode_range(
     transposed codebooks) instead.
 
     Scratch: ``R`` (block, d + 1), ``P`` (M, block, K) and ``Pi`` its
-    integer view, ``S`` (M, K) int32, ``t`` (d), ``rows`` (M + 4) and
-    ``seen`` (M) int64, ``kk`` (K + 1) int32 ``arange``, ``stats`` (3)
-    int64 counters (decisions, exact re-scorings, ICM changes), ``rmax2``
-    (block) float64.
+    integer view, ``S`` (M, K) int32, ``t`` (d), ``seen`` (M) int64, ``kk``
+    (K + 1) int32 ``arange``, ``stats`` (3) int64 counters (decisions,
+    exact re-scorings, ICM changes), ``rmax2`` (block) float64.
     """
     n, d = X.shape
     B = R.shape[0]
     M, K, _ = C.shape
+    S1 = S.reshape(M * K)
     for s0 in range(0, n, B):
         nb = min(B, n - s0)
         for i in range(B):
@@ -417,7 +386,7 @@ def encode_range(
                 np.dot(R, C2aug[m], Pm)
                 Pim = Pi[m]
                 for i in range(nb):
-                    b = _argmin_any(Pm[i], Pim[i])
+                    b = _argmin_any(Pm[i], Pim[i], kk)
                     codes[s0 + i, m] = b
                     c = C[m, b]
                     for j in range(d):
@@ -440,7 +409,7 @@ def encode_range(
         for i in range(nb):
             ok = _encode_item(
                 P, i, R[i, :d], codes[s0 + i], C, C2, sq, Q, inv_s, qrow, qtrunc,
-                bnd, rmax2[i], have_init, n_iter, S, t, rows, kk, seen, stats,
+                bnd, rmax2[i], have_init, n_iter, S, S1, t, kk, seen, stats,
             )  # fmt: skip
             if not ok:  # ICM from the start codes, on the residual
                 _icm_direct_kernel(
@@ -449,6 +418,31 @@ def encode_range(
                 )  # fmt: skip
 
 
-@njit(cache=True, nogil=True, boundscheck=False)
-def _argmin_any(v, vi):
-    return _argmin(v, vi) if vi.itemsize == 4 else _argmin64(v, vi)
+@njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _key32(b):
+    """int32 key of the float32 of bits ``b``, of the same order (``-0.0``
+    just below ``0.0``, as in :func:`_argmin`)."""
+    return np.int32(b ^ np.int32((b >> np.int32(31)) & np.int32(0x7FFFFFFF)))
+
+
+@njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _argmin32(si, kk):
+    """First index of the smallest entry of the float32 array of bits
+    ``si`` (its ``int32`` view): the same as :func:`_argmin`, in two passes
+    of 32-bit integer minima that vectorise (``kk`` the int32 ``arange``
+    of one more entry)."""
+    mn = np.int32(0x7FFFFFFF)
+    for k in range(si.shape[0]):
+        v = _key32(si[k])
+        mn = v if v < mn else mn
+    big = kk[si.shape[0]]
+    first = big
+    for k in range(si.shape[0]):
+        f = kk[k] if _key32(si[k]) == mn else big
+        first = f if f < first else first
+    return first
+
+
+@njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _argmin_any(v, vi, kk):
+    return _argmin32(vi, kk) if vi.itemsize == 4 else _argmin64(v, vi)

@@ -487,12 +487,11 @@ def encode_additive(
             S = np.empty((M, K), dtype=np.int32)
             t = np.empty(d, dtype=dtype)
             rmax2 = np.empty(_BLOCK, dtype=np.float64)
-            rows = np.empty(M + 4, dtype=np.int64)
             kk = np.arange(K + 1, dtype=np.int32)
             seen = np.empty(M, dtype=np.int64)
             stats = np.zeros(3, dtype=np.int64)
             args = (C, C2, C2aug, Ct, sqm, Q, inv_s, qrow, qtrunc, bnd)
-            scratch = (R, P, Pi, S, t, rows, kk, seen, stats, rmax2)
+            scratch = (R, P, Pi, S, t, kk, seen, stats, rmax2)
             if not need_u:
                 cb = np.zeros((hi - lo, M), dtype=np.int32)
                 if have_init:
