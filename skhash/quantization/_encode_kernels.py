@@ -41,7 +41,7 @@ from numba import njit
 __all__ = ["encode_additive", "encode_product", "table_bytes"]
 
 # Items per block (each block is one BLAS call and one kernel call).
-_BLOCK = 128
+_BLOCK = 256
 # Largest Gram-table memory of the "tables" additive encoder (M² K² entries).
 _TABLE_BYTES = 64 * 2**20
 
