@@ -116,6 +116,25 @@ def test_rerank_aqd_bit_identical(dtype, K, backends):
         np.testing.assert_array_equal(got, numpy_be.rerank_aqd(luts, c, codes))
 
 
+@pytest.mark.parametrize("width", range(10))
+def test_rerank_aqd_bit_identical_for_any_width(width, backends):
+    # the kernels sum four candidates (items) side by side: every remainder
+    numba_be, numpy_be = backends
+    rng = np.random.RandomState(width)
+    codes = rng.randint(256, size=(width + 3, 8)).astype(np.uint8)
+    luts = (rng.randn(3, 8, 256) * 10.0 ** rng.randint(-3, 4, (3, 8, 1))).astype(
+        np.float32
+    )
+    cand = rng.randint(width + 3, size=(3, width))
+    np.testing.assert_array_equal(
+        numba_be.rerank_aqd(luts, cand, codes), numpy_be.rerank_aqd(luts, cand, codes)
+    )
+    all_items = numba_be.rerank_aqd(luts, None, codes[:width])
+    np.testing.assert_array_equal(
+        all_items, numpy_be.rerank_aqd(luts, None, codes[:width])
+    )
+
+
 @pytest.mark.parametrize("L,k", [(10, 3), (100, 50), (500, 7), (64, 64)])
 def test_topk_identical_with_ties_and_inf(L, k, backends):
     numba_be, numpy_be = backends
