@@ -10,6 +10,7 @@ from skhash.quantization._checks import (
     _check_width,
     _check_X,
 )
+from skhash.quantization._products import ordered_products, tile_rows
 
 __all__ = ["aqd", "lookup_tables", "reconstruction_sqnorms"]
 
@@ -86,7 +87,9 @@ def lookup_tables(Q, codebooks, *, metric):
     _check_width(Q, codebooks, "Q")
     n_codebooks, n_codewords, d = codebooks.shape
     flat = codebooks.reshape(-1, d).astype(Q.dtype, copy=False)
-    lut = rowwise_matmul(Q, flat.T)
+    # each entry summed over the dimensions in order: a query's tables are
+    # the same bits in any batch (see skhash.quantization._products)
+    lut = ordered_products(Q, tile_rows(flat, Q.dtype), len(flat))
     if metric == "l2":
         lut *= -2.0
         lut += np.einsum("kd,kd->k", flat, flat)

@@ -23,7 +23,7 @@ from sklearn.utils.validation import validate_data
 
 from skhash._codes import CodeSet
 from skhash.quantization import lookup_tables, product_blocks
-from skhash.quantization._distances import rowwise_matmul
+from skhash.quantization._products import ordered_products, tile_rows
 from skhash.retrieval import _ivf, _mih
 from skhash.retrieval._kernels import _CHUNK_BYTES, get_backend
 
@@ -354,42 +354,43 @@ class _QueryEngine:
         return np.maximum(d, 0.0)
 
     def _lookup_tables(self, emb, metric):
-        """:func:`~skhash.quantization.lookup_tables`, block by block for
-        block-diagonal (product) codebooks: ``M`` times fewer flops."""
-        if self._lut_blocks is None:
-            rhs = getattr(self, "_lut_rhs", None)
-            if rhs is None or metric != "ip" or emb.dtype != rhs.dtype:
-                return lookup_tables(emb, self.codebooks_, metric=metric)
-            # lookup_tables' product, on the C-ordered right-hand side kept
-            # by the index (the same one-row products, read faster)
-            lut = rowwise_matmul(np.ascontiguousarray(emb), rhs)
-            return lut.reshape(emb.shape[0], *self.codebooks_.shape[:2])
+        """:func:`~skhash.quantization.lookup_tables` (the same bits), from
+        the tiles kept by the index; for block-diagonal (product) codebooks
+        block by block: ``M`` times fewer flops."""
+        tiles = getattr(self, "_lut_tiles", None)
+        if tiles is None or emb.dtype != np.float32:
+            return lookup_tables(emb, self.codebooks_, metric=metric)
         C = self.codebooks_
-        n_books, n_codewords, d = C.shape
-        if d % n_books == 0:  # equal blocks: one batched product
-            w = d // n_books
-            blocks = np.stack([C[m, :, m * w : (m + 1) * w] for m in range(n_books)])
-            blocks = blocks.astype(emb.dtype, copy=False)
-            # one product per query (rowwise_matmul's reason): the query's
-            # blocks (M, w) against each block's codewords, (M, w) x (M, w, K)
-            per_query = emb.reshape(-1, n_books, 1, w)
-            blocks_t = blocks.transpose(0, 2, 1)
-            luts = np.empty((emb.shape[0], n_books, n_codewords), dtype=emb.dtype)
-            for i in range(emb.shape[0]):
-                np.matmul(per_query[i], blocks_t, out=luts[i, :, None, :])
+        n_books, n_codewords, _ = C.shape
+        if self._lut_blocks is None:
+            lut = ordered_products(emb, tiles, n_books * n_codewords)
             if metric == "l2":
-                luts *= -2.0
-                luts += np.einsum("mkw,mkw->mk", blocks, blocks)[None, :, :]
-            return np.ascontiguousarray(luts, dtype=np.float32)
+                flat = C.reshape(-1, C.shape[-1])
+                lut *= -2.0
+                lut += np.einsum("kd,kd->k", flat, flat)
+            return lut.reshape(emb.shape[0], n_books, n_codewords)
         luts = np.empty((emb.shape[0], n_books, n_codewords), dtype=np.float32)
         for m, (a, b) in enumerate(self._lut_blocks):
-            block = C[m, :, a:b].astype(emb.dtype, copy=False)
-            lut = rowwise_matmul(emb[:, a:b], block.T)
+            lut = ordered_products(
+                np.ascontiguousarray(emb[:, a:b]), tiles[m], n_codewords
+            )
             if metric == "l2":
+                block = C[m, :, a:b]
                 lut *= -2.0
                 lut += np.einsum("kd,kd->k", block, block)
             luts[:, m, :] = lut
         return luts
+
+
+def _lut_tiles(codebooks, blocks):
+    """The codewords' tiles for :meth:`_QueryEngine._lookup_tables`: one set
+    for the whole codebooks, or one per block of product codebooks."""
+    if codebooks is None:
+        return None
+    C = np.asarray(codebooks, dtype=np.float32)
+    if blocks is None:
+        return tile_rows(C.reshape(-1, C.shape[-1]), np.float32)
+    return [tile_rows(C[m, :, a:b], np.float32) for m, (a, b) in enumerate(blocks)]
 
 
 def _check_code_range(codes, n_codewords, what):

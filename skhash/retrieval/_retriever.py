@@ -25,6 +25,7 @@ from skhash.retrieval._query import (
     _check_code_range,
     _clean_bits,
     _lut_blocks,  # noqa: F401 (re-exported for _faiss)
+    _lut_tiles,
     _QueryEngine,
 )
 from skhash.retrieval._scoring import _NEEDS_N_RELEVANT, _mean_ap, _score_plan
@@ -448,18 +449,9 @@ default=None
         self._plans = plans
         self.search_plan_ = {m: _describe(*plan) for m, plan in plans.items()}
         self._lut_blocks = lut_blocks
-        # the additive tables' product ``emb @ rhs``: a C-ordered (d, M K)
-        # matrix, which a one-row product (gemv) reads 1.4-3x faster than
-        # the transposed view of the (M K, d) codebooks
-        self._lut_rhs = (
-            None
-            if codebooks is None or lut_blocks is not None
-            else np.ascontiguousarray(
-                np.asarray(codebooks, dtype=np.float32)
-                .reshape(-1, codebooks.shape[-1])
-                .T
-            )
-        )
+        # the tables' codewords in the tiles of the ordered products (for
+        # the whole codebooks, or per block of block-diagonal ones)
+        self._lut_tiles = _lut_tiles(codebooks, lut_blocks)
 
     def _install(self, arrays, *, n_samples):
         """Replace the index arrays by ``arrays`` (by name), same structure."""
