@@ -672,7 +672,6 @@ def _faiss_bytes(index, binary=False):
 
 def curves(args):
     """Recall@50 against throughput, skhash's knobs against faiss indexes."""
-    import faiss
 
     print(
         "\nRecall-throughput curves (issue 14): HQ codes of clustered data, "
@@ -757,115 +756,126 @@ def curves(args):
             results.append((n, rows))
             db = queries = X = None
             continue
-        # faiss IndexBinaryFlat + the same AQD re-rank
-        flat, build = _timed(lambda: to_faiss(CodeSet(bits=bits, n_bits=d)))
-        nbytes = _faiss_bytes(flat, True) + codes.nbytes + C.nbytes
-        for L in [a for a in args.curve_alpha if a >= 1 and a <= min(n, 4096)]:
-            fn = _rerank_fn(
-                lambda qb, L: flat.search(qb, L)[1], q_bits, Q, codes, C, int(L)
-            )
-            qps = rate(fn, nq, args.budget)
-            add(
-                "faiss BinaryFlat+rr", f"L={int(L)}", qps, fn(args.truth), build, nbytes
-            )
-        # faiss IndexBinaryIVF + re-rank, nprobe sweep
         nlist = args.nlist or int(4 * np.sqrt(n))
-
-        def build_bivf():
-            quantizer = faiss.IndexBinaryFlat(d)
-            index = faiss.IndexBinaryIVF(quantizer, d, nlist)
-            sample = np.random.default_rng(0).choice(
-                n, min(n, 64 * nlist), replace=False
-            )
-            index.train(bits[np.sort(sample)])
-            index.add(bits)
-            index.own_fields = True
-            return index, quantizer
-
-        (bivf, _keep), build = _timed(build_bivf)
-        nbytes = _faiss_bytes(bivf, True) + codes.nbytes + C.nbytes
-        for L in [a for a in args.curve_alpha if 100 <= a <= 1000]:
-            for nprobe in args.nprobe:
-                bivf.nprobe = nprobe
-                fn = _rerank_fn(
-                    lambda qb, L: bivf.search(qb, L)[1], q_bits, Q, codes, C, int(L)
-                )
-                qps = rate(fn, nq, args.budget)
-                add(
-                    f"faiss BinaryIVF{nlist}+rr",
-                    f"L={int(L)} np={nprobe}",
-                    qps,
-                    fn(args.truth),
-                    build,
-                    nbytes,
-                )
-        ip = faiss.METRIC_INNER_PRODUCT
-        train = X[np.random.default_rng(1).choice(n, min(n, 65536), replace=False)]
-
-        # faiss IndexPQFastScan, same 16 B/item (32 x 4 bits)
-        def build_pqfs():
-            index = faiss.IndexPQFastScan(d, 32, 4, ip)
-            index.train(train)
-            index.add(X)
-            return index
-
-        pqfs, build = _timed(build_pqfs)
-        qps = rate(lambda m: pqfs.search(Q[:m], N_NEIGHBORS), nq, args.budget)
-        found = pqfs.search(Q[: args.truth], N_NEIGHBORS)[1]
-        add("faiss PQFastScan32x4", "-", qps, found, build, _faiss_bytes(pqfs))
-
-        # faiss IndexIVFPQFastScan (32 x 4 bits), nprobe sweep
-        def build_ivfpqfs():
-            quantizer = faiss.IndexFlatIP(d)
-            index = faiss.IndexIVFPQFastScan(quantizer, d, nlist, 32, 4, ip)
-            index.train(train)
-            index.add(X)
-            index.own_fields = True
-            return index, quantizer
-
-        (ivfpq, _keep2), build = _timed(build_ivfpqfs)
-        for nprobe in args.nprobe:
-            ivfpq.nprobe = nprobe
-            qps = rate(lambda m: ivfpq.search(Q[:m], N_NEIGHBORS), nq, args.budget)
-            found = ivfpq.search(Q[: args.truth], N_NEIGHBORS)[1]
-            add(
-                f"faiss IVF{nlist}PQFS32x4",
-                f"np={nprobe}",
-                qps,
-                found,
-                build,
-                _faiss_bytes(ivfpq),
-            )
-        # faiss IndexHNSWFlat on the floats (its memory: 4 d B + the graph)
-        if n <= args.hnsw_max:
-
-            def build_hnsw():
-                index = faiss.IndexHNSWFlat(d, 32, ip)
-                faiss.omp_set_num_threads(os.cpu_count())
-                index.add(X)
-                faiss.omp_set_num_threads(1)
-                return index
-
-            hnsw, build = _timed(build_hnsw)
-            for ef in args.ef:
-                hnsw.hnsw.efSearch = ef
-                qps = rate(lambda m: hnsw.search(Q[:m], N_NEIGHBORS), nq, args.budget)
-                found = hnsw.search(Q[: args.truth], N_NEIGHBORS)[1]
-                add(
-                    "faiss HNSWFlat32 (x)",
-                    f"ef={ef}",
-                    qps,
-                    found,
-                    build,
-                    _faiss_bytes(hnsw),
-                )
-            hnsw = None
+        if not args.no_binary_faiss:
+            _binary_faiss_curves(args, n, d, bits, codes, C, q_bits, Q, nq, nlist, add)
+        _float_faiss_curves(args, n, d, X, Q, nq, nlist, add)
         results.append((n, rows))
         _summary(n, rows)
         db = queries = X = None
     if args.plot:
         _plot(results, args.plot)
     return results
+
+
+def _binary_faiss_curves(args, n, d, bits, codes, C, q_bits, Q, nq, nlist, add):
+    """faiss IndexBinaryFlat and IndexBinaryIVF (nprobe sweep), each with
+    the same AQD re-rank as skhash."""
+    import faiss
+
+    # faiss IndexBinaryFlat + the same AQD re-rank
+    flat, build = _timed(lambda: to_faiss(CodeSet(bits=bits, n_bits=d)))
+    nbytes = _faiss_bytes(flat, True) + codes.nbytes + C.nbytes
+    for L in [a for a in args.curve_alpha if a >= 1 and a <= min(n, 4096)]:
+        fn = _rerank_fn(
+            lambda qb, L: flat.search(qb, L)[1], q_bits, Q, codes, C, int(L)
+        )
+        qps = rate(fn, nq, args.budget)
+        add("faiss BinaryFlat+rr", f"L={int(L)}", qps, fn(args.truth), build, nbytes)
+
+    # faiss IndexBinaryIVF + re-rank, nprobe sweep
+    def build_bivf():
+        quantizer = faiss.IndexBinaryFlat(d)
+        index = faiss.IndexBinaryIVF(quantizer, d, nlist)
+        sample = np.random.default_rng(0).choice(n, min(n, 64 * nlist), replace=False)
+        index.train(bits[np.sort(sample)])
+        index.add(bits)
+        return index, quantizer
+
+    (bivf, _keep), build = _timed(build_bivf)
+    nbytes = _faiss_bytes(bivf, True) + codes.nbytes + C.nbytes
+    for L in [a for a in args.curve_alpha if 100 <= a <= 1000]:
+        for nprobe in args.nprobe:
+            bivf.nprobe = nprobe
+            fn = _rerank_fn(
+                lambda qb, L: bivf.search(qb, L)[1], q_bits, Q, codes, C, int(L)
+            )
+            qps = rate(fn, nq, args.budget)
+            add(
+                f"faiss BinaryIVF{nlist}+rr",
+                f"L={int(L)} np={nprobe}",
+                qps,
+                fn(args.truth),
+                build,
+                nbytes,
+            )
+
+
+def _float_faiss_curves(args, n, d, X, Q, nq, nlist, add):
+    """faiss IndexPQFastScan, IndexIVFPQFastScan (nprobe sweep) and, up to
+    ``--hnsw-max`` items, IndexHNSWFlat."""
+    import faiss
+
+    ip = faiss.METRIC_INNER_PRODUCT
+    train = X[np.random.default_rng(1).choice(n, min(n, 65536), replace=False)]
+
+    # faiss IndexPQFastScan, same 16 B/item (32 x 4 bits)
+    def build_pqfs():
+        index = faiss.IndexPQFastScan(d, 32, 4, ip)
+        index.train(train)
+        index.add(X)
+        return index
+
+    pqfs, build = _timed(build_pqfs)
+    qps = rate(lambda m: pqfs.search(Q[:m], N_NEIGHBORS), nq, args.budget)
+    found = pqfs.search(Q[: args.truth], N_NEIGHBORS)[1]
+    add("faiss PQFastScan32x4", "-", qps, found, build, _faiss_bytes(pqfs))
+
+    # faiss IndexIVFPQFastScan (32 x 4 bits), nprobe sweep
+    def build_ivfpqfs():
+        quantizer = faiss.IndexFlatIP(d)
+        index = faiss.IndexIVFPQFastScan(quantizer, d, nlist, 32, 4, ip)
+        index.train(train)
+        index.add(X)
+        return index, quantizer
+
+    (ivfpq, _keep2), build = _timed(build_ivfpqfs)
+    for nprobe in args.nprobe:
+        ivfpq.nprobe = nprobe
+        qps = rate(lambda m: ivfpq.search(Q[:m], N_NEIGHBORS), nq, args.budget)
+        found = ivfpq.search(Q[: args.truth], N_NEIGHBORS)[1]
+        add(
+            f"faiss IVF{nlist}PQFS32x4",
+            f"np={nprobe}",
+            qps,
+            found,
+            build,
+            _faiss_bytes(ivfpq),
+        )
+    # faiss IndexHNSWFlat on the floats (its memory: 4 d B + the graph)
+    if n <= args.hnsw_max:
+
+        def build_hnsw():
+            index = faiss.IndexHNSWFlat(d, 32, ip)
+            faiss.omp_set_num_threads(os.cpu_count())
+            index.add(X)
+            faiss.omp_set_num_threads(1)
+            return index
+
+        hnsw, build = _timed(build_hnsw)
+        for ef in args.ef:
+            hnsw.hnsw.efSearch = ef
+            qps = rate(lambda m: hnsw.search(Q[:m], N_NEIGHBORS), nq, args.budget)
+            found = hnsw.search(Q[: args.truth], N_NEIGHBORS)[1]
+            add(
+                "faiss HNSWFlat32 (x)",
+                f"ef={ef}",
+                qps,
+                found,
+                build,
+                _faiss_bytes(hnsw),
+            )
+        hnsw = None
 
 
 def _ivf_curve(args, db, queries, n, add):
@@ -1035,6 +1045,11 @@ def main(argv=None):
     )
     parser.add_argument(
         "--skhash-only", action="store_true", help="curves: no faiss index (large N)"
+    )
+    parser.add_argument(
+        "--no-binary-faiss",
+        action="store_true",
+        help="curves: skip faiss's IndexBinaryFlat and IndexBinaryIVF (+ re-rank)",
     )
     parser.add_argument("--nprobe", type=int, nargs="+", default=[1, 4, 16, 64])
     parser.add_argument("--nlist", type=int, default=None, help="default 4 sqrt(N)")
