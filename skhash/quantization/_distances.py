@@ -85,15 +85,24 @@ def lookup_tables(Q, codebooks, *, metric):
     Q = _check_X(Q, "Q")
     codebooks = _check_codebooks(codebooks)
     _check_width(Q, codebooks, "Q")
+    flat = codebooks.reshape(-1, codebooks.shape[2])
+    return tables_from_tiles(Q, tile_rows(flat, Q.dtype), codebooks, metric)
+
+
+def tables_from_tiles(Q, tiles, codebooks, metric):
+    """:func:`lookup_tables` on checked inputs, from the codewords already
+    in :func:`~skhash.quantization._products.tile_rows` tiles of ``Q``'s
+    dtype (a retriever keeps them). Each entry is summed over the
+    dimensions in order, so a query's tables are the same bits in any
+    batch (see :mod:`skhash.quantization._products`)."""
     n_codebooks, n_codewords, d = codebooks.shape
-    flat = codebooks.reshape(-1, d).astype(Q.dtype, copy=False)
-    # each entry summed over the dimensions in order: a query's tables are
-    # the same bits in any batch (see skhash.quantization._products)
-    lut = ordered_products(Q, tile_rows(flat, Q.dtype), len(flat))
+    lut = ordered_products(Q, tiles, n_codebooks * n_codewords)
     if metric == "l2":
+        flat = codebooks.reshape(-1, d).astype(Q.dtype, copy=False)
         lut *= -2.0
         lut += np.einsum("kd,kd->k", flat, flat)
-    return lut.reshape(Q.shape[0], n_codebooks, n_codewords).astype(np.float32)
+    lut = lut.reshape(Q.shape[0], n_codebooks, n_codewords)
+    return lut.astype(np.float32, copy=False)
 
 
 @validate_params(

@@ -23,7 +23,8 @@ from sklearn.utils.validation import validate_data
 
 from skhash._codes import CodeSet
 from skhash.quantization import lookup_tables, product_blocks
-from skhash.quantization._products import ordered_products, tile_rows
+from skhash.quantization._distances import tables_from_tiles
+from skhash.quantization._products import tile_rows
 from skhash.retrieval import _ivf, _mih
 from skhash.retrieval._kernels import _CHUNK_BYTES, get_backend
 
@@ -361,24 +362,14 @@ class _QueryEngine:
         if tiles is None or emb.dtype != np.float32:
             return lookup_tables(emb, self.codebooks_, metric=metric)
         C = self.codebooks_
-        n_books, n_codewords, _ = C.shape
         if self._lut_blocks is None:
-            lut = ordered_products(emb, tiles, n_books * n_codewords)
-            if metric == "l2":
-                flat = C.reshape(-1, C.shape[-1])
-                lut *= -2.0
-                lut += np.einsum("kd,kd->k", flat, flat)
-            return lut.reshape(emb.shape[0], n_books, n_codewords)
-        luts = np.empty((emb.shape[0], n_books, n_codewords), dtype=np.float32)
+            return tables_from_tiles(emb, tiles, C, metric)
+        luts = np.empty((emb.shape[0], *C.shape[:2]), dtype=np.float32)
         for m, (a, b) in enumerate(self._lut_blocks):
-            lut = ordered_products(
-                np.ascontiguousarray(emb[:, a:b]), tiles[m], n_codewords
-            )
-            if metric == "l2":
-                block = C[m, :, a:b]
-                lut *= -2.0
-                lut += np.einsum("kd,kd->k", block, block)
-            luts[:, m, :] = lut
+            block = np.ascontiguousarray(emb[:, a:b])
+            luts[:, m, :] = tables_from_tiles(
+                block, tiles[m], C[m : m + 1, :, a:b], metric
+            )[:, 0]
         return luts
 
 
