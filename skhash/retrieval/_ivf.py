@@ -204,6 +204,11 @@ class InvertedLists:
     ----------
     nlist : int
         Number of lists.
+    centroids : ndarray of shape (nlist, d) float32, or (nlist, n_bytes) uint8
+        The coded centroids ``ĉ`` (reconstructions of ``centroid_codes``),
+        or the packed binarised centroids with ``metric="hamming"``.
+    centroid_codes : ndarray of shape (nlist, M) or None
+        The centroids' own codes (None with ``metric="hamming"``).
     n_items : int
         Number of indexed items.
     offsets : ndarray of shape (nlist + 1,), dtype int64
