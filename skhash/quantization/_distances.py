@@ -22,8 +22,10 @@ def rowwise_matmul(A, B):
     shapes of the whole call, so row ``i`` of ``A @ B`` can differ in the
     last bits with the number of rows it was computed with. Search splits
     the queries into chunks whose size depends on ``n_jobs``, the database
-    size and the shard: with one product per row, a query's tables and
-    distances are the same bits however the queries were batched.
+    size and the shard: with one product per row, a query's exact cosines
+    (``rerank="exact"``) are the same bits however the queries were batched.
+    The look-up tables use :mod:`skhash.quantization._products` instead
+    (the same guarantee, without holding the GIL).
 
     Parameters
     ----------

@@ -637,15 +637,13 @@ def ensure(est, dst):
     return ivf
 
 
-def stage1_shortlist(est, backend, q, dst, n_short, ordered=True, luts=None):
+def stage1_shortlist(est, backend, q, dst, n_short, ordered, luts):
     """Stage 1 of ``dst`` from its inverted lists (see :func:`ensure`);
     ``ordered=False`` when a re-ranking of the whole shortlist follows.
-    ``luts`` are the queries' inner-product look-up tables (computed here
-    when None and the lists need them)."""
+    ``luts`` are the queries' inner-product look-up tables where
+    :func:`needs_embedding` (the lists are ranked by them), else None."""
     ivf = est._ivf_cache[dst]
     compiled = type(backend).__module__ == "skhash.retrieval._numba"
-    if luts is None and ivf.metric != "hamming":
-        luts = est._lookup_tables(q["embedding"], "ip")
     return ivf.shortlist(
         q["bits"],
         luts,

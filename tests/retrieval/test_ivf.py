@@ -414,7 +414,7 @@ def test_search_on_unordered_shortlists_keeps_the_ordered_results(alpha, monkeyp
     calls = []
     original = ivf_module.stage1_shortlist
 
-    def ordered_only(est_, backend, q_, dst, n_short, ordered=True, luts=None):
+    def ordered_only(est_, backend, q_, dst, n_short, ordered, luts):
         calls.append(ordered)
         return original(est_, backend, q_, dst, n_short, True, luts)
 
