@@ -11,6 +11,19 @@ from numba import njit
 ROWS = 8
 
 
+@njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _accumulate(A, i0, nr, tt, acc, w):
+    """``acc[r w + x] += Σ_j A[i0 + r, j] tt[j, x]`` for ``r < nr``, ``j`` in
+    order; inlined, so that ``nr = ROWS`` is a constant trip count."""
+    for j in range(A.shape[1]):
+        row = tt[j]
+        for r in range(nr):
+            a = A[i0 + r, j]
+            base = r * w
+            for x in range(w):
+                acc[base + x] += a * row[x]
+
+
 @njit(cache=True, nogil=True, boundscheck=False)
 def products_kernel(A, tiled, out):
     """``out[i, t W + l] = Σ_j A[i, j] tiled[t, j, l]``, ``j`` in order.
@@ -21,7 +34,7 @@ def products_kernel(A, tiled, out):
     reference; queries go ``ROWS`` at a time over each tile (one ``(ROWS,
     W)`` accumulator), so the tile stays in L1.
     """
-    n, d = A.shape
+    n = A.shape[0]
     n_tiles, _, w = tiled.shape
     acc = np.empty(ROWS * w, dtype=out.dtype)
     for t in range(n_tiles):
@@ -31,21 +44,9 @@ def products_kernel(A, tiled, out):
             for x in range(ROWS * w):
                 acc[x] = 0.0
             if nr == ROWS:  # a constant trip count: unrolled, vectorised
-                for j in range(d):
-                    row = tt[j]
-                    for r in range(ROWS):
-                        a = A[i0 + r, j]
-                        base = r * w
-                        for x in range(w):
-                            acc[base + x] += a * row[x]
+                _accumulate(A, i0, ROWS, tt, acc, w)
             else:
-                for j in range(d):
-                    row = tt[j]
-                    for r in range(nr):
-                        a = A[i0 + r, j]
-                        base = r * w
-                        for x in range(w):
-                            acc[base + x] += a * row[x]
+                _accumulate(A, i0, nr, tt, acc, w)
             for r in range(nr):
                 for x in range(w):
                     out[i0 + r, t * w + x] = acc[r * w + x]
