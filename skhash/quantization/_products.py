@@ -14,8 +14,8 @@ _products_kernel`, numba, ``nogil``) or the numpy reference below.
 
 The codewords are stored in tiles of ``WIDTH`` codewords, dimension-major
 (``(n_tiles, d, WIDTH)``), so that the kernel's inner loop runs over
-contiguous codewords (vectorised), and ``ROWS`` queries share each tile
-load.
+contiguous codewords (vectorised, a query's ``WIDTH`` sums held in vector
+registers) while a tile stays in L1.
 """
 
 from __future__ import annotations

@@ -4,49 +4,37 @@ imported only when a product is computed, so that importing
 
 from __future__ import annotations
 
-import numpy as np
-from numba import njit
+from numba import carray, njit
 
-#: Queries summed side by side per tile (each tile row is loaded once).
-ROWS = 8
-
-
-@njit(cache=True, nogil=True, boundscheck=False, inline="always")
-def _accumulate(A, i0, nr, tt, acc, w):
-    """``acc[r w + x] += Σ_j A[i0 + r, j] tt[j, x]`` for ``r < nr``, ``j`` in
-    order; inlined, so that ``nr = ROWS`` is a constant trip count."""
-    for j in range(A.shape[1]):
-        row = tt[j]
-        for r in range(nr):
-            a = A[i0 + r, j]
-            base = r * w
-            for x in range(w):
-                acc[base + x] += a * row[x]
+from skhash.quantization._products import WIDTH
+from skhash.utils._numba_stack import stack_buffer
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
 def products_kernel(A, tiled, out):
     """``out[i, t W + l] = Σ_j A[i, j] tiled[t, j, l]``, ``j`` in order.
 
-    ``A`` is ``(n, d)``, ``tiled`` ``(n_tiles, d, W)``, ``out`` ``(n,
-    n_tiles W)``, one dtype. Each entry is one chain of rounded products and
-    sums over ``j`` (no fused multiply-add, no reordering), as the numpy
-    reference; queries go ``ROWS`` at a time over each tile (one ``(ROWS,
-    W)`` accumulator), so the tile stays in L1.
+    ``A`` is ``(n, d)``, ``tiled`` ``(n_tiles, d, W)`` with ``W = WIDTH``,
+    ``out`` ``(n, n_tiles W)``, one dtype. Each entry is one chain of
+    rounded products and sums over ``j`` (no fused multiply-add, no
+    reordering), as the numpy reference. Per tile (which stays in L1) and
+    query, the ``W`` sums run side by side in a stack accumulator, which the
+    compiler keeps in vector registers (2.6 times faster than a heap one
+    for float32 at 2,048 x 64; see :func:`~skhash.utils._numba_stack.
+    stack_buffer`).
     """
     n = A.shape[0]
-    n_tiles, _, w = tiled.shape
-    acc = np.empty(ROWS * w, dtype=out.dtype)
+    n_tiles, d, _ = tiled.shape
+    acc = carray(stack_buffer(out, WIDTH), (WIDTH,))
     for t in range(n_tiles):
         tt = tiled[t]
-        for i0 in range(0, n, ROWS):
-            nr = min(ROWS, n - i0)
-            for x in range(ROWS * w):
+        for i in range(n):
+            for x in range(WIDTH):
                 acc[x] = 0.0
-            if nr == ROWS:  # a constant trip count: unrolled, vectorised
-                _accumulate(A, i0, ROWS, tt, acc, w)
-            else:
-                _accumulate(A, i0, nr, tt, acc, w)
-            for r in range(nr):
-                for x in range(w):
-                    out[i0 + r, t * w + x] = acc[r * w + x]
+            for j in range(d):
+                a = A[i, j]
+                row = tt[j]
+                for x in range(WIDTH):
+                    acc[x] += a * row[x]
+            for x in range(WIDTH):
+                out[i, t * WIDTH + x] = acc[x]
