@@ -49,6 +49,7 @@ ahead of time.
 
 from __future__ import annotations
 
+import sys
 import threading
 
 import numpy as np
@@ -184,6 +185,100 @@ def _aqd_all(luts, codes, out):
             s = np.float32(0.0)
             for m in range(n_books):
                 s += lq[m, codes[i, m]]
+            out[q, i] = s
+
+
+#: Byte ``b`` of a code word is ``(word >> _BYTE_SHIFT * b) & 255`` on a
+#: little-endian machine; a big-endian one holds byte ``b`` at ``7 - b``.
+_LITTLE = sys.byteorder == "little"
+
+
+@njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _code(word, b):
+    """Byte ``b`` (in memory order) of a 64-bit word of uint8 codes."""
+    shift = 8 * b if _LITTLE else 8 * (7 - b)
+    return (word >> np.uint64(shift)) & np.uint64(255)
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _aqd_candidates_words(luts, cand, words, out):
+    """:func:`_aqd_candidates` on uint8 codes read 8 at a time: ``words``
+    is the ``(n_items, M / 8)`` uint64 view of the ``(n_items, M)`` codes.
+
+    One load brings a candidate's 8 codes and shifts take them apart, where
+    the byte kernel loads each code on its own: half the loads for the same
+    table reads (the keys of the inverted lists: 7.6 -> 3.4 us per query for
+    2,000 lists of 8 x 256 codes). Same sums in the same order (``m``
+    ascending), so the same bits."""
+    n_words = words.shape[1]
+    flat = words.reshape(-1)
+    n_cand = cand.shape[1]
+    for q in range(cand.shape[0]):
+        lq = luts[q]
+        for j in range(min(_PREFETCH, n_cand)):
+            _prefetch(flat, cand[q, j] * n_words)
+        j = 0
+        while j + 4 <= n_cand:
+            for t in range(j + _PREFETCH, min(j + _PREFETCH + 4, n_cand)):
+                _prefetch(flat, cand[q, t] * n_words)
+            r0, r1, r2, r3 = cand[q, j], cand[q, j + 1], cand[q, j + 2], cand[q, j + 3]
+            s0 = s1 = s2 = s3 = np.float32(0.0)
+            for wi in range(n_words):
+                w0, w1, w2, w3 = (
+                    words[r0, wi],
+                    words[r1, wi],
+                    words[r2, wi],
+                    words[r3, wi],
+                )
+                for b in range(8):
+                    lm = lq[8 * wi + b]
+                    s0 += lm[_code(w0, b)]
+                    s1 += lm[_code(w1, b)]
+                    s2 += lm[_code(w2, b)]
+                    s3 += lm[_code(w3, b)]
+            out[q, j], out[q, j + 1], out[q, j + 2], out[q, j + 3] = s0, s1, s2, s3
+            j += 4
+        for j in range(j, n_cand):
+            r = cand[q, j]
+            s = np.float32(0.0)
+            for wi in range(n_words):
+                w = words[r, wi]
+                for b in range(8):
+                    s += lq[8 * wi + b, _code(w, b)]
+            out[q, j] = s
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _aqd_all_words(luts, words, out):
+    """:func:`_aqd_all` on uint8 codes read 8 at a time (see
+    :func:`_aqd_candidates_words`)."""
+    n, n_words = words.shape
+    for q in range(luts.shape[0]):
+        lq = luts[q]
+        i = 0
+        while i + 4 <= n:
+            s0 = s1 = s2 = s3 = np.float32(0.0)
+            for wi in range(n_words):
+                w0, w1, w2, w3 = (
+                    words[i, wi],
+                    words[i + 1, wi],
+                    words[i + 2, wi],
+                    words[i + 3, wi],
+                )
+                for b in range(8):
+                    lm = lq[8 * wi + b]
+                    s0 += lm[_code(w0, b)]
+                    s1 += lm[_code(w1, b)]
+                    s2 += lm[_code(w2, b)]
+                    s3 += lm[_code(w3, b)]
+            out[q, i], out[q, i + 1], out[q, i + 2], out[q, i + 3] = s0, s1, s2, s3
+            i += 4
+        for i in range(i, n):
+            s = np.float32(0.0)
+            for wi in range(n_words):
+                w = words[i, wi]
+                for b in range(8):
+                    s += lq[8 * wi + b, _code(w, b)]
             out[q, i] = s
 
 
@@ -483,13 +578,22 @@ class NumbaBackend(NumpyBackend):
                 codes, dtype=codes.dtype if codes.dtype.kind == "u" else np.intp
             )
         luts, codes = _readonly(luts), _readonly(codes)
+        words = None  # uint8 codes 8 to a word: the kernels load each word once
+        if codes.dtype == np.uint8 and codes.shape[1] % 8 == 0 and codes.shape[1]:
+            words = codes.view(np.uint64)
         if cand_idx is None:
             out = np.empty((luts.shape[0], codes.shape[0]), dtype=np.float32)
-            kernel, args = _aqd_all, (luts, codes, out)
+            if words is None:
+                kernel, args = _aqd_all, (luts, codes, out)
+            else:
+                kernel, args = _aqd_all_words, (luts, words, out)
         else:
             cand = _readonly(np.ascontiguousarray(cand_idx, dtype=np.int64))
             out = np.empty(cand.shape, dtype=np.float32)
-            kernel, args = _aqd_candidates, (luts, cand, codes, out)
+            if words is None:
+                kernel, args = _aqd_candidates, (luts, cand, codes, out)
+            else:
+                kernel, args = _aqd_candidates_words, (luts, cand, words, out)
         if not _kernel_ready(kernel, args, out.size * codes.shape[1], self.lazy):
             return NumpyBackend.rerank_aqd(self, luts, cand_idx, db_codes)
         kernel(*args)

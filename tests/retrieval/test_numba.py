@@ -116,13 +116,15 @@ def test_rerank_aqd_bit_identical(dtype, K, backends):
         np.testing.assert_array_equal(got, numpy_be.rerank_aqd(luts, c, codes))
 
 
+@pytest.mark.parametrize("M", [8, 16, 12])
 @pytest.mark.parametrize("width", range(10))
-def test_rerank_aqd_bit_identical_for_any_width(width, backends):
-    # the kernels sum four candidates (items) side by side: every remainder
+def test_rerank_aqd_bit_identical_for_any_width(width, M, backends):
+    # the kernels sum four candidates (items) side by side: every remainder;
+    # M = 8, 16: uint8 codes read a word (8 codes) at a time, M = 12 one by one
     numba_be, numpy_be = backends
     rng = np.random.RandomState(width)
-    codes = rng.randint(256, size=(width + 3, 8)).astype(np.uint8)
-    luts = (rng.randn(3, 8, 256) * 10.0 ** rng.randint(-3, 4, (3, 8, 1))).astype(
+    codes = rng.randint(256, size=(width + 3, M)).astype(np.uint8)
+    luts = (rng.randn(3, M, 256) * 10.0 ** rng.randint(-3, 4, (3, M, 1))).astype(
         np.float32
     )
     cand = rng.randint(width + 3, size=(3, width))
