@@ -145,7 +145,8 @@ def _best_lists(row, m, hk, hi):
                 else:
                     break
             hk[pos], hi[pos] = k, lst
-        elif _worse(hk[0], hi[0], k, lst):  # replace the worst, sift down
+        elif k < hk[0]:  # replace the worst, sift down (lists come in id
+            # order, so a key equal to the worst's ranks after it: one compare)
             hk[0], hi[0] = k, lst
             _sift_down(hk, hi, 0, size)
     for end in range(size - 1, 0, -1):  # heap sort: worst to the end
@@ -165,11 +166,12 @@ def _ivf_probe(keys, nprobe, n_short, offsets, ptr, lists):
     n_q, nl = keys.shape
     hk = np.empty(nl, keys.dtype)
     hi = np.empty(nl, np.int64)
-    # the first pass keeps enough lists for twice the shortlist at the mean
-    # list size (one pass for almost every query; a longer heap than needed
-    # only costs its log), then 4 times more per pass
+    # the first pass keeps enough lists for four times the shortlist at the
+    # mean list size, and at least 16 (one pass for almost every query: a
+    # pass reads all nlist keys, while a longer heap than needed only costs
+    # its log on the few keys that enter it), then 4 times more per pass
     mean_size = max(1.0, (offsets[nl] - offsets[0]) / nl)
-    m0 = min(nl, max(nprobe, int(2.0 * n_short / mean_size) + 1))
+    m0 = min(nl, max(nprobe, int(4.0 * n_short / mean_size) + 16))
     w = 0
     ptr[0] = 0
     for q in range(n_q):
