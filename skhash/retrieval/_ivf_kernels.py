@@ -13,6 +13,8 @@ from skhash.retrieval._numba_bits import _popcount
 
 _RADIX_BITS = 11
 _RADIX = 1 << _RADIX_BITS
+#: Interleaved copies of the distance histogram (a power of 2).
+_SUB_HISTOGRAMS = 4
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
@@ -57,14 +59,20 @@ def _ivf_shortlist(
     unordered (for a re-ranking, whose order does not depend on theirs):
     those below ``t`` as met, then the ones at ``t`` of lowest index, and
     only the latter are sorted (by index), when not all of them fit.
+
+    The histogram is kept in ``_SUB_HISTOGRAMS`` interleaved copies: learned
+    codes put many items at the same distance, and one counter incremented
+    item after item waits on its own previous store (4 copies: 367 items per
+    query at L = 100, 6.2 -> 4.2-5.7 us; 2,305 at L = 2,000, 23 -> 16 us). The scan records each item's position
+    in the lists; its id is read only for the items kept.
     """
     n_q, n_words = q_words.shape
     n_total = ids.shape[0]
-    n_max = 64 * n_words
-    hist = np.zeros(n_max + 1, np.int64)
+    nb = 64 * n_words + 1  # distances 0 .. 64 n_words
+    hist = np.zeros(_SUB_HISTOGRAMS * nb, np.int64)
     count = np.zeros(_RADIX + 1, np.int64)
     buf_d = np.empty(4096, np.int64)
-    buf_i = np.empty(4096, np.int64)
+    buf_p = np.empty(4096, np.int64)
     keys = np.empty(4096, np.int64)
     tmp = np.empty(4096, np.int64)
     for q in range(n_q):
@@ -74,24 +82,29 @@ def _ivf_shortlist(
             total += offsets[lst + 1] - offsets[lst]
         if total > buf_d.shape[0]:
             buf_d = np.empty(total, np.int64)
-            buf_i = np.empty(total, np.int64)
+            buf_p = np.empty(total, np.int64)
             keys = np.empty(total, np.int64)
             tmp = np.empty(total, np.int64)
         w = 0
+        q0 = q_words[q, 0]
         for t in range(ptr[q], ptr[q + 1]):
             lst = lists[t]
             for p in range(offsets[lst], offsets[lst + 1]):
-                d = 0
-                for j in range(n_words):
-                    d += _popcount(words[p, j] ^ q_words[q, j])
+                if n_words == 1:  # 64-bit codes: one word, held in a register
+                    d = _popcount(words[p, 0] ^ q0)
+                else:
+                    d = 0
+                    for j in range(n_words):
+                        d += _popcount(words[p, j] ^ q_words[q, j])
                 buf_d[w] = d
-                buf_i[w] = ids[p]
-                hist[d] += 1
+                buf_p[w] = p
+                hist[(w & (_SUB_HISTOGRAMS - 1)) * nb + d] += 1
                 w += 1
         below = 0
         thr = 0
-        for d in range(n_max + 1):
-            below += hist[d]
+        for d in range(nb):
+            for s in range(_SUB_HISTOGRAMS):
+                below += hist[s * nb + d]
             if below >= n_cand:
                 thr = d
                 break
@@ -99,7 +112,7 @@ def _ivf_shortlist(
             k = 0
             for p in range(w):
                 if buf_d[p] <= thr:
-                    keys[k] = buf_d[p] * n_total + buf_i[p]
+                    keys[k] = buf_d[p] * n_total + ids[buf_p[p]]
                     k += 1
             done = _radix_sort(keys, k, tmp, count, thr * n_total + n_total - 1)
             for p in range(n_cand):
@@ -109,12 +122,13 @@ def _ivf_shortlist(
             o = 0
             k = 0
             for p in range(w):
-                if buf_d[p] < thr:
-                    out_dist[q, o] = buf_d[p]
-                    out_idx[q, o] = buf_i[p]
+                d = buf_d[p]
+                if d < thr:
+                    out_dist[q, o] = d
+                    out_idx[q, o] = ids[buf_p[p]]
                     o += 1
-                elif buf_d[p] == thr:
-                    keys[k] = buf_i[p]
+                elif d == thr:
+                    keys[k] = ids[buf_p[p]]
                     k += 1
             done = keys
             if o + k > n_cand:  # only the lowest indices at t are kept
@@ -122,8 +136,8 @@ def _ivf_shortlist(
             for p in range(n_cand - o):
                 out_dist[q, o + p] = thr
                 out_idx[q, o + p] = done[p]
-        for d in range(n_max + 1):
-            hist[d] = 0
+        for x in range(_SUB_HISTOGRAMS * nb):
+            hist[x] = 0
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
