@@ -63,8 +63,9 @@ def _ivf_shortlist(
     The histogram is kept in ``_SUB_HISTOGRAMS`` interleaved copies: learned
     codes put many items at the same distance, and one counter incremented
     item after item waits on its own previous store (4 copies: 367 items per
-    query at L = 100, 6.2 -> 4.2-5.7 us; 2,305 at L = 2,000, 23 -> 16 us). The scan records each item's position
-    in the lists; its id is read only for the items kept.
+    query at L = 100, 6.2 -> 4.2-5.7 us; 2,305 at L = 2,000, 23 -> 16 us).
+    The scan records each item's position in the lists; its id is read only
+    for the items kept.
     """
     n_q, n_words = q_words.shape
     n_total = ids.shape[0]
@@ -143,26 +144,34 @@ def _ivf_shortlist(
 @njit(cache=True, nogil=True, boundscheck=False)
 def _best_lists(row, m, hk, hi):
     """The ``m`` best lists of ``row`` by (key, list id), best first, in
-    ``hi[:m]`` (a max-heap of size ``m`` over one pass, then sorted)."""
+    ``hi[:m]`` (a max-heap of size ``m`` over one pass, then sorted).
+
+    Past the first ``m`` lists one compare with the heap's worst key (held
+    in a register) rejects a list: lists come in id order, so a key equal
+    to the worst's ranks after it."""
     nl = row.shape[0]
     size = 0
-    for lst in range(nl):
+    lst = 0
+    while lst < nl and size < m:  # fill the heap, sifting up
         k = row[lst]
-        if size < m:  # sift up
-            pos = size
-            size += 1
-            while pos > 0:
-                parent = (pos - 1) // 2
-                if _worse(k, lst, hk[parent], hi[parent]):
-                    hk[pos], hi[pos] = hk[parent], hi[parent]
-                    pos = parent
-                else:
-                    break
-            hk[pos], hi[pos] = k, lst
-        elif k < hk[0]:  # replace the worst, sift down (lists come in id
-            # order, so a key equal to the worst's ranks after it: one compare)
+        pos = size
+        size += 1
+        while pos > 0:
+            parent = (pos - 1) // 2
+            if _worse(k, lst, hk[parent], hi[parent]):
+                hk[pos], hi[pos] = hk[parent], hi[parent]
+                pos = parent
+            else:
+                break
+        hk[pos], hi[pos] = k, lst
+        lst += 1
+    worst = hk[0]
+    for lst in range(lst, nl):  # replace the worst, sift down
+        k = row[lst]
+        if k < worst:
             hk[0], hi[0] = k, lst
             _sift_down(hk, hi, 0, size)
+            worst = hk[0]
     for end in range(size - 1, 0, -1):  # heap sort: worst to the end
         wk, wi = hk[0], hi[0]
         hk[0], hi[0] = hk[end], hi[end]
@@ -180,12 +189,12 @@ def _ivf_probe(keys, nprobe, n_short, offsets, ptr, lists):
     n_q, nl = keys.shape
     hk = np.empty(nl, keys.dtype)
     hi = np.empty(nl, np.int64)
-    # the first pass keeps enough lists for four times the shortlist at the
-    # mean list size, and at least 16 (one pass for almost every query: a
-    # pass reads all nlist keys, while a longer heap than needed only costs
-    # its log on the few keys that enter it), then 4 times more per pass
+    # the first pass keeps enough lists for twice the shortlist at the mean
+    # list size, then 4 times more per pass (a longer first heap saves passes
+    # but costs more than they do: at 2,000 and 6,325 lists, at least 16
+    # lists were 1.5-2.5 times slower at L = 100)
     mean_size = max(1.0, (offsets[nl] - offsets[0]) / nl)
-    m0 = min(nl, max(nprobe, int(4.0 * n_short / mean_size) + 16))
+    m0 = min(nl, max(nprobe, int(2.0 * n_short / mean_size) + 1))
     w = 0
     ptr[0] = 0
     for q in range(n_q):
