@@ -214,3 +214,72 @@ def _ivf_probe(keys, nprobe, n_short, offsets, ptr, lists):
             w += 1
         ptr[q + 1] = w
     return w
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _ivf_adc(
+    luts, ptr, lists, offsets, ids, codes, mode, q_sq, sq, exclude, k, out_idx, out_dist
+):
+    """The ``k`` nearest items of each query among all items of its probed
+    lists, by their asymmetric distance (faiss's IVF-ADC scan).
+
+    Query ``q`` scans the lists ``lists[ptr[q]:ptr[q + 1]]``; list ``l``
+    holds the items ``ids[offsets[l]:offsets[l + 1]]`` whose codes are the
+    rows ``codes[offsets[l]:offsets[l + 1]]`` (list order: the scan reads
+    contiguous memory). Each item's table sum ``s = Σ_m luts[q, m, c_m]``
+    runs over ``m`` in order in float32, as the re-ranking kernels, and its
+    distance is, in float64 as the re-ranking computes it: ``mode`` 0
+    (inner product) ``-s``; 1 (squared L2, additive codebooks)
+    ``max(q_sq[q] - 2 s + sq[id], 0)``; 2 (squared L2, product codebooks,
+    ``luts`` the L2 tables) ``max(q_sq[q] + s, 0)``. Item ``exclude[q]``
+    (-1: none) is skipped. A max-heap of ``k`` keeps the best by (distance,
+    id); the output is in that order (``out_dist`` ``inf`` and ``out_idx``
+    -1 past the items scanned, which the probe makes at least ``k``).
+    """
+    n_q, n_books = luts.shape[0], luts.shape[1]
+    hk = np.empty(k, np.float64)
+    hi = np.empty(k, np.int64)
+    for q in range(n_q):
+        lq = luts[q]
+        size = 0
+        skip = exclude[q]
+        for t in range(ptr[q], ptr[q + 1]):
+            lst = lists[t]
+            for p in range(offsets[lst], offsets[lst + 1]):
+                s = np.float32(0.0)
+                for m in range(n_books):
+                    s += lq[m, codes[p, m]]
+                i = np.int64(ids[p])
+                if i == skip:
+                    continue
+                if mode == 0:
+                    d = -np.float64(s)
+                elif mode == 1:
+                    d = max(q_sq[q] - 2.0 * np.float64(s) + sq[i], 0.0)
+                else:
+                    d = max(q_sq[q] + np.float64(s), 0.0)
+                if size < k:  # sift up
+                    pos = size
+                    size += 1
+                    while pos > 0:
+                        parent = (pos - 1) // 2
+                        if _worse(d, i, hk[parent], hi[parent]):
+                            hk[pos], hi[pos] = hk[parent], hi[parent]
+                            pos = parent
+                        else:
+                            break
+                    hk[pos], hi[pos] = d, i
+                elif _worse(hk[0], hi[0], d, i):  # replace the worst
+                    hk[0], hi[0] = d, i
+                    _sift_down(hk, hi, 0, size)
+        for end in range(size - 1, 0, -1):  # heap sort: worst to the end
+            wk, wi = hk[0], hi[0]
+            hk[0], hi[0] = hk[end], hi[end]
+            _sift_down(hk, hi, 0, end)
+            hk[end], hi[end] = wk, wi
+        for j in range(size):
+            out_idx[q, j] = hi[j]
+            out_dist[q, j] = hk[j]
+        for j in range(size, k):
+            out_idx[q, j] = -1
+            out_dist[q, j] = np.inf

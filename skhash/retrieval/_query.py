@@ -303,6 +303,12 @@ class _QueryEngine:
             return dist, idx
         n_short = max(L, k)
         ip_luts = None  # the queries' inner-product tables, when both stages use them
+        if L > 0 and _ivf.adc_mode(self, dst) is not None:
+            # inverted lists of codes: every item of the probed lists re-ranked
+            ip_luts = self._lookup_tables(q["embedding"], "ip")
+            return _ivf.search(
+                self, backend, q, rows, dst, k, n_short + (rows is not None), ip_luts
+            )
         if self.stage1 == "ivf":
             # the shortlist's order only matters where it is returned or cut
             ordered = rows is not None or stage2 == "none" or L < k

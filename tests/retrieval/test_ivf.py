@@ -97,8 +97,16 @@ def test_all_lists_probed_equals_exhaustive(rerank, kind, backend):
     db = _data(kind=kind)
     q = db[:60] if backend == "numba" else db[:15]  # numpy: a per-query loop
     for alpha in (0, 40, 0.05):
+        # lists of codes re-rank every item of the probed lists: all of them
+        # probed is the re-ranking of the whole database (alpha=1.0); lists
+        # of bits (or alpha=0, no re-ranking) give the exhaustive two-stage
+        # search of the same alpha
+        scans_codes = rerank in ("aqd", "aqd-l2") and alpha != 0
         ref = TwoStageRetriever(
-            alpha=alpha, n_neighbors=10, rerank=rerank, stage1="exhaustive"
+            alpha=1.0 if scans_codes else alpha,
+            n_neighbors=10,
+            rerank=rerank,
+            stage1="exhaustive",
         ).fit(db)
         est = _ivf(alpha=alpha, rerank=rerank, backend=backend, nprobe=20).fit(db)
         _same(est.kneighbors(q), ref.kneighbors(q))
@@ -138,7 +146,8 @@ def test_same_results_for_any_jobs_backend_and_chunking(make, monkeypatch):
 
 def test_recall_grows_with_nprobe():
     db, q = _split(3)
-    ref = TwoStageRetriever(alpha=40, n_neighbors=10, stage1="exhaustive").fit(db)
+    # all lists probed re-ranks every item: the re-ranking of the database
+    ref = TwoStageRetriever(alpha=1.0, n_neighbors=10, stage1="exhaustive").fit(db)
     want = ref.kneighbors(q)[1]
     est = _ivf(nlist=30).fit(db)
     ivf = est._ivf_cache["X"]
@@ -232,9 +241,9 @@ def test_add_assigns_new_items_to_the_trained_lists():
     where = np.empty(N, np.int64)
     where[ivf.ids] = lists
     assert np.mean(where[1000:] == np.argmin(d, axis=1)) > 0.99
-    # and every list probed is still the exhaustive result
+    # and every list probed is still the re-ranking of every item
     grown.set_params(nprobe=ivf.nlist)
-    exh = TwoStageRetriever(alpha=40, n_neighbors=10, stage1="exhaustive").fit(db)
+    exh = TwoStageRetriever(alpha=1.0, n_neighbors=10, stage1="exhaustive").fit(db)
     _same(grown.kneighbors(q), exh.kneighbors(q))
 
 
@@ -409,7 +418,8 @@ def test_search_on_unordered_shortlists_keeps_the_ordered_results(alpha, monkeyp
     from skhash.retrieval import _ivf as ivf_module
 
     db, q = _split(seed=24)
-    est = _ivf(alpha=alpha, nprobe=2).fit(db)
+    # lists of bits (exact re-ranking): a Hamming shortlist, then the re-ranking
+    est = _ivf(alpha=alpha, nprobe=2, rerank="exact").fit(db)
     got = est.kneighbors(q)
     calls = []
     original = ivf_module.stage1_shortlist
@@ -446,7 +456,7 @@ def test_cross_modal_refit_and_pickle():
     a, b = _data(seed=21), _data(seed=21)
     db = CodeSet.from_modalities(img=a, txt=b)
     q = db[:40]
-    ref = TwoStageRetriever(alpha=40, n_neighbors=10, stage1="exhaustive").fit(db)
+    ref = TwoStageRetriever(alpha=1.0, n_neighbors=10, stage1="exhaustive").fit(db)
     est = _ivf(nprobe=20).fit(db)
     assert set(est._ivf_cache) == {"img", "txt"}
     for direction in ("img->txt", "txt->img"):
@@ -461,3 +471,63 @@ def test_cross_modal_refit_and_pickle():
     small = _data(seed=22)[:300]
     est.fit(small)  # a refit replaces the lists
     assert set(est._ivf_cache) == {"X"} and est._ivf_cache["X"].n_items == 300
+
+
+# --------------------------------------------------------------------------- #
+# lists of codes: every probed item re-ranked (IVF-ADC)
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.parametrize(
+    "rerank,kind", [("aqd", "additive"), ("aqd-l2", "additive"), ("aqd-l2", "product")]
+)
+def test_lists_of_codes_rerank_every_probed_item(rerank, kind):
+    both = _data(seed=30, n=N + 40, kind=kind)
+    db, q = both[:N], both[N:]
+    est = _ivf(alpha=60, rerank=rerank, nprobe=3).fit(db)
+    ivf = est._ivf_cache["X"]
+    assert ivf.list_codes is not None and ivf._words is None  # no copy of bits
+    dist, idx = est.kneighbors(q)
+    # brute force: the whole database ranked by the exhaustive re-ranking,
+    # restricted to the items of each query's probed lists
+    full = TwoStageRetriever(
+        alpha=1.0, n_neighbors=N, rerank=rerank, stage1="exhaustive"
+    ).fit(db)
+    fd, fi = full.kneighbors(q)
+    ptr, lists = ivf.probe(ivf.list_keys(None, _ip_tables(est, q)), 3, 60)
+    for r in range(len(q)):
+        rows = [
+            np.arange(ivf.offsets[lst], ivf.offsets[lst + 1])
+            for lst in lists[ptr[r] : ptr[r + 1]]
+        ]
+        member = np.isin(fi[r], ivf.ids[np.concatenate(rows)])
+        assert member.sum() >= 60
+        np.testing.assert_array_equal(idx[r], fi[r][member][:10])
+        np.testing.assert_array_equal(dist[r], fd[r][member][:10])
+
+
+@pytest.mark.parametrize(
+    "mode,rerank,kind",
+    [(0, "aqd", "additive"), (1, "aqd-l2", "additive"), (2, "aqd-l2", "product")],
+)
+def test_compiled_scan_of_codes_is_the_reference_with_exclusions(mode, rerank, kind):
+    from skhash.retrieval import _ivf as ivf_module
+
+    db = _data(seed=31, kind=kind)
+    est = _ivf(alpha=60, rerank=rerank).fit(db)
+    assert ivf_module.adc_mode(est, "X") == mode
+    ivf = est._ivf_cache["X"]
+    q = db[:50]
+    emb = q.get("X", "embedding")
+    ip = _ip_tables(est, q)
+    luts = est._lookup_tables(emb, "l2") if mode == 2 else ip
+    q_sq = np.einsum("qd,qd->q", emb, emb, dtype=np.float64)
+    sq = est._index["X"]["sqnorms"] if mode == 1 else np.zeros(1)
+    exclude = np.where(np.arange(50) % 2 == 0, np.arange(50), -1).astype(np.int64)
+    for nprobe, n_short, k in ((1, 11, 10), (2, 60, 10), (20, 5, 7), (1, 1, 1)):
+        args = (ip, luts, mode, q_sq, sq, n_short, k, nprobe, exclude)
+        got = ivf.search(*args, compiled=True)
+        want = ivf.search(*args, compiled=False)
+        _same(got, want)
+        assert not (got[1] == exclude[:, None]).any()
+        assert np.all(np.diff(got[0], axis=1) >= 0)
