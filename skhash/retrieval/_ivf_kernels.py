@@ -216,6 +216,84 @@ def _ivf_probe(keys, nprobe, n_short, offsets, ptr, lists):
     return w
 
 
+@njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _adc_distance(s, mode, q_sq, sq, i):
+    """The distance of table sum ``s`` of item ``i`` (see :func:`_ivf_adc`)."""
+    if mode == 0:
+        return -np.float64(s)
+    if mode == 1:
+        return max(q_sq - 2.0 * np.float64(s) + np.float64(sq[i]), 0.0)
+    return max(q_sq + np.float64(s), 0.0)
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _insertion_sort(bd, bi, n):
+    """Sort ``bd/bi[:n]`` by (distance, id) in place (a few dozen entries:
+    one mispredicted branch per entry, where a heap mispredicts at every
+    level)."""
+    for j in range(1, n):
+        d, i = bd[j], bi[j]
+        p = j
+        while p > 0 and _worse(bd[p - 1], bi[p - 1], d, i):
+            bd[p], bi[p] = bd[p - 1], bi[p - 1]
+            p -= 1
+        bd[p], bi[p] = d, i
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _select(dist, ids, n, k, hist, bd, bi):
+    """The ``k`` best of ``dist/ids[:n]`` by (distance, id), sorted, into
+    ``bd/bi[:k]`` (``k <= n``).
+
+    A histogram of the distances over ``len(hist)`` equal bins between
+    their minimum and maximum (a monotone map, so every item of a lower bin
+    beats every item of a higher one) finds the bin of the ``k``-th; the
+    items below it are all kept, those in it are ranked exactly (by a heap
+    when many share it: learned codes give many items one distance), and
+    the ``k`` sorted. Branch-light where a heap over all ``n`` items paid a
+    mispredicted branch per level per entry (24 ns per item at ``n =
+    360``, ``k = 50``)."""
+    nb = hist.shape[0]
+    lo, hi = dist[0], dist[0]
+    for j in range(1, n):
+        lo = min(lo, dist[j])
+        hi = max(hi, dist[j])
+    scale = (nb - 1) / (hi - lo) if hi > lo else 0.0
+    for b in range(nb):
+        hist[b] = 0
+    for j in range(n):
+        hist[int((dist[j] - lo) * scale)] += 1
+    below = 0
+    kb = 0
+    while below + hist[kb] < k:
+        below += hist[kb]
+        kb += 1
+    c = 0
+    t = below  # the bin's items go after the ``below`` certain ones
+    for j in range(n):
+        b = int((dist[j] - lo) * scale)
+        if b < kb:
+            bd[c], bi[c] = dist[j], ids[j]
+            c += 1
+        elif b == kb:
+            bd[t], bi[t] = dist[j], ids[j]
+            t += 1
+    m = t - below  # the bin's items, at bd/bi[below:t]; k - below are kept
+    need = k - below
+    if m > 4 * k:  # many ties: a heap keeps the best ``need``
+        hd, hx = bd[below:t], bi[below:t]
+        for pos in range(need // 2 - 1, -1, -1):
+            _sift_down(hd, hx, pos, need)
+        for j in range(need, m):
+            if _worse(hd[0], hx[0], hd[j], hx[j]):
+                hd[0], hx[0] = hd[j], hx[j]
+                _sift_down(hd, hx, 0, need)
+        _insertion_sort(bd, bi, k)
+    else:
+        _insertion_sort(bd[below:], bi[below:], m)
+        _insertion_sort(bd, bi, k)
+
+
 @njit(cache=True, nogil=True, boundscheck=False)
 def _ivf_adc(
     luts, ptr, lists, offsets, ids, codes, mode, q_sq, sq, exclude, k, out_idx, out_dist
@@ -227,59 +305,72 @@ def _ivf_adc(
     holds the items ``ids[offsets[l]:offsets[l + 1]]`` whose codes are the
     rows ``codes[offsets[l]:offsets[l + 1]]`` (list order: the scan reads
     contiguous memory). Each item's table sum ``s = Σ_m luts[q, m, c_m]``
-    runs over ``m`` in order in float32, as the re-ranking kernels, and its
+    runs over ``m`` in order in float32, as the re-ranking kernels (four
+    items side by side: four independent chains of additions), and its
     distance is, in float64 as the re-ranking computes it: ``mode`` 0
     (inner product) ``-s``; 1 (squared L2, additive codebooks)
     ``max(q_sq[q] - 2 s + sq[id], 0)``; 2 (squared L2, product codebooks,
     ``luts`` the L2 tables) ``max(q_sq[q] + s, 0)``. Item ``exclude[q]``
-    (-1: none) is skipped. A max-heap of ``k`` keeps the best by (distance,
-    id); the output is in that order (``out_dist`` ``inf`` and ``out_idx``
-    -1 past the items scanned, which the probe makes at least ``k``).
+    (-1: none) is skipped. The ``k`` best by (distance, id) come out in
+    that order (:func:`_select`; ``out_dist`` ``inf`` and ``out_idx`` -1
+    past the items scanned, which the probe makes at least ``k``).
     """
     n_q, n_books = luts.shape[0], luts.shape[1]
-    hk = np.empty(k, np.float64)
-    hi = np.empty(k, np.int64)
+    cap = 4096
+    dist = np.empty(cap, np.float64)
+    idb = np.empty(cap, np.int64)
+    bd = np.empty(cap, np.float64)
+    bi = np.empty(cap, np.int64)
+    hist = np.empty(256, np.int64)
     for q in range(n_q):
         lq = luts[q]
-        size = 0
+        qq = q_sq[q]
         skip = exclude[q]
+        total = 0
+        for t in range(ptr[q], ptr[q + 1]):
+            total += offsets[lists[t] + 1] - offsets[lists[t]]
+        if total > cap:
+            cap = total
+            dist = np.empty(cap, np.float64)
+            idb = np.empty(cap, np.int64)
+            bd = np.empty(cap, np.float64)
+            bi = np.empty(cap, np.int64)
+        w = 0
         for t in range(ptr[q], ptr[q + 1]):
             lst = lists[t]
-            for p in range(offsets[lst], offsets[lst + 1]):
+            p, end = offsets[lst], offsets[lst + 1]
+            while p + 4 <= end:
+                s0 = s1 = s2 = s3 = np.float32(0.0)
+                for m in range(n_books):
+                    lm = lq[m]
+                    s0 += lm[codes[p, m]]
+                    s1 += lm[codes[p + 1, m]]
+                    s2 += lm[codes[p + 2, m]]
+                    s3 += lm[codes[p + 3, m]]
+                i0, i1 = np.int64(ids[p]), np.int64(ids[p + 1])
+                i2, i3 = np.int64(ids[p + 2]), np.int64(ids[p + 3])
+                dist[w], idb[w] = _adc_distance(s0, mode, qq, sq, i0), i0
+                w += i0 != skip
+                dist[w], idb[w] = _adc_distance(s1, mode, qq, sq, i1), i1
+                w += i1 != skip
+                dist[w], idb[w] = _adc_distance(s2, mode, qq, sq, i2), i2
+                w += i2 != skip
+                dist[w], idb[w] = _adc_distance(s3, mode, qq, sq, i3), i3
+                w += i3 != skip
+                p += 4
+            for p in range(p, end):
                 s = np.float32(0.0)
                 for m in range(n_books):
                     s += lq[m, codes[p, m]]
                 i = np.int64(ids[p])
-                if i == skip:
-                    continue
-                if mode == 0:
-                    d = -np.float64(s)
-                elif mode == 1:
-                    d = max(q_sq[q] - 2.0 * np.float64(s) + sq[i], 0.0)
-                else:
-                    d = max(q_sq[q] + np.float64(s), 0.0)
-                if size < k:  # sift up
-                    pos = size
-                    size += 1
-                    while pos > 0:
-                        parent = (pos - 1) // 2
-                        if _worse(d, i, hk[parent], hi[parent]):
-                            hk[pos], hi[pos] = hk[parent], hi[parent]
-                            pos = parent
-                        else:
-                            break
-                    hk[pos], hi[pos] = d, i
-                elif _worse(hk[0], hi[0], d, i):  # replace the worst
-                    hk[0], hi[0] = d, i
-                    _sift_down(hk, hi, 0, size)
-        for end in range(size - 1, 0, -1):  # heap sort: worst to the end
-            wk, wi = hk[0], hi[0]
-            hk[0], hi[0] = hk[end], hi[end]
-            _sift_down(hk, hi, 0, end)
-            hk[end], hi[end] = wk, wi
-        for j in range(size):
-            out_idx[q, j] = hi[j]
-            out_dist[q, j] = hk[j]
-        for j in range(size, k):
+                dist[w], idb[w] = _adc_distance(s, mode, qq, sq, i), i
+                w += i != skip
+        m = min(k, w)
+        if m > 0:
+            _select(dist, idb, w, m, hist, bd, bi)
+        for j in range(m):
+            out_idx[q, j] = bi[j]
+            out_dist[q, j] = bd[j]
+        for j in range(m, k):
             out_idx[q, j] = -1
             out_dist[q, j] = np.inf

@@ -531,3 +531,34 @@ def test_compiled_scan_of_codes_is_the_reference_with_exclusions(mode, rerank, k
         _same(got, want)
         assert not (got[1] == exclude[:, None]).any()
         assert np.all(np.diff(got[0], axis=1) >= 0)
+
+
+@pytest.mark.parametrize("rerank", ["aqd", "aqd-l2"])
+def test_scan_of_codes_ranks_many_equal_distances_by_index(rerank):
+    # 6 distinct codes over 1,500 items: most distances tie, and the scan's
+    # selection must keep the lowest indices among them (its tie path)
+    db = _data(seed=32)
+    codes = db.get("X", "codes")[np.random.RandomState(0).randint(6, size=N)]
+    C = db.codebooks
+    emb = C[np.arange(4), codes].sum(axis=1)
+    db = CodeSet(
+        embedding=emb,
+        bits=pack_bits(emb),
+        n_bits=D,
+        codes=codes,
+        codebooks=C,
+        codebook_kind="additive",
+    )
+    q = db[::50]
+    est = _ivf(alpha=300, rerank=rerank, nprobe=2, nlist=4).fit(db)
+    got = est.kneighbors(q)
+    _same(
+        got,
+        _ivf(alpha=300, rerank=rerank, nprobe=2, nlist=4, backend="numpy")
+        .fit(db)
+        .kneighbors(q),
+    )
+    for r in range(len(q)):  # equal distances come by ascending index
+        d, i = got[0][r], got[1][r]
+        same = d[1:] == d[:-1]
+        assert np.all(i[1:][same] > i[:-1][same])
