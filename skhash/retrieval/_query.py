@@ -28,6 +28,11 @@ from skhash.quantization._products import tile_rows
 from skhash.retrieval import _ivf, _mih
 from skhash.retrieval._kernels import _CHUNK_BYTES, get_backend
 
+#: Bytes of look-up tables and list keys per chunk of a scan of lists of
+#: codes, and the fewest queries per chunk (each chunk costs some Python).
+_ADC_CHUNK_BYTES = 8 * 2**20
+_MIN_CHUNK = 64
+
 # alpha="auto": L = max(_AUTO_FACTOR * k, ceil(N / _AUTO_FRACTION))
 _AUTO_FACTOR = 10
 _AUTO_FRACTION = 1000
@@ -270,7 +275,15 @@ class _QueryEngine:
             per_query = (max(L, k) + 1) * (n_books + 40) + 4 * n_books * n_words
         else:  # stage 2 scores (chunk, N) items at once
             per_query = 24 * max(self.n_samples_fit_, 1)
-        n_chunks = math.ceil(n_q / max(1, _CHUNK_BYTES // per_query))
+        per_chunk = _CHUNK_BYTES // per_query
+        if L > 0 and _ivf.adc_mode(self, dst) is not None:
+            # the scan of lists of codes keeps no (chunk, L) arrays: chunks
+            # small enough that a chunk's look-up tables and list keys stay
+            # in the cache from one kernel to the next
+            n_lists = self._ivf_cache[dst].nlist
+            per_query = 4 * n_books * n_words + 12 * n_lists
+            per_chunk = max(_MIN_CHUNK, _ADC_CHUNK_BYTES // per_query)
+        n_chunks = math.ceil(n_q / max(1, per_chunk))
         # whole rounds of equal chunks: with 3 chunks on 2 threads one thread
         # would run 2 while the other idles (1.1-1.2x at L = 2,000-4,000)
         n_chunks = math.ceil(n_chunks / n_threads) * n_threads

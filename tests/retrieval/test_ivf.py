@@ -135,6 +135,8 @@ def test_same_results_for_any_jobs_backend_and_chunking(make, monkeypatch):
         _same(est.kneighbors(q), want)
     # tiny chunks, and the queries searched in two batches
     monkeypatch.setattr(query_module, "_CHUNK_BYTES", 1)
+    monkeypatch.setattr(query_module, "_ADC_CHUNK_BYTES", 1)
+    monkeypatch.setattr(query_module, "_MIN_CHUNK", 1)
     est = _ivf(nprobe=3, backend="numba").fit(db)
     _same(est.kneighbors(q), want)
     halves = [est.kneighbors(q[:77]), est.kneighbors(q[77:])]
