@@ -125,7 +125,11 @@ def quantize_tables(G, codebooks):
 
 
 # --------------------------------------------------------------------------- #
-# Vector pieces (each loop indexes views from 0 so that it vectorises)
+# Vector pieces. Each loop indexes from 0 (a view, or an array with fixed
+# leading indices) so that it vectorises: an index ``b + k`` with ``b`` of
+# unknown sign keeps numba's negative-index wraparound in the loop, which
+# does not vectorise. Hot loops index rows in place rather than through
+# views, which cost a reference count each.
 # --------------------------------------------------------------------------- #
 
 
@@ -135,13 +139,11 @@ def _quantize_scores(S, P, i, inv_s, lim):
     are past ``lim`` in magnitude (then ``S`` is not to be used)."""
     n_out = np.int32(0)
     for m in range(P.shape[0]):
-        u = P[m, i]
-        s = S[m]
         f = inv_s[m]
-        for k in range(u.shape[0]):
-            v = u[k] * f
+        for k in range(P.shape[2]):
+            v = P[m, i, k] * f
             n_out = np.int32(n_out + (1 if abs(v) > lim else 0))
-            s[k] = np.int32(v)  # truncated: within one step
+            S[m, k] = np.int32(v)  # truncated: within one step
     return n_out
 
 
@@ -156,25 +158,26 @@ def _min(s):
 
 
 @njit(cache=True, nogil=True, boundscheck=False, inline="always")
-def _min_count(s, thr):
-    """``(min(s), number of entries <= thr)`` of the int32 array ``s``."""
-    mn = s[0]
+def _min_count(S, m, thr):
+    """``(min(S[m]), number of entries <= thr)`` of the int32 scores of
+    codebook ``m``."""
+    mn = S[m, 0]
     n = np.int32(0)
-    for k in range(s.shape[0]):
-        v = s[k]
+    for k in range(S.shape[1]):
+        v = S[m, k]
         mn = v if v < mn else mn
         n = np.int32(n + (1 if v <= thr else 0))
     return mn, n
 
 
 @njit(cache=True, nogil=True, boundscheck=False, inline="always")
-def _count_first(s, thr, mn, kk, big):
-    """``(number of entries <= thr, first k with s[k] == mn)`` (``kk[k] = k``
-    and ``big`` int32, so that the loop stays in 32-bit lanes)."""
+def _count_first(S, m, thr, mn, kk, big):
+    """``(number of entries <= thr, first k with S[m, k] == mn)`` (``kk[k] =
+    k`` and ``big`` int32, so that the loop stays in 32-bit lanes)."""
     n = np.int32(0)
     first = big
-    for k in range(s.shape[0]):
-        v = s[k]
+    for k in range(S.shape[1]):
+        v = S[m, k]
         n = np.int32(n + (1 if v <= thr else 0))
         f = kk[k] if v == mn else big
         first = f if f < first else first
@@ -199,20 +202,19 @@ def _add_diff(S1, Q, rn, ro):
 
 
 @njit(cache=True, nogil=True, boundscheck=False, inline="always")
-def _exact_among(t, C2, sq, m, s, thr):
-    """Among the codewords ``k`` of codebook ``m`` with ``s[k] <= thr``, the
+def _exact_among(t, C2, sq, m, S, thr):
+    """Among the codewords ``k`` of codebook ``m`` with ``S[m, k] <= thr``, the
     first one of smallest exact objective ``‖C_mk‖² − 2⟨t, C_mk⟩``
     (``C2 = −2C``; the dot product is summed in a fixed order)."""
     d = t.shape[0]
     best = -1
     best_e = sq[m, 0]
-    for k in range(s.shape[0]):
-        if s[k] > thr:
+    for k in range(S.shape[1]):
+        if S[m, k] > thr:
             continue
-        ck = C2[m, k]
         e = sq[m, k]
         for j in range(d):
-            e += t[j] * ck[j]
+            e += t[j] * C2[m, k, j]
         if best < 0 or e < best_e:
             best = k
             best_e = e
@@ -220,15 +222,15 @@ def _exact_among(t, C2, sq, m, s, thr):
 
 
 @njit(cache=True, nogil=True, boundscheck=False, fastmath=True)
-def _sqnorm(r, n):
-    """``‖r[:n]‖²`` in float64 (reassociated: only used in the error bound,
+def _sqnorm(A, i, n):
+    """``‖A[i, :n]‖²`` in float64 (reassociated: only used in the error bound,
     which allows for it). Not inlined: numba compiles an inlined function
     with its caller's flags, here without ``fastmath``, and the sum then
     runs in order, one element at a time (about 40 against 8 ns at
     d = 64)."""
     s = 0.0
     for j in range(n):
-        s += np.float64(r[j]) * np.float64(r[j])
+        s += np.float64(A[i, j]) * np.float64(A[i, j])
     return s
 
 
@@ -254,38 +256,41 @@ def _margin(m, n_rows, qrow, qtrunc, inv_s, bnd, rmax2):
 
 
 @njit(cache=True, nogil=True, boundscheck=False, inline="always")
-def _decide(s, mn, marg, t, C2, sq, m, kk, stats):
+def _decide(S, mn, marg, t, C2, sq, m, kk, stats):
     """The exact best codeword of codebook ``m`` from its integer scores
-    ``s`` (smallest ``mn``) and the residual without codebook ``m`` ``t``:
+    ``S[m]`` (smallest ``mn``) and the residual without codebook ``m`` ``t``:
     the first minimum when it is the only codeword within ``marg`` of it,
     else the exact re-scoring of the codewords within the margin."""
     thr = np.int32(mn + marg)
-    n, first = _count_first(s, thr, mn, kk, kk[s.shape[0]])
+    n, first = _count_first(S, m, thr, mn, kk, kk[S.shape[1]])
     if n > 1:
         stats[1] += 1
-        return _exact_among(t, C2, sq, m, s, thr)
+        return _exact_among(t, C2, sq, m, S, thr)
     return int(first)
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
 def _encode_item(
-    P, i, ri, ci, C, C2, sq, Q, inv_s, qrow, qtrunc, bnd, rmax2, have_init, n_iter,
-    S, S1, t, kk, seen, stats,
+    P, i, R, codes, row, C, C2, sq, Q, inv_s, qrow, qtrunc, bnd, rmax2, have_init,
+    n_iter, S, S1, t, kk, seen, stats,
 ):  # fmt: skip
     """ICM for item ``i`` of the block after its start (see
-    :func:`encode_range`): ``P[:, i]`` its float scores, ``ri`` its
-    residual, ``ci`` its codes (which end there) and ``rmax2`` the largest
-    squared norm of the item and its residuals. Returns False, with ``ci``
-    untouched, when the item's scores do not fit the integers."""
+    :func:`encode_range`): ``P[:, i]`` its float scores, ``R[i, :d]`` its
+    residual, ``codes[row]`` its codes (which end there) and ``rmax2`` the
+    largest squared norm of the item and its residuals. Returns False, with
+    ``codes[row]`` untouched, when the item's scores do not fit the
+    integers.
+
+    Rows are indexed in place, without views: each view costs a reference
+    count (two atomic operations), which took 5 % of the encoder's time."""
     M, K, d = C.shape
     if _quantize_scores(S, P, i, inv_s, _LIM) > 0:
         return False
-    r = ri
     # the cross terms not in the float scores: of the codebooks chosen after
     # each one (greedy start: the prefix of each row), of all the others
     # (given codes: whole rows)
     for m in range(0 if have_init else 1, M):
-        _add_row(S1, Q, m * K + ci[m], M * K if have_init else m * K)
+        _add_row(S1, Q, m * K + codes[row, m], M * K if have_init else m * K)
     # ICM sweeps; a step is skipped when no other code changed since the
     # last step of the same codebook (it would change nothing)
     last_change = 0
@@ -300,28 +305,25 @@ def _encode_item(
             if seen[m] >= last_change:
                 continue
             seen[m] = step
-            cm = ci[m]
-            sm = S[m]
+            cm = codes[row, m]
             marg = _margin(m, M - 1, qrow, qtrunc, inv_s, bnd, rmax2)
             # one pass: is the current code alone within the margin of its
             # own score? (most steps: then it stays)
-            mn, n0 = _min_count(sm, np.int32(sm[cm] + marg))
+            mn, n0 = _min_count(S, m, np.int32(S[m, cm] + marg))
             stats[0] += 1
             if n0 == 1:
                 continue
-            co = C[m, cm]
             for j in range(d):
-                t[j] = r[j] + co[j]
-            b = _decide(sm, mn, marg, t, C2, sq, m, kk, stats)
+                t[j] = R[i, j] + C[m, cm, j]
+            b = _decide(S, mn, marg, t, C2, sq, m, kk, stats)
             if b != cm:
                 stats[2] += 1
                 _add_diff(S1, Q, m * K + b, m * K + cm)
-                cn = C[m, b]
                 for j in range(d):
-                    r[j] = t[j] - cn[j]
-                nr = _sqnorm(r, d)
+                    R[i, j] = t[j] - C[m, b, j]
+                nr = _sqnorm(R, i, d)
                 rmax2 = nr if nr > rmax2 else rmax2
-                ci[m] = b
+                codes[row, m] = b
                 last_change = step
                 seen[m] = step
     return True
@@ -382,36 +384,34 @@ def encode_range(
                 for j in range(d):
                     R[i, j] = 0.0
             R[i, d] = 1.0
-            rmax2[i] = _sqnorm(R[i], d)
+            rmax2[i] = _sqnorm(R, i, d)
         if not have_init:
             for m in range(M):
                 Pm = P[m]
                 np.dot(R, C2aug[m], Pm)
                 Pim = Pi[m]
                 for i in range(nb):
-                    b = _argmin_any(Pm[i], Pim[i], kk)
+                    b = _argmin_row(Pm, Pim, i, kk)
                     codes[s0 + i, m] = b
-                    c = C[m, b]
                     for j in range(d):
-                        R[i, j] -= c[j]
-                    nr = _sqnorm(R[i], d)
+                        R[i, j] -= C[m, b, j]
+                    nr = _sqnorm(R, i, d)
                     rmax2[i] = nr if nr > rmax2[i] else rmax2[i]
         else:
             for m in range(M):
                 np.dot(R, C2aug[m], P[m])
             for i in range(nb):
-                ci = codes[s0 + i]
                 for m in range(M):
-                    c = C[m, ci[m]]
+                    c = codes[s0 + i, m]
                     for j in range(d):
-                        R[i, j] -= c[j]
-                    nr = _sqnorm(R[i], d)
+                        R[i, j] -= C[m, c, j]
+                    nr = _sqnorm(R, i, d)
                     rmax2[i] = nr if nr > rmax2[i] else rmax2[i]
         if M == 1 or n_iter == 0:
             continue
         for i in range(nb):
             ok = _encode_item(
-                P, i, R[i, :d], codes[s0 + i], C, C2, sq, Q, inv_s, qrow, qtrunc,
+                P, i, R, codes, s0 + i, C, C2, sq, Q, inv_s, qrow, qtrunc,
                 bnd, rmax2[i], have_init, n_iter, S, S1, t, kk, seen, stats,
             )  # fmt: skip
             if not ok:  # ICM from the start codes, on the residual
@@ -429,23 +429,28 @@ def _key32(b):
 
 
 @njit(cache=True, nogil=True, boundscheck=False, inline="always")
-def _argmin32(si, kk):
-    """First index of the smallest entry of the float32 array of bits
-    ``si`` (its ``int32`` view): the same as :func:`_argmin`, in two passes
-    of 32-bit integer minima that vectorise (``kk`` the int32 ``arange``
-    of one more entry)."""
+def _argmin32_row(si, i, kk):
+    """First index of the smallest entry of row ``i`` of the float32 array
+    of bits ``si`` (its ``int32`` view): the same as
+    :func:`~skhash.quantization._encode_kernels._argmin`, in two passes of
+    32-bit integer minima that vectorise (``kk`` the int32 ``arange`` of one
+    more entry). The row is indexed in place (a view would cost a reference
+    count)."""
+    n = si.shape[1]
     mn = np.int32(0x7FFFFFFF)
-    for k in range(si.shape[0]):
-        v = _key32(si[k])
+    for k in range(n):
+        v = _key32(si[i, k])
         mn = v if v < mn else mn
-    big = kk[si.shape[0]]
+    big = kk[n]
     first = big
-    for k in range(si.shape[0]):
-        f = kk[k] if _key32(si[k]) == mn else big
+    for k in range(n):
+        f = kk[k] if _key32(si[i, k]) == mn else big
         first = f if f < first else first
     return first
 
 
 @njit(cache=True, nogil=True, boundscheck=False, inline="always")
-def _argmin_any(v, vi, kk):
-    return _argmin32(vi, kk) if vi.itemsize == 4 else _argmin64(v, vi)
+def _argmin_row(v, vi, i, kk):
+    """First minimum of the row ``i`` of the scores ``v`` (``vi`` their
+    integer view)."""
+    return _argmin32_row(vi, i, kk) if vi.itemsize == 4 else _argmin64(v[i], vi[i])
