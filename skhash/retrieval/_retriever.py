@@ -141,15 +141,19 @@ class TwoStageRetriever(_QueryEngine, BaseEstimator):
         loaded index builds them at its first search) and grow with
         :meth:`add`. ``"ivf"`` (opt-in, approximate; ``"auto"`` never
         chooses it) is an inverted file, faiss's ``IndexIVF``: ``nlist``
-        k-means lists partition the database, and a query runs both stages
-        over the items of its ``nprobe`` best lists only, about ``nprobe /
-        nlist`` of the database. The lists partition the reconstructions
-        of the quantization codes for ``rerank="aqd"`` / ``"aqd-l2"``
-        (queries rank them by inner product / squared L2 of their
-        embedding, which they then need even with ``alpha=0``), else the
-        ``±1`` bits (binarised centroids, Hamming distance). With
-        ``nprobe >= nlist`` the results are exactly the exhaustive ones.
-        Read at query time.
+        k-means lists partition the database, and a query searches the
+        items of its ``nprobe`` best lists only, about ``nprobe / nlist``
+        of the database. For ``rerank="aqd"`` / ``"aqd-l2"`` the lists
+        partition the reconstructions of the quantization codes, queries
+        rank them by inner product / squared L2 of their embedding (which
+        they then need even with ``alpha=0``), and *every* item of the
+        probed lists is re-ranked (faiss's IVF-ADC: the probed lists are the
+        shortlist; with ``nprobe >= nlist`` the results are those of
+        re-ranking the whole database, ``alpha=1.0``). Otherwise the lists
+        partition the ``±1`` bits (binarised centroids, Hamming distance),
+        the ``L`` items of the probed lists nearest in Hamming distance are
+        re-ranked, and with ``nprobe >= nlist`` the results are exactly the
+        exhaustive ones. Read at query time.
     n_substrings : int, default=None
         Number of MIH tables (substrings per code), each of at most 24
         bits; None uses ``ceil(n_bits / min(24, floor(log2 N)))``. Used
@@ -165,12 +169,12 @@ class TwoStageRetriever(_QueryEngine, BaseEstimator):
         ``nlist`` mean ``nlist``). A query searches more lists, in their
         order, while the probed ones hold fewer than ``max(L, k)`` items, so
         that ``L`` is never cut: the default scans the nearest lists that
-        hold the shortlist, which re-ranks about all of their items. More
-        lists give the Hamming stage more candidates to choose from: closer
-        to the exhaustive result (``nprobe = nlist`` is exact), slower, and
-        on learned codes, whose Hamming ranking is weak, lower recall
-        against exact search (see :ref:`the measurements <ivf-stage1>`).
-        Read at query time.
+        hold the shortlist. With lists of codes, ``alpha`` (``L``) and
+        ``nprobe`` both set how many items are re-ranked, and recall grows
+        with either; with lists of bits more lists give the Hamming stage
+        more candidates to choose from: closer to the exhaustive result
+        (``nprobe = nlist`` is exact) and slower (see :ref:`the measurements
+        <ivf-stage1>`). Read at query time.
     random_state : int, RandomState instance or None, default=None
         Seeds the k-means of ``stage1="ivf"`` (the training sample and its
         initialisation); an int gives the same lists at every fit. The
@@ -245,11 +249,13 @@ class TwoStageRetriever(_QueryEngine, BaseEstimator):
     modality, plus the labels and the codebooks.
 
     ``stage1="ivf"`` adds, per modality searched through bits, ``nlist``
-    centroids (``4 d`` bytes each, or ``ceil(n_bits / 8)`` binarised), the
-    list offsets (``8 (nlist + 1)`` bytes), and per item its id in list
-    order (4 bytes) and a list-ordered copy of its bits padded to 64-bit
-    words (``8 ceil(n_bits / 64)`` bytes), so that a probe reads contiguous
-    memory: 12 bytes per item at 64 bits. The lists are not saved: the
+    centroids (``4 d`` bytes each and their ``M`` codes, or ``ceil(n_bits /
+    8)`` binarised), the list offsets (``8 (nlist + 1)`` bytes), and per
+    item its id in list order (4 bytes) and a list-ordered copy of its
+    quantization codes (lists of codes: ``M`` bytes for ``K <= 256``) or of
+    its bits padded to 64-bit words (``8 ceil(n_bits / 64)`` bytes), so
+    that a probe reads contiguous memory: 12 bytes per item at 64 bits or
+    ``M = 8``. The lists are not saved: the
     index saves how they were built (the seed and the number of items the
     k-means was trained on), and a loaded index rebuilds the same lists at
     its first search, on one thread, in the build time of a fit. The
