@@ -221,12 +221,13 @@ def _exact_among(t, C2, sq, m, S, thr):
     return best
 
 
-@njit(cache=True, nogil=True, boundscheck=False, fastmath=True)
+@njit(cache=True, nogil=True, boundscheck=False, fastmath={"reassoc"})
 def _sqnorm(A, i, n):
     """``‖A[i, :n]‖²`` in float64 (reassociated: only used in the error bound,
-    which allows for it). Not inlined: numba compiles an inlined function
-    with its caller's flags, here without ``fastmath``, and the sum then
-    runs in order, one element at a time (about 40 against 8 ns at
+    which allows for it; only ``reassoc``, so that an infinite residual
+    still gives an infinite norm). Not inlined: numba compiles an inlined
+    function with its caller's flags, here without ``fastmath``, and the sum
+    then runs in order, one element at a time (about 40 against 8 ns at
     d = 64)."""
     s = 0.0
     for j in range(n):
