@@ -223,7 +223,9 @@ class _QueryEngine:
     def _needs(self, dst, n_candidates):
         stage1, stage2 = self._plans[dst]
         need = set()
-        if stage1:
+        # a scan of inverted lists of codes ranks lists and items by the
+        # query embedding alone (see _ivf.search): no query bits
+        if stage1 and not (n_candidates > 0 and _ivf.adc_mode(self, dst) is not None):
             need.add("bits")
         if stage2 != "none" and (not stage1 or n_candidates > 0):
             need.add("codes" if stage2 == "hamming-codes" else "embedding")

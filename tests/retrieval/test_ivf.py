@@ -564,3 +564,14 @@ def test_scan_of_codes_ranks_many_equal_distances_by_index(rerank):
         d, i = got[0][r], got[1][r]
         same = d[1:] == d[:-1]
         assert np.all(i[1:][same] > i[:-1][same])
+
+
+def test_scan_of_codes_takes_embeddings_without_bits():
+    db, q = _split(seed=34, n_queries=40)
+    est = _ivf(alpha=60, nprobe=2).fit(db)
+    want = est.kneighbors(q)
+    emb = np.asarray(q.get("X", "embedding"))
+    _same(est.kneighbors(emb), want)  # an array: no bits needed
+    est.set_params(alpha=0)  # no re-ranking: the Hamming stage needs bits
+    with pytest.raises(ValueError, match="carry no bits"):
+        est.kneighbors(emb)
