@@ -185,7 +185,7 @@ def _ivf_probe(keys, nprobe, n_short, offsets, ptr, lists):
     ``j`` by (key, list id), ``j = max(nprobe, the fewest holding n_short
     items)``; CSR into ``ptr`` (``n_q + 1``) and ``lists`` (the total is
     returned; ``lists`` must hold ``n_q * nlist``). The same sets as
-    :meth:`InvertedLists.probe <skhash.retrieval._ivf.InvertedLists.probe>`."""
+    :meth:`InvertedLists.probe <skhash.retrieval._ivf_lists.InvertedLists.probe>`."""
     n_q, nl = keys.shape
     hk = np.empty(nl, keys.dtype)
     hi = np.empty(nl, np.int64)
