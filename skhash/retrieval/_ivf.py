@@ -237,6 +237,12 @@ def adc_mode(est, dst):
     return 1 if est.codebook_kind_ == "additive" else 2
 
 
+def scans_codes(est, dst, L):
+    """Whether a search of ``dst`` with a shortlist of ``L`` (``L > 0``:
+    a re-ranking) is the scan of lists of codes of :func:`search`."""
+    return L > 0 and adc_mode(est, dst) is not None
+
+
 def search(est, backend, q, rows, dst, k, n_short, ip_luts):
     """Both stages of ``dst`` from its inverted lists (see :func:`ensure`):
     every item of the probed lists (at least ``n_short``) is scored by its

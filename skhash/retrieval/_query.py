@@ -225,7 +225,7 @@ class _QueryEngine:
         need = set()
         # a scan of inverted lists of codes ranks lists and items by the
         # query embedding alone (see _ivf.search): no query bits
-        if stage1 and not (n_candidates > 0 and _ivf.adc_mode(self, dst) is not None):
+        if stage1 and not _ivf.scans_codes(self, dst, n_candidates):
             need.add("bits")
         if stage2 != "none" and (not stage1 or n_candidates > 0):
             need.add("codes" if stage2 == "hamming-codes" else "embedding")
@@ -278,7 +278,7 @@ class _QueryEngine:
         else:  # stage 2 scores (chunk, N) items at once
             per_query = 24 * max(self.n_samples_fit_, 1)
         per_chunk = _CHUNK_BYTES // per_query
-        if L > 0 and _ivf.adc_mode(self, dst) is not None:
+        if _ivf.scans_codes(self, dst, L):
             # the scan of lists of codes keeps no (chunk, L) arrays: chunks
             # small enough that a chunk's look-up tables and list keys stay
             # in the cache from one kernel to the next
@@ -318,7 +318,7 @@ class _QueryEngine:
             return dist, idx
         n_short = max(L, k)
         ip_luts = None  # the queries' inner-product tables, when both stages use them
-        if L > 0 and _ivf.adc_mode(self, dst) is not None:
+        if _ivf.scans_codes(self, dst, L):
             # inverted lists of codes: every item of the probed lists re-ranked
             ip_luts = self._lookup_tables(q["embedding"], "ip")
             return _ivf.search(
