@@ -389,6 +389,22 @@ class InvertedLists:
         np.cumsum(np.bincount(rows, minlength=c), out=ptr[1:])
         return ptr, lists.astype(np.int64)
 
+    def _probe_compiled(self, keys, nprobe, n_short):
+        """:meth:`probe` by the compiled kernel (the same lists)."""
+        from skhash.retrieval._ivf_kernels import _ivf_probe
+
+        ptr = np.empty(keys.shape[0] + 1, dtype=np.int64)
+        lists = np.empty(keys.shape[0] * self.nlist, dtype=np.int64)
+        p = min(int(nprobe), self.nlist)
+        _ivf_probe(keys, p, n_short, self.offsets, ptr, lists)
+        return ptr, lists
+
+    def _positions(self, lists):
+        """The list-order positions of the items of ``lists``, in order."""
+        return np.concatenate(
+            [np.arange(self.offsets[lst], self.offsets[lst + 1]) for lst in lists]
+        )
+
     def shortlist(
         self, q_bits, luts, nprobe, n_short, compiled=True, ordered=True, backend=None
     ):
@@ -430,13 +446,9 @@ class InvertedLists:
         keys = self.list_keys(q_bits, luts, backend)
         qw = _padded_words(q_bits)
         if compiled:
-            from skhash.retrieval._ivf_kernels import _ivf_probe, _ivf_shortlist
+            from skhash.retrieval._ivf_kernels import _ivf_shortlist
 
-            ptr = np.empty(n_q + 1, dtype=np.int64)
-            lists = np.empty(n_q * self.nlist, dtype=np.int64)
-            _ivf_probe(
-                keys, min(int(nprobe), self.nlist), n_short, self.offsets, ptr, lists
-            )
+            ptr, lists = self._probe_compiled(keys, nprobe, n_short)
             _ivf_shortlist(
                 qw,
                 ptr,
@@ -452,10 +464,7 @@ class InvertedLists:
         else:
             ptr, lists = self.probe(keys, nprobe, n_short)
             for q in range(n_q):
-                ls = lists[ptr[q] : ptr[q + 1]]
-                pos = np.concatenate(
-                    [np.arange(self.offsets[lst], self.offsets[lst + 1]) for lst in ls]
-                )
+                pos = self._positions(lists[ptr[q] : ptr[q + 1]])
                 d = np.bitwise_count(self.words[pos] ^ qw[q]).sum(axis=1)
                 cand = self.ids[pos].astype(np.int64)
                 top = np.lexsort((cand, d))[:n_short]
@@ -524,13 +533,9 @@ class InvertedLists:
             return dist, idx
         keys = self.list_keys(None, key_luts, backend)
         if compiled:
-            from skhash.retrieval._ivf_kernels import _ivf_adc, _ivf_probe
+            from skhash.retrieval._ivf_kernels import _ivf_adc
 
-            ptr = np.empty(n_q + 1, dtype=np.int64)
-            lists = np.empty(n_q * self.nlist, dtype=np.int64)
-            _ivf_probe(
-                keys, min(int(nprobe), self.nlist), n_short, self.offsets, ptr, lists
-            )
+            ptr, lists = self._probe_compiled(keys, nprobe, n_short)
             _ivf_adc(
                 luts,
                 ptr,
@@ -551,10 +556,7 @@ class InvertedLists:
 
         ptr, lists = self.probe(keys, nprobe, n_short)
         for q in range(n_q):
-            ls = lists[ptr[q] : ptr[q + 1]]
-            pos = np.concatenate(
-                [np.arange(self.offsets[lst], self.offsets[lst + 1]) for lst in ls]
-            )
+            pos = self._positions(lists[ptr[q] : ptr[q + 1]])
             ids = self.ids[pos].astype(np.int64)
             keep = ids != exclude[q]
             pos, ids = pos[keep], ids[keep]
