@@ -208,13 +208,18 @@ def ensure(est, dst):
     return ivf
 
 
+def _compiled(backend):
+    """Whether ``backend`` runs the compiled kernels of the lists (numba)."""
+    return type(backend).__module__ == "skhash.retrieval._numba"
+
+
 def stage1_shortlist(est, backend, q, dst, n_short, ordered, luts):
     """Stage 1 of ``dst`` from its inverted lists (see :func:`ensure`);
     ``ordered=False`` when a re-ranking of the whole shortlist follows.
     ``luts`` are the queries' inner-product look-up tables where
     :func:`needs_embedding` (the lists are ranked by them), else None."""
     ivf = est._ivf_cache[dst]
-    compiled = type(backend).__module__ == "skhash.retrieval._numba"
+    compiled = _compiled(backend)
     return ivf.shortlist(
         q["bits"],
         luts,
@@ -255,7 +260,7 @@ def search(est, backend, q, rows, dst, k, n_short, ip_luts):
     q_sq = np.einsum("qd,qd->q", emb, emb, dtype=np.float64)
     sq = est._index[dst]["sqnorms"] if mode == 1 else np.zeros(1, np.float64)
     exclude = np.full(len(emb), -1, np.int64) if rows is None else rows.astype(np.int64)
-    compiled = type(backend).__module__ == "skhash.retrieval._numba"
+    compiled = _compiled(backend)
     return ivf.search(
         ip_luts,
         luts,
