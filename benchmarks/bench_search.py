@@ -31,23 +31,24 @@ one thread. The machine may be shared: compare the ratios, measured in the
 same run, rather than absolute rates across runs.
 
 Recall-throughput curves (``--curves``, issue 14): on HQ codes of clustered
-data (an ``HQHasher``, 64 bits + 8 x 256 additive codebooks = 16 B/item,
-fitted on 5,000 items of ``make_cross_modal`` with 100 classes, then
-``transform`` of the whole database and the queries), recall@50 against the
-exact inner-product top-50 of the float embeddings and queries/s with one
-thread (two for skhash's ``2thr``), for skhash's knobs (``alpha`` x
-``stage1``) and faiss's IndexBinaryFlat and IndexBinaryIVF (``nprobe``
-sweep; 4 sqrt(N) lists trained on 64 codes per list) + the same AQD
-re-rank, IndexPQFastScan and IndexIVFPQFastScan (32 x 4 bits, 16 B/item;
-``nprobe`` sweep) and IndexHNSWFlat (floats + graph, ``efSearch`` sweep, up
-to ``--hnsw-max`` items), with the build time and the bytes per item of
-every structure (serialized size for faiss; skhash: index arrays, codebooks
-and MIH tables). A summary gives, at each recall level, the fastest skhash
-configuration against the fastest faiss index of 16-30 B/item. Run:
-``python benchmarks/bench_search.py --curves --n 1e5 1e6 --cache DIR``
-(about 4 minutes at 10^5 and 12 at 10^6 on a shared 2-core machine;
-``--cache`` keeps the learned codes for the next run; ``--plot FILE``
-saves the curves).
+data (an ``HQHasher``, ``--curve-bits`` bits + ``--curve-codebooks`` x 256
+additive codebooks: 64 + 8 x 8 bits = 16 B/item by default, fitted on 5,000
+items of ``make_cross_modal`` with 100 classes, then ``transform`` of the whole
+database and the queries), recall@50 against the exact inner-product top-50 of
+the float embeddings and queries/s with one thread (two for skhash's ``2thr``),
+for skhash's knobs (``alpha`` x ``stage1``) and faiss's IndexBinaryFlat and
+IndexBinaryIVF (``nprobe`` sweep; 4 sqrt(N) lists trained on 64 codes per list)
++ the same AQD re-rank, IndexPQFastScan and IndexIVFPQFastScan (4-bit codes at
+the same bytes per item: 32 x 4 bits for 16 B/item, 64 x 4 for 128 bits + 16
+codebooks = 32 B/item; ``nprobe`` sweep) and IndexHNSWFlat (floats + graph,
+``efSearch`` sweep, up to ``--hnsw-max`` items), with the build time and the
+bytes per item of every structure (serialized size for faiss; skhash: index
+arrays, codebooks and MIH tables). A summary gives, at each recall level, the
+fastest skhash configuration against the fastest faiss index of the same memory
+(up to about twice the codes' bytes per item, with the lists). Run: ``python
+benchmarks/bench_search.py --curves --n 1e5 1e6 --cache DIR`` (about 4 minutes
+at 10^5 and 12 at 10^6 on a shared 2-core machine; ``--cache`` keeps the
+learned codes for the next run; ``--plot FILE`` saves the curves).
 
 Run: ``python benchmarks/bench_search.py`` (default grid, about 6 minutes),
 ``python benchmarks/bench_search.py --quick`` (the headline row only:
@@ -527,7 +528,8 @@ def figure3(args):
 def _learned(args, n):
     """HQ codes of clustered cross-modal data: database, queries, labels.
 
-    An ``HQHasher`` (``n_bits`` bits, M = 8 additive codebooks of K = 256)
+    An ``HQHasher`` (``--curve-bits`` bits, ``--curve-codebooks`` additive
+    codebooks of K = 256)
     is fitted on the first ``--train`` items of ``make_cross_modal`` data
     (``--classes`` classes); the database is the ``n`` first items (training
     items included), the queries the next ``--queries``, all encoded with
@@ -535,8 +537,9 @@ def _learned(args, n):
     """
     cache = None
     if args.cache:
+        books = "" if args.curve_codebooks == 8 else f"_m{args.curve_codebooks}"
         key = (
-            f"hq_n{n}_q{args.queries}_b{args.curve_bits}_c{args.classes}_"
+            f"hq_n{n}_q{args.queries}_b{args.curve_bits}{books}_c{args.classes}_"
             f"d{args.difficulty}_t{args.train}_e{args.epochs}.npz"
         )
         cache = os.path.join(args.cache, key)
@@ -574,7 +577,7 @@ def _learned(args, n):
     train = min(args.train, n)
     hq = HQHasher(
         args.curve_bits,
-        n_codebooks=8,
+        n_codebooks=args.curve_codebooks,
         n_codewords=K,
         max_epochs=args.epochs,
         quantization_warmup=1,
@@ -675,8 +678,8 @@ def curves(args):
 
     print(
         "\nRecall-throughput curves (issue 14): HQ codes of clustered data, "
-        f"{args.curve_bits} bits + 8 x 256 additive codes = "
-        f"{args.curve_bits // 8 + 8} B/item, img->img, top-{N_NEIGHBORS}, "
+        f"{args.curve_bits} bits + {args.curve_codebooks} x 256 additive codes = "
+        f"{_code_bytes(args)} B/item, img->img, top-{N_NEIGHBORS}, "
         "1 thread (2thr: 2 threads), recall@50 against the exact inner-product "
         f"top-{N_NEIGHBORS} of the float embeddings ({args.truth} queries).",
         flush=True,
@@ -759,7 +762,7 @@ def curves(args):
         nlist = args.nlist or int(4 * np.sqrt(n))
         if not args.no_binary_faiss:
             _binary_faiss_curves(args, n, d, bits, codes, C, q_bits, Q, nq, nlist, add)
-        _float_faiss_curves(args, n, d, X, Q, nq, nlist, add)
+        _float_faiss_curves(args, n, d, X, Q, nq, nlist, add, _pq_books(args, d))
         results.append((n, rows))
         _summary(n, rows)
         db = queries = X = None
@@ -811,17 +814,31 @@ def _binary_faiss_curves(args, n, d, bits, codes, C, q_bits, Q, nq, nlist, add):
             )
 
 
-def _float_faiss_curves(args, n, d, X, Q, nq, nlist, add):
-    """faiss IndexPQFastScan, IndexIVFPQFastScan (nprobe sweep) and, up to
-    ``--hnsw-max`` items, IndexHNSWFlat."""
+def _code_bytes(args):
+    """Bytes per item of skhash's codes: the bits and one byte per codebook."""
+    return args.curve_bits // 8 + args.curve_codebooks
+
+
+def _pq_books(args, d):
+    """faiss's 4-bit sub-quantizers at skhash's bytes per item (two per
+    byte), lowered to a divisor of ``d`` (faiss's PQ needs one) if needed."""
+    m = 2 * _code_bytes(args)
+    while d % m:
+        m -= 1
+    return m
+
+
+def _float_faiss_curves(args, n, d, X, Q, nq, nlist, add, m_pq):
+    """faiss IndexPQFastScan, IndexIVFPQFastScan (``m_pq`` x 4 bits, nprobe
+    sweep) and, up to ``--hnsw-max`` items, IndexHNSWFlat."""
     import faiss
 
     ip = faiss.METRIC_INNER_PRODUCT
     train = X[np.random.default_rng(1).choice(n, min(n, 65536), replace=False)]
 
-    # faiss IndexPQFastScan, same 16 B/item (32 x 4 bits)
+    # faiss IndexPQFastScan, the same bytes per item (m_pq x 4 bits)
     def build_pqfs():
-        index = faiss.IndexPQFastScan(d, 32, 4, ip)
+        index = faiss.IndexPQFastScan(d, m_pq, 4, ip)
         index.train(train)
         index.add(X)
         return index
@@ -829,12 +846,12 @@ def _float_faiss_curves(args, n, d, X, Q, nq, nlist, add):
     pqfs, build = _timed(build_pqfs)
     qps = rate(lambda m: pqfs.search(Q[:m], N_NEIGHBORS), nq, args.budget)
     found = pqfs.search(Q[: args.truth], N_NEIGHBORS)[1]
-    add("faiss PQFastScan32x4", "-", qps, found, build, _faiss_bytes(pqfs))
+    add(f"faiss PQFastScan{m_pq}x4", "-", qps, found, build, _faiss_bytes(pqfs))
 
-    # faiss IndexIVFPQFastScan (32 x 4 bits), nprobe sweep
+    # faiss IndexIVFPQFastScan (m_pq x 4 bits), nprobe sweep
     def build_ivfpqfs():
         quantizer = faiss.IndexFlatIP(d)
-        index = faiss.IndexIVFPQFastScan(quantizer, d, nlist, 32, 4, ip)
+        index = faiss.IndexIVFPQFastScan(quantizer, d, nlist, m_pq, 4, ip)
         index.train(train)
         index.add(X)
         return index, quantizer
@@ -845,7 +862,7 @@ def _float_faiss_curves(args, n, d, X, Q, nq, nlist, add):
         qps = rate(lambda m: ivfpq.search(Q[:m], N_NEIGHBORS), nq, args.budget)
         found = ivfpq.search(Q[: args.truth], N_NEIGHBORS)[1]
         add(
-            f"faiss IVF{nlist}PQFS32x4",
+            f"faiss IVF{nlist}PQFS{m_pq}x4",
             f"np={nprobe}",
             qps,
             found,
@@ -932,7 +949,8 @@ def _ivf_curve(args, db, queries, n, add):
 
 
 def _summary(n, rows):
-    """Per recall level reached by a 16 B/item faiss index: fastest of each."""
+    """Per recall level reached by a faiss index of the same memory (not the
+    HNSW graph over the floats): fastest of each."""
 
     def best(pred, level):
         cands = [r for r in rows if pred(r[0]) and r[4] >= level]
@@ -1018,6 +1036,12 @@ def main(argv=None):
         "for each --n: skhash alpha x stage1 against faiss indexes",
     )
     parser.add_argument("--curve-bits", type=int, default=64)
+    parser.add_argument(
+        "--curve-codebooks",
+        type=int,
+        default=8,
+        help="the curves' additive codebooks (of 256 codewords, 1 B/item each)",
+    )
     parser.add_argument(
         "--curve-alpha",
         type=float,
