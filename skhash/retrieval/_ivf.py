@@ -46,9 +46,11 @@ Ties go to the lower list id everywhere.
 **Build.** k-means (:func:`_lloyd`: centroids drawn among the sample,
 then ``N_ITER`` Lloyd iterations) on a sample of at most
 ``TRAIN_POINTS_PER_LIST * nlist`` items drawn from the first ``n_train``
-items with a recorded seed, run on one thread so that a rebuild from the
-same seed and items gives the same centroids; then every item is assigned
-in blocks (each distinct code scored once). The lists are stored as CSR:
+items with a recorded seed; then every item is assigned in blocks (each
+distinct code scored once). Both score items against centroids with the
+ordered sums of :mod:`~skhash.retrieval._ivf_assign`, on ``n_jobs``
+threads, so a rebuild from the same seed and items gives the same lists
+whatever the threads. The lists are stored as CSR:
 ``offsets`` (``nlist + 1``), the item ids sorted by list then by id, and a
 copy of the items' codes (or bits, padded to 64-bit words) in that order,
 so that a probe reads contiguous memory.
@@ -174,6 +176,7 @@ def _build(est, dst, rng=None):
         seed=state["seed"],
         n_train=state["n_train"],
         kind=est.codebook_kind_ or "additive",
+        n_jobs=_n_jobs(est),
     )
     est._ivf_state[dst] = state
     est._ivf_cache[dst] = ivf
@@ -196,6 +199,8 @@ def ensure(est, dst):
         or state["random_state"] != _seed_token(est.random_state)
     ):
         ivf = None
+    if ivf is not None:
+        ivf.n_jobs = _n_jobs(est)
     if ivf is not None and ivf.bits is not bits:
         same_prefix = (
             len(bits) >= ivf.n_items
@@ -206,6 +211,14 @@ def ensure(est, dst):
     if ivf is None:
         ivf = _build(est, dst)
     return ivf
+
+
+def _n_jobs(est):
+    """Threads of the lists' build (k-means and assignment): the search's
+    ``n_jobs``; the lists do not depend on it."""
+    from joblib import effective_n_jobs
+
+    return max(1, effective_n_jobs(est.n_jobs))
 
 
 def _compiled(backend):

@@ -6,10 +6,12 @@ import numba."""
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import carray, njit
 
+from skhash.quantization._products import WIDTH
 from skhash.retrieval._numba import _sift_down, _worse
 from skhash.retrieval._numba_bits import _popcount
+from skhash.utils._numba_stack import stack_buffer
 
 _RADIX_BITS = 11
 _RADIX = 1 << _RADIX_BITS
@@ -139,6 +141,63 @@ def _ivf_shortlist(
                 out_idx[q, o + p] = done[p]
         for x in range(_SUB_HISTOGRAMS * nb):
             hist[x] = 0
+
+
+#: Rows per block of :func:`nearest_kernel` (a block's rows and a tile of
+#: centroids stay in the caches while the block runs through the tiles).
+_NEAREST_ROWS = 256
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def nearest_kernel(X, tiled, sq, n_cols, out, best):
+    """``out[i]``: the column ``c < n_cols`` of the smallest
+    ``sq[c] - 2 ⟨X[i], B[c]⟩`` (the first of equal ones), for the rows of
+    ``B`` held in ``tiled`` (:func:`~skhash.quantization._products.tile_rows`)
+    and their squared norms ``sq``, padded to whole tiles with ``inf``.
+
+    Each inner product is one chain of rounded products and sums over the
+    dimensions in order (as :func:`~skhash.quantization._products_kernel.
+    products_kernel`, whose numpy reference gives the same bits), so a row's
+    result does not depend on the rows it is computed with. Blocks of
+    ``_NEAREST_ROWS`` rows run through the tiles, keeping each row's best
+    so far in ``best`` (``_NEAREST_ROWS`` floats): no ``(rows, n_cols)``
+    matrix of distances, which a BLAS product would write out and numpy's
+    ``argmin`` read back from memory (the larger part of the time, with
+    thousands of lists).
+    """
+    n, d = X.shape
+    n_tiles = tiled.shape[0]
+    acc = carray(stack_buffer(best, WIDTH), (WIDTH,))
+    for s in range(0, n, _NEAREST_ROWS):
+        e = min(n, s + _NEAREST_ROWS)
+        for i in range(s, e):
+            best[i - s] = np.inf
+            out[i] = 0
+        for t in range(n_tiles):
+            tt = tiled[t]
+            base = t * WIDTH
+            lim = min(WIDTH, n_cols - base)
+            for i in range(s, e):
+                for x in range(WIDTH):
+                    acc[x] = 0.0
+                for j in range(d):
+                    a = X[i, j]
+                    row = tt[j]
+                    for x in range(WIDTH):
+                        acc[x] += a * row[x]
+                # the tile's distances, their minimum (vectorised), and only
+                # when it beats the row's best, where it is
+                mn = np.float32(np.inf)
+                for x in range(WIDTH):
+                    v = sq[base + x] - np.float32(2.0) * acc[x]
+                    acc[x] = v
+                    mn = min(mn, v)
+                if mn < best[i - s]:
+                    for x in range(lim):
+                        if acc[x] == mn:
+                            best[i - s] = mn
+                            out[i] = base + x
+                            break
 
 
 @njit(cache=True, nogil=True, boundscheck=False)

@@ -9,6 +9,8 @@ import math
 
 import numpy as np
 
+from skhash.retrieval._ivf_assign import nearest
+
 __all__ = ["InvertedLists", "default_nlist"]  # re-exported by _ivf
 
 #: ``nlist=None`` is ``NLIST_FACTOR * sqrt(N)`` (4 sqrt(N) gained 0.04
@@ -21,8 +23,11 @@ MIN_ITEMS_PER_LIST = 39
 TRAIN_POINTS_PER_LIST = 32
 #: Lloyd iterations of the coarse k-means.
 N_ITER = 10
-#: Item-list distances computed per block of the assignment.
+#: Item-list Hamming distances computed per block of the assignment.
 _ASSIGN_ENTRIES = 1 << 22
+#: Items decoded per block of the assignment (then scored by
+#: :func:`~skhash.retrieval._ivf_assign.nearest`).
+_DECODE_ROWS = 1 << 16
 
 
 def default_nlist(n_items):
@@ -102,21 +107,19 @@ def _smallest(keys, m):
     return np.nonzero(take)[1].reshape(c, m)
 
 
-def _lloyd(X, n_clusters, rng, n_iter=N_ITER):
+def _lloyd(X, n_clusters, rng, n_iter=N_ITER, n_jobs=1):
     """k-means centroids (float32) of the rows of ``X``, as faiss trains its
     coarse quantizers: initial centroids drawn among the rows (no k-means++,
     whose seeding cost more than the iterations here), then ``n_iter``
     Lloyd iterations (the nearest-centroid step is
-    :func:`skhash.quantization._kmeans._nearest`); a centroid left with no
-    point keeps its place. Deterministic given ``rng`` (BLAS on one
-    thread)."""
-    from skhash.quantization._kmeans import _nearest
-
+    :func:`~skhash.retrieval._ivf_assign.nearest`, on ``n_jobs`` threads);
+    a centroid left with no point keeps its place. Deterministic given
+    ``rng``, whatever ``n_jobs``."""
     X = np.ascontiguousarray(X, dtype=np.float32)
     n, d = X.shape
     C = X[np.sort(rng.choice(n, n_clusters, replace=False))].copy()
     for _ in range(n_iter):
-        a = _nearest(X, C, np.einsum("kd,kd->k", C, C))
+        a = nearest(X, C, n_jobs=n_jobs)
         counts = np.bincount(a, minlength=n_clusters)
         full = counts > 0
         sums = np.stack(
@@ -154,6 +157,9 @@ class InvertedLists:
         The centroids are trained on the first ``n_train`` items.
     kind : {"additive", "product"}, default="additive"
         The codebooks' kind, to encode the centroids with them.
+    n_jobs : int, default=1
+        Threads of the k-means and of the assignments (the lists do not
+        depend on them).
 
     Attributes
     ----------
@@ -202,11 +208,13 @@ class InvertedLists:
         seed,
         n_train,
         kind="additive",
+        n_jobs=1,
     ):
         self.n_bits = int(n_bits)
         self.metric = metric
         self.seed = int(seed)
         self.n_train = int(n_train)
+        self.n_jobs = max(1, int(n_jobs))
         self.requested = nlist
         self.codebooks = None if metric == "hamming" else codebooks
         nl = default_nlist(n_train) if nlist is None else int(nlist)
@@ -220,7 +228,7 @@ class InvertedLists:
             rows = np.arange(self.n_train)
         sample = self._vectors(bits, codes, rows)
         with _limit_threads():
-            centroids = _lloyd(sample, nl, rng)
+            centroids = _lloyd(sample, nl, rng, n_jobs=self.n_jobs)
         if metric == "hamming":
             bitvec = centroids > 0
             self.centroids = np.packbits(bitvec, axis=1)
@@ -293,18 +301,17 @@ class InvertedLists:
         where = np.empty(len(first), dtype=np.int64)
         where[np.argsort(first)] = np.arange(len(first))
         out = np.empty(len(distinct), dtype=np.int64)
-        step = max(64, _ASSIGN_ENTRIES // self.nlist)
-        with _limit_threads():
+        if self.metric == "hamming":
+            step = max(64, _ASSIGN_ENTRIES // self.nlist)
             for s in range(0, len(distinct), step):
-                block = distinct[s : s + step]
-                if self.metric == "hamming":
-                    d = _hamming(block, self.centroids)
-                else:
-                    x = _decode(block, self.codebooks)
-                    d = x @ self.centroids.T
-                    d *= -2.0
-                    d += self.c_sqnorms
-                out[s : s + len(block)] = np.argmin(d, axis=1)
+                d = _hamming(distinct[s : s + step], self.centroids)
+                out[s : s + step] = np.argmin(d, axis=1)
+        else:
+            for s in range(0, len(distinct), _DECODE_ROWS):
+                x = _decode(distinct[s : s + _DECODE_ROWS], self.codebooks)
+                out[s : s + len(x)] = nearest(
+                    x, self.centroids, self.c_sqnorms, n_jobs=self.n_jobs
+                )
         return out[where[inverse.ravel()]]
 
     def extend(self, bits, codes=None):

@@ -112,10 +112,11 @@ class TwoStageRetriever(_QueryEngine, BaseEstimator):
 
         Applied at fit, because it decides what is indexed.
     n_jobs : int, default=None
-        Number of threads over chunks of queries. ``None`` means 1, ``-1``
-        all processors (joblib's convention). Results do not depend on it.
-        BLAS is held to one thread inside a search, so ``n_jobs`` threads
-        are all the search uses.
+        Number of threads over chunks of queries, and of the build of the
+        inverted lists (``stage1="ivf"``). ``None`` means 1, ``-1`` all
+        processors (joblib's convention). Results and lists do not depend
+        on it. BLAS is held to one thread inside a search, so ``n_jobs``
+        threads are all the search uses.
     backend : str, default="auto"
         Name of the search kernels, see :func:`~skhash.retrieval.get_backend`:
         ``"numba"`` (compiled, several times faster), ``"numpy"`` (the
@@ -258,7 +259,7 @@ class TwoStageRetriever(_QueryEngine, BaseEstimator):
     ``M = 8``. The lists are not saved: the
     index saves how they were built (the seed and the number of items the
     k-means was trained on), and a loaded index rebuilds the same lists at
-    its first search, on one thread, in the build time of a fit. The
+    its first search, in the build time of a fit. The
     k-means trains on at most 32 items per list drawn from the items
     indexed at fit, for 10 iterations; :meth:`add` assigns the new items
     to the existing lists (nearest centroid) without retraining.
