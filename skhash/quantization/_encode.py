@@ -133,14 +133,13 @@ def encode(
     >>> bool(quantization_error(X, beam, C) <= quantization_error(X, codes, C) + 1e-9)
     True
     """
-    from joblib import effective_n_jobs
-
     from skhash.quantization import _encode_kernels as _encode
+    from skhash.utils._threads import n_threads
 
     X, codebooks, init_codes, out_dtype = _check_encode_args(
         X, codebooks, kind, init_codes
     )
-    n_jobs = effective_n_jobs(n_jobs)
+    n_jobs = n_threads(n_jobs)
     if device is not None and device != "cpu":
         if ils_iters > 0 and kind == "additive":
             raise ValueError(

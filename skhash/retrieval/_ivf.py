@@ -216,9 +216,9 @@ def ensure(est, dst):
 def _n_jobs(est):
     """Threads of the lists' build (k-means and assignment): the search's
     ``n_jobs``; the lists do not depend on it."""
-    from joblib import effective_n_jobs
+    from skhash.utils._threads import n_threads
 
-    return max(1, effective_n_jobs(est.n_jobs))
+    return n_threads(est.n_jobs)
 
 
 def _compiled(backend):

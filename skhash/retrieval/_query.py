@@ -17,7 +17,6 @@ from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral
 
 import numpy as np
-from joblib import effective_n_jobs
 from sklearn.utils import check_array
 from sklearn.utils.validation import validate_data
 
@@ -27,6 +26,7 @@ from skhash.quantization._distances import tables_from_tiles
 from skhash.quantization._products import tile_rows
 from skhash.retrieval import _ivf, _mih
 from skhash.retrieval._kernels import _CHUNK_BYTES, get_backend
+from skhash.utils._threads import n_threads as _n_threads
 
 #: Bytes of look-up tables and list keys per chunk of a scan of lists of
 #: codes, and the fewest queries per chunk (each chunk costs some Python).
@@ -263,7 +263,7 @@ class _QueryEngine:
 
     def _search(self, parts, n_q, dst, k, L, exclude_self):
         backend = get_backend(self.backend)
-        n_threads = max(1, effective_n_jobs(self.n_jobs))
+        n_threads = _n_threads(self.n_jobs)
         if self._plans[dst][0]:  # build / extend MIH tables or lists before threads
             if self.stage1 == "ivf":
                 _ivf.ensure(self, dst)

@@ -29,6 +29,7 @@ from skhash.retrieval._query import (
     _QueryEngine,
 )
 from skhash.retrieval._scoring import _NEEDS_N_RELEVANT, _mean_ap, _score_plan
+from skhash.utils._threads import n_threads
 
 __all__ = ["TwoStageRetriever"]
 
@@ -437,6 +438,7 @@ default=None
                     f"not a bool; got {name}={value!r}. Pass an int, e.g. "
                     f"{name}={ {'alpha': 100, 'n_neighbors': 50, 'n_jobs': 1}[name] }."
                 )
+        n_threads(self.n_jobs)  # n_jobs=0: a clear error before anything is set
         _ivf.check_params(self)
 
     def _set_index(

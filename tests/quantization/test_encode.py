@@ -304,3 +304,14 @@ def test_gpu_encode_matches_cpu():
         )
     with pytest.raises(ValueError, match="beam_width"):
         encode(X, C, kind="additive", device="cuda", beam_width=2)
+
+
+def test_encode_n_jobs_zero_is_refused_clearly():
+    rng = np.random.RandomState(0)
+    X = rng.randn(40, 4)
+    C = kmeans_codebooks(X, 2, 4, kind="additive", random_state=0)
+    with pytest.raises(ValueError, match=r"n_jobs=0 .*pass n_jobs=1"):
+        encode(X, C, kind="additive", n_jobs=0)
+    np.testing.assert_array_equal(
+        encode(X, C, kind="additive", n_jobs=-1), encode(X, C, kind="additive")
+    )

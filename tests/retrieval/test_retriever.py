@@ -193,6 +193,24 @@ def test_n_jobs_gives_identical_results():
     np.testing.assert_array_equal(one[0], two[0])
 
 
+@pytest.mark.parametrize("stage1", ["exhaustive", "ivf"])
+def test_n_jobs_zero_is_refused_clearly_before_fit_sets_anything(stage1):
+    db, q = _data(12, "additive", seed=4)
+    est = TwoStageRetriever(30, K_NEIGHBORS, stage1=stage1, n_jobs=0)
+    with pytest.raises(ValueError, match=r"n_jobs=0 .*pass n_jobs=1"):
+        est.fit(db)
+    with pytest.raises(NotFittedError):
+        est.kneighbors(q)
+    # set after a fit: the search says the same, and leaves the index usable
+    est.set_params(n_jobs=None).fit(db)
+    ref = est.kneighbors(q)
+    est.set_params(n_jobs=0)
+    with pytest.raises(ValueError, match=r"n_jobs=0 .*pass n_jobs=1"):
+        est.kneighbors(q)
+    est.set_params(n_jobs=-1)
+    np.testing.assert_array_equal(est.kneighbors(q)[1], ref[1])
+
+
 def test_plain_array_is_exact_cosine_search():
     rng = np.random.RandomState(5)
     X, Q = rng.randn(80, 6), rng.randn(9, 6)
