@@ -224,7 +224,9 @@ class _SpiedDJSRH(DJSRHHasher):
 @pytest.mark.parametrize("standardize", [True, False])
 def test_affinity_uses_the_towers_inputs(data, standardize):
     X, _ = data
-    est = _SpiedDJSRH(standardize=standardize, random_state=0, **FAST).fit(X)
+    est = _SpiedDJSRH(
+        standardize=standardize, affinity_features="inputs", random_state=0, **FAST
+    ).fit(X)
     for m in ("img", "txt"):
         mean, scale = est.scaler_[m]
         np.testing.assert_allclose(
