@@ -164,6 +164,8 @@ CCA_RIDGE = 0.1
 #: Widest modality (features per item) the affinity's CCA whitens: its
 #: ``p × p`` eigendecomposition takes seconds up to here.
 MAX_CCA_WIDTH = 4096
+#: Rows converted to float64 at once by the affinity's CCA.
+CCA_BLOCK_SIZE = 8192
 
 
 class Canonical(NamedTuple):
@@ -172,6 +174,21 @@ class Canonical(NamedTuple):
     means: tuple  # per modality, (p_k,) float64
     weights: tuple  # per modality, (p_k, r) float64: centred features -> scaled
     correlations: np.ndarray  # (r,) regularised canonical correlations, descending
+
+
+def _blocks(x, fn, *, means=None):
+    """``fn`` of consecutive blocks of rows, as float64 (centred by ``means``
+    when given); ``x`` is one array, or a list of row-paired arrays (``fn``
+    then takes one block of each)."""
+    arrays = x if isinstance(x, list) else [x]
+    block_size = CCA_BLOCK_SIZE
+    out = []
+    for start in range(0, len(arrays[0]), block_size):
+        blocks = [np.asarray(a[start : start + block_size], np.float64) for a in arrays]
+        if means is not None:
+            blocks = [b - m for b, m in zip(blocks, means)]
+        out.append(fn(*blocks))
+    return out
 
 
 def _inverse_sqrt(cov):
@@ -212,17 +229,27 @@ def fit_canonical(a, b, *, ridge=CCA_RIDGE, power=1.0):
     -------
     canonical : Canonical
     """
-    xs = [np.asarray(x, dtype=np.float64).reshape(len(x), -1) for x in (a, b)]
+    xs = [np.asarray(x).reshape(len(x), -1) for x in (a, b)]
     n = len(xs[0])
-    means = tuple(x.mean(axis=0) for x in xs)
-    centred = [x - m for x, m in zip(xs, means)]
+    # two passes over blocks of rows, in float64: the means, then the
+    # centred (cross-)covariances; no float64 copy of the whole training set
+    means = tuple(sum(_blocks(x, lambda blk: blk.sum(axis=0))) / n for x in xs)
+    cov_a, cov_b, cov_ab = (
+        sum(parts) / n
+        for parts in zip(
+            *_blocks(
+                xs,
+                lambda ba, bb: (ba.T @ ba, bb.T @ bb, ba.T @ bb),
+                means=means,
+            )
+        )
+    )
     whiten = []
-    for x in centred:
-        cov = x.T @ x / n
+    for cov in (cov_a, cov_b):
         # a constant modality has no variance at all: whiten by the identity
         scale = max(float(np.trace(cov)) / cov.shape[0], np.finfo(np.float64).tiny)
         whiten.append(_inverse_sqrt(cov + ridge * scale * np.eye(len(cov))))
-    cross = whiten[0] @ (centred[0].T @ centred[1] / n) @ whiten[1]
+    cross = whiten[0] @ cov_ab @ whiten[1]
     u, rho, vt = np.linalg.svd(cross, full_matrices=False)
     r = min(cross.shape)
     u, rho, v = u[:, :r], rho[:r], vt[:r].T
@@ -248,9 +275,11 @@ def canonical_features(canonical, features):
     -------
     projections : list of ndarray of shape (n, r), float32
     """
-    return [
-        ((np.asarray(x, dtype=np.float64).reshape(len(x), -1) - m) @ w).astype(
-            np.float32
+    out = []
+    for x, m, w in zip(features, canonical.means, canonical.weights):
+        x = np.asarray(x).reshape(len(x), -1)
+        parts = _blocks(x, lambda blk, w=w: (blk @ w).astype(np.float32), means=[m])
+        out.append(
+            np.concatenate(parts) if parts else np.zeros((0, w.shape[1]), np.float32)
         )
-        for x, m, w in zip(features, canonical.means, canonical.weights)
-    ]
+    return out

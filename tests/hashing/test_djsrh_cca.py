@@ -12,6 +12,7 @@ from skorch.callbacks import Callback
 
 from skhash import MultiModal, unpack_bits
 from skhash.hashing import DJSRHHasher
+from skhash.hashing import _affinity as affinity_module
 from skhash.hashing import _djsrh as djsrh_module
 from skhash.hashing._affinity import canonical_features, fit_canonical
 from skhash.metrics import mean_average_precision, relevance
@@ -88,6 +89,21 @@ def test_projection_is_centred_by_the_training_means():
     np.testing.assert_allclose(pa.mean(0), 0, atol=1e-5)
     expected = (a[:5] - a.mean(0)) @ cca.weights[0]
     np.testing.assert_allclose(canonical_features(cca, [a[:5], b[:5]])[0], expected)
+
+
+def test_blocks_of_rows_give_the_whole_arrays_result(monkeypatch):
+    a, b = _paired(n=50)
+    whole = fit_canonical(a, b)
+    full = canonical_features(whole, [a, b])
+    monkeypatch.setattr(affinity_module, "CCA_BLOCK_SIZE", 7)  # 8 blocks, 1 short
+    blocked = fit_canonical(a.astype(np.float32), b.astype(np.float32))
+    np.testing.assert_allclose(blocked.correlations, whole.correlations, rtol=1e-5)
+    for x, y in zip(blocked.weights, whole.weights):
+        np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
+    for x, y in zip(canonical_features(whole, [a, b]), full):
+        np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-6)
+    exact = fit_canonical(a, b)  # the same float64 inputs, blocked
+    np.testing.assert_allclose(exact.correlations, whole.correlations, rtol=1e-12)
 
 
 def test_deterministic_signs_and_degenerate_inputs():
