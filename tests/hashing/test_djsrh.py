@@ -319,6 +319,8 @@ def test_cuda_fit(data):
     X, _ = data
     est = DJSRHHasher(random_state=0, **{**FAST, "device": "cuda"}).fit(X)
     assert est.device_ == "cuda" and est.net_.criterion_.features is None
+    # the default affinity's CCA runs on the host copies of the CUDA features
+    assert est.canonical_correlations_.shape == (5,)
     codes = est.transform(X)
     assert codes["img"].bits.shape == (120, 1)
     again = pickle.loads(pickle.dumps(est))
