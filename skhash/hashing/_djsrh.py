@@ -204,8 +204,7 @@ class DJSRHHasher(BaseCodeLearner):
         None resolves it by name: a modality named ``"img"`` or ``"image"``,
         else the modality that is not named ``"txt"`` or ``"text"``; two
         modalities with other names need it set explicitly.
-    affinity_features : "auto", "cca", "inputs", "raw" or dict, \
-            default="auto"
+    affinity_features : {"auto", "cca", "inputs", "raw"} or dict, default="auto"
         The features the joint-semantics affinity ``S`` is built from:
         ``"inputs"``, each tower's input (standardised when
         ``standardize=True``); ``"cca"``, the towers' inputs projected onto
