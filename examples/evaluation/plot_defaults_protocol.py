@@ -52,6 +52,8 @@ rows = []
 for path in sorted(RESULTS.glob("defaults_*.json")):
     payload = json.loads(path.read_text())
     print(f"{path.name}: {payload['command']} ({payload['date']}, {payload['split']})")
+    for update in payload.get("updates", []):  # columns of a later run
+        print(f"  {', '.join(update['learners'])}: {update['command']}")
     rows += payload["rows"]
 
 datasets = list(dict.fromkeys(r["dataset"] for r in rows))
