@@ -148,16 +148,6 @@ def _quantize_scores(S, P, i, inv_s, lim):
 
 
 @njit(cache=True, nogil=True, boundscheck=False, inline="always")
-def _min(s):
-    """Smallest entry of the int32 array ``s``."""
-    mn = s[0]
-    for k in range(s.shape[0]):
-        v = s[k]
-        mn = v if v < mn else mn
-    return mn
-
-
-@njit(cache=True, nogil=True, boundscheck=False, inline="always")
 def _min_count(S, m, thr):
     """``(min(S[m]), number of entries <= thr)`` of the int32 scores of
     codebook ``m``."""
