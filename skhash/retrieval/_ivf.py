@@ -70,6 +70,7 @@ from skhash.retrieval._ivf_lists import (  # noqa: F401 (re-exported)
     check_nlist,
     default_nlist,
 )
+from skhash.utils._threads import n_threads
 
 __all__ = ["InvertedLists", "default_nlist"]
 
@@ -216,8 +217,6 @@ def ensure(est, dst):
 def _n_jobs(est):
     """Threads of the lists' build (k-means and assignment): the search's
     ``n_jobs``; the lists do not depend on it."""
-    from skhash.utils._threads import n_threads
-
     return n_threads(est.n_jobs)
 
 

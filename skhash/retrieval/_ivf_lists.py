@@ -227,8 +227,7 @@ class InvertedLists:
         else:
             rows = np.arange(self.n_train)
         sample = self._vectors(bits, codes, rows)
-        with _limit_threads():
-            centroids = _lloyd(sample, nl, rng, n_jobs=self.n_jobs)
+        centroids = _lloyd(sample, nl, rng, n_jobs=self.n_jobs)
         if metric == "hamming":
             bitvec = centroids > 0
             self.centroids = np.packbits(bitvec, axis=1)
