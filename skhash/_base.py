@@ -46,11 +46,25 @@ __all__ = ["BaseCodeLearner", "resolve_device"]
 MAX_WIDTH = 65536
 
 
+#: A channel whose standard deviation is at most this fraction of its mean's
+#: magnitude (or 0) is constant to float32 precision: it is centred, not
+#: scaled (scaling would blow its rounding noise up to unit variance).
+_CONSTANT_SPREAD = 1e-6
+
+
 def _channel_statistics(a, ndim):
     """Mean and standard deviation of each channel (axis 1) of ``a``, over
     the items and the other axes, accumulated in float64 a small chunk at a
     time: the temporary memory stays a fraction of a megabyte whatever the
-    size of the set (no float copy of it)."""
+    size of the set (no float copy of it).
+
+    The squared deviations are float32. The channels where they overflow
+    (finite features beyond about ``1.8e19`` in magnitude) or all vanish
+    (deviations below about ``1e-19``, or a constant channel) are computed
+    again in float64: their scale is then finite and nonzero unless the
+    channel is constant, where ``inf`` would have standardised every item to
+    0 and given them all one code, and 0 would have read a channel of tiny
+    features as constant. The other channels keep their float32 values."""
     n = a.shape[0]
     per_item = int(np.prod(a.shape[1:], dtype=np.int64))
     rows = max(1, (1 << 16) // max(per_item, 1))
@@ -61,13 +75,22 @@ def _channel_statistics(a, ndim):
         total += a[start : start + rows].sum(axis=axes, dtype=np.float64)
     mean = total / count
     shape = (1, -1) + (1,) * (ndim - 2)
-    mean32 = mean.astype(np.float32).reshape(shape)
-    sq = np.zeros(a.shape[1], np.float64)
-    for start in range(0, n, rows):
-        chunk = a[start : start + rows].astype(np.float32)
-        chunk -= mean32
-        np.square(chunk, out=chunk)
-        sq += chunk.sum(axis=axes, dtype=np.float64)
+
+    def squared_deviations(dtype):
+        mean_d = mean.astype(dtype).reshape(shape)
+        sq = np.zeros(a.shape[1], np.float64)
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+            for start in range(0, n, rows):
+                chunk = a[start : start + rows].astype(dtype)
+                chunk -= mean_d
+                np.square(chunk, out=chunk)
+                sq += chunk.sum(axis=axes, dtype=np.float64)
+        return sq
+
+    sq = squared_deviations(np.float32)
+    redo = ~np.isfinite(sq) | (sq == 0)
+    if redo.any():
+        sq[redo] = squared_deviations(np.float64)[redo]
     return mean, np.sqrt(sq / count)
 
 
@@ -647,7 +670,10 @@ class BaseCodeLearner(
             channels = a.shape[1]
             if self.standardize:
                 mean, scale = _channel_statistics(a, a.ndim)
-                scale[scale < 1e-8] = 1.0
+                # constant channels (a spread within float32 rounding of
+                # their mean) are centred only; the test is relative, so
+                # that features of any magnitude are standardised
+                scale[scale <= _CONSTANT_SPREAD * np.abs(mean)] = 1.0
             else:
                 mean, scale = np.zeros(channels), np.ones(channels)
             scaler[name] = (mean.astype(np.float32), scale.astype(np.float32))

@@ -275,7 +275,9 @@ class DJSRHHasher(BaseCodeLearner):
         modality (None there: the default MLP). See :ref:`training`.
     standardize : bool, default=True
         Standardise each modality's features (mean and scale learned in
-        ``fit``: per feature of 2-D inputs, per channel of N-D ones). The
+        ``fit``: per feature of 2-D inputs, per channel of N-D ones; a
+        feature constant to float32 precision, spread at most ``1e-6`` of
+        its mean, is centred only, any other of any magnitude scaled). The
         towers *and the affinity* use the standardised
         features: on Wiki's raw, non-negative histograms every cosine looks
         alike (see Notes).

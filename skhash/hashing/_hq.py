@@ -257,7 +257,9 @@ class HQHasher(BaseCodeLearner):
         modality (None there: the default MLP). See :ref:`training`.
     standardize : bool, default=True
         Standardise each modality's features (mean and scale learned in
-        ``fit``: per feature of 2-D inputs, per channel of N-D ones). The
+        ``fit``: per feature of 2-D inputs, per channel of N-D ones; a
+        feature constant to float32 precision, spread at most ``1e-6`` of
+        its mean, is centred only, any other of any magnitude scaled). The
         losses depend on the input scale.
     max_epochs : int, default=40
         Training epochs. 40 rather than 20 by the defaults protocol

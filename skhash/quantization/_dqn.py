@@ -289,7 +289,9 @@ class DQNQuantizer(BaseCodeLearner):
         modality (None there: the default MLP). See :ref:`training`.
     standardize : bool, default=True
         Standardise each modality's features (mean and scale learned in
-        ``fit``: per feature of 2-D inputs, per channel of N-D ones). The
+        ``fit``: per feature of 2-D inputs, per channel of N-D ones; a
+        feature constant to float32 precision, spread at most ``1e-6`` of
+        its mean, is centred only, any other of any magnitude scaled). The
         losses depend on the input scale.
     max_epochs : int, default=100
         Training epochs. 100 has the best worst-case ratio to the lossless
