@@ -529,10 +529,32 @@ class NumpyBackend:
         )
 
 
+#: Below this float32 norm a row's squares may have lost digits to
+#: underflow (a square vanishes below about 1e-19).
+_TINY_NORM = 1e-15
+
+
 def _normalize(x):
-    norms = np.sqrt(np.einsum("...d,...d->...", x, x))
+    """The rows of ``x`` (float32) divided by their norms; zero rows stay zero.
+
+    A row whose squared norm overflows float32 (entries beyond about 1e19) or
+    underflows it is normalised in float64 after dividing by its largest
+    magnitude, so that cosines are scale-free at any finite magnitude; the
+    other rows keep the float32 arithmetic (the same bits as before)."""
+    with np.errstate(over="ignore", under="ignore"):
+        norms = np.sqrt(np.einsum("...d,...d->...", x, x))
+    bad = ~np.isfinite(norms) | (norms < _TINY_NORM)
     norms[norms == 0] = 1.0
-    return x / norms[..., None]
+    out = x / norms[..., None]
+    if bad.any():
+        rows = x[bad].astype(np.float64)
+        peak = np.abs(rows).max(axis=-1, keepdims=True)
+        peak[peak == 0] = 1.0
+        rows /= peak
+        n = np.sqrt(np.einsum("...d,...d->...", rows, rows))[..., None]
+        n[n == 0] = 1.0
+        out[bad] = (rows / n).astype(np.float32)
+    return out
 
 
 register_backend("numpy", NumpyBackend)

@@ -211,6 +211,23 @@ def test_n_jobs_zero_is_refused_clearly_before_fit_sets_anything(stage1):
     np.testing.assert_array_equal(est.kneighbors(q)[1], ref[1])
 
 
+@pytest.mark.parametrize("factor", [1e20, 1e30, 1e-20, 1e-30])
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_exact_cosine_search_is_scale_free_at_any_finite_magnitude(factor, backend):
+    # float32 squares overflow past ~1e19 and vanish below ~1e-19: the norms
+    # were inf (every cosine 0) or 0, and the neighbours arbitrary
+    rng = np.random.RandomState(3)
+    X = rng.randn(200, 12).astype(np.float32)
+    Q = rng.randn(15, 12).astype(np.float32)
+    X[7] = 0.0  # a zero row keeps cosine 0 with everything
+    ref = TwoStageRetriever(n_neighbors=6, backend=backend).fit(X).kneighbors(Q)
+    big = TwoStageRetriever(n_neighbors=6, backend=backend).fit(X * np.float32(factor))
+    dist, idx = big.kneighbors(Q * np.float32(factor))
+    np.testing.assert_array_equal(idx, ref[1])
+    np.testing.assert_allclose(dist, ref[0], rtol=1e-5, atol=1e-6)
+    assert np.isfinite(dist).all()
+
+
 def test_plain_array_is_exact_cosine_search():
     rng = np.random.RandomState(5)
     X, Q = rng.randn(80, 6), rng.randn(9, 6)
