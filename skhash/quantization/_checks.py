@@ -27,6 +27,33 @@ def _check_X(X, name="X"):
     return check_array(X, dtype=[np.float64, np.float32], input_name=name)
 
 
+#: A float32 array whose largest magnitude is beyond this, or below its
+#: inverse (and nonzero), has squared distances that overflow float32 (past
+#: about 3.4e38) or vanish in it (below about 1.2e-38).
+_FLOAT32_SPAN = 1e18
+
+
+def _distance_dtype(*arrays):
+    """float64 where a float32 computation of squared distances between the
+    rows of ``arrays`` would overflow or vanish (see :data:`_FLOAT32_SPAN`),
+    else None (keep the arrays' dtype)."""
+    peak = max((float(np.abs(a).max()) for a in arrays if a.size), default=0.0)
+    if peak > _FLOAT32_SPAN or 0.0 < peak < 1.0 / _FLOAT32_SPAN:
+        return np.float64
+    return None
+
+
+def _check_X_distances(X, *others, name="X"):
+    """:func:`_check_X`, then float64 for a float32 ``X`` whose squared
+    distances to the rows of ``others`` (or its own) would overflow or
+    vanish in float32: the codes and errors computed from it stay those of
+    the data at any finite magnitude."""
+    X = _check_X(X, name)
+    if X.dtype == np.float32 and _distance_dtype(X, *others) is not None:
+        X = X.astype(np.float64)
+    return X
+
+
 def _check_codebooks(codebooks):
     """Codebooks as a float32 ``(M, K, d)`` array."""
     codebooks = np.asarray(codebooks)

@@ -37,6 +37,7 @@ from skhash.quantization._checks import (
     _check_codes,
     _check_width,
     _check_X,
+    _check_X_distances,
     product_blocks,
 )
 from skhash.quantization._encode import encode
@@ -256,8 +257,8 @@ def quantization_error(X, codes, codebooks):
     >>> quantization_error([[1.0, 1.0], [0.0, 2.0]], [[1], [1]], C)
     1.0
     """
-    X = _check_X(X)
     codebooks = _check_codebooks(codebooks)
+    X = _check_X_distances(X, codebooks)
     _check_width(X, codebooks)
     rec = decode(codes, codebooks)
     if rec.shape[0] != X.shape[0]:

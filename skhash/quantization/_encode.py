@@ -17,7 +17,7 @@ from skhash.quantization._checks import (
     _check_codebooks,
     _check_codes,
     _check_width,
-    _check_X,
+    _check_X_distances,
     _codes_dtype,
     product_blocks,
 )
@@ -80,7 +80,9 @@ def encode(
     codes are those of the exact search. The tables of the last codebooks
     encoded with are kept (by content), so that calls in chunks on the same
     codebooks build them once. Computations run in ``X``'s dtype (float32
-    stays float32, anything else float64).
+    stays float32, anything else float64), except float32 data or codebooks
+    of magnitude beyond ``1e18`` or (all) below ``1e-18``, which run in
+    float64: their squared distances would overflow or vanish in float32.
 
     Parameters
     ----------
@@ -198,8 +200,8 @@ def _encode_on_device(
 
 def _check_encode_args(X, codebooks, kind, init_codes):
     """Validated ``(X, codebooks, init_codes, codes dtype)`` of :func:`encode`."""
-    X = _check_X(X)
     codebooks = _check_codebooks(codebooks)
+    X = _check_X_distances(X, codebooks)
     _check_width(X, codebooks)
     n_codebooks, n_codewords, _ = codebooks.shape
     if kind == "product":

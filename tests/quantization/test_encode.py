@@ -315,3 +315,23 @@ def test_encode_n_jobs_zero_is_refused_clearly():
     np.testing.assert_array_equal(
         encode(X, C, kind="additive", n_jobs=-1), encode(X, C, kind="additive")
     )
+
+
+@pytest.mark.parametrize("factor", [1e20, 1e30, 1e-20, 1e-30])
+def test_codes_do_not_depend_on_the_magnitude_of_float32_data(factor):
+    # float32 squared distances overflow past ~1e19 and vanish below ~1e-19:
+    # such data is encoded in float64, so its codes are the unscaled ones
+    from skhash.quantization import AdditiveQuantizer, ProductQuantizer
+
+    rng = np.random.RandomState(0)
+    X = rng.randn(300, 8).astype(np.float32)
+    big = X * np.float32(factor)
+    for kind in ("additive", "product"):
+        C = kmeans_codebooks(X, 2, 8, kind=kind, random_state=0)
+        ref = encode(X, C, kind=kind)
+        assert_array_equal(encode(big, C * np.float32(factor), kind=kind), ref)
+        err = quantization_error(big, ref, C * np.float32(factor))
+        assert np.isclose(err, quantization_error(X, ref, C) * factor**2, rtol=1e-4)
+    for cls in (AdditiveQuantizer, ProductQuantizer):
+        ref = cls(2, 8, random_state=0).fit(X).transform(X)
+        assert_array_equal(cls(2, 8, random_state=0).fit(big).transform(big), ref)
