@@ -38,6 +38,8 @@ import threading
 import numpy as np
 from numba import njit
 
+from skhash.utils._threads import run_blocks
+
 __all__ = ["encode_additive", "encode_product", "table_bytes"]
 
 # Items per block (each block is one BLAS call and one kernel call).
@@ -118,7 +120,7 @@ def encode_product(X, codebooks, blocks, out_dtype, n_jobs=1):
         _pq_kernel(X[lo:hi], Ct, sq, starts, stops, codes, dist, dist_i)
         out[lo:hi] = codes
 
-    _run_blocks(run, X.shape[0], n_jobs, _BLOCK * 16)
+    run_blocks(run, X.shape[0], n_jobs, _BLOCK * 16)
     return out
 
 
@@ -525,7 +527,7 @@ def encode_additive(
                     )
                 out[s:e] = cb[: e - s]
 
-        _run_blocks(run, n, n_jobs, _BLOCK * 8)
+        run_blocks(run, n, n_jobs, _BLOCK * 8)
     else:
         Ct = np.ascontiguousarray(C.transpose(0, 2, 1))
         sqm = sq.reshape(M, K)
@@ -537,7 +539,7 @@ def encode_additive(
             _icm_direct_kernel(X[lo:hi], Ct, sqm, codes, have_init, n_iter)
             out[lo:hi] = codes
 
-        _run_blocks(run, n, n_jobs, _BLOCK)
+        run_blocks(run, n, n_jobs, _BLOCK)
     return out
 
 
@@ -611,19 +613,3 @@ def _tables(C, need_g):
         _TABLE_CACHE["key"] = key
         _TABLE_CACHE["tables"] = tab
     return tab
-
-
-def _run_blocks(run, n, n_jobs, grain):
-    """``run(lo, hi)`` over ``[0, n)`` in pieces of ``grain`` items (a multiple
-    of ``_BLOCK``), on ``n_jobs`` threads."""
-    if n == 0:
-        return
-    pieces = [(lo, min(n, lo + grain)) for lo in range(0, n, grain)]
-    if n_jobs <= 1 or len(pieces) == 1:
-        for lo, hi in pieces:
-            run(lo, hi)
-        return
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=min(n_jobs, len(pieces))) as pool:
-        list(pool.map(lambda p: run(*p), pieces))

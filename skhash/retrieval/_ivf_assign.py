@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from skhash.utils._threads import run_blocks
+
 __all__ = []  # private helpers of InvertedLists
 
 #: Items per thread's piece of work.
@@ -56,8 +58,8 @@ def nearest(X, C, sq=None, *, compiled=True, n_jobs=1):
     out = np.empty(X.shape[0], dtype=np.int64)
     if X.shape[0] == 0:
         return out
+    tiled = tile_rows(C, np.float32)
     if not compiled:
-        tiled = tile_rows(C, np.float32)
         step = max(1, _REFERENCE_ENTRIES // max(1, C.shape[0]))
         for s in range(0, len(X), step):
             prod = ordered_products(X[s : s + step], tiled, len(C), compiled=False)
@@ -67,7 +69,6 @@ def nearest(X, C, sq=None, *, compiled=True, n_jobs=1):
         return out
     from skhash.retrieval._ivf_kernels import _NEAREST_ROWS, nearest_kernel
 
-    tiled = tile_rows(C, np.float32)
     padded = np.full(tiled.shape[0] * WIDTH, np.inf, dtype=np.float32)
     padded[: len(sq)] = sq  # the padding columns never win
 
@@ -75,13 +76,5 @@ def nearest(X, C, sq=None, *, compiled=True, n_jobs=1):
         best = np.empty(max(_NEAREST_ROWS, WIDTH), dtype=np.float32)
         nearest_kernel(X[lo:hi], tiled, padded, len(C), out[lo:hi], best)
 
-    n = X.shape[0]
-    pieces = [(lo, min(n, lo + _THREAD_ROWS)) for lo in range(0, n, _THREAD_ROWS)]
-    if n_jobs <= 1 or len(pieces) == 1:
-        run(0, n)
-        return out
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=min(n_jobs, len(pieces))) as pool:
-        list(pool.map(lambda p: run(*p), pieces))
+    run_blocks(run, X.shape[0], n_jobs, _THREAD_ROWS)
     return out

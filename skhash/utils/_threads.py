@@ -1,8 +1,9 @@
-"""The number of threads of an ``n_jobs`` parameter."""
+"""Threads: the number an ``n_jobs`` parameter means, and a range of work
+run in pieces on them."""
 
 from __future__ import annotations
 
-__all__ = []  # private helper
+__all__ = []  # private helpers
 
 
 def n_threads(n_jobs, name="n_jobs"):
@@ -31,3 +32,29 @@ def n_threads(n_jobs, name="n_jobs"):
     from joblib import effective_n_jobs
 
     return max(1, effective_n_jobs(n_jobs))
+
+
+def run_blocks(run, n, n_jobs, grain):
+    """``run(lo, hi)`` over ``[0, n)`` in pieces of ``grain`` items, on
+    ``n_jobs`` threads (in order on one). ``run`` must release the GIL to
+    gain from threads, and its results must not depend on the pieces.
+
+    Examples
+    --------
+    >>> from skhash.utils._threads import run_blocks
+    >>> seen = []
+    >>> run_blocks(lambda lo, hi: seen.append((lo, hi)), 10, 1, 4)
+    >>> seen
+    [(0, 4), (4, 8), (8, 10)]
+    """
+    if n == 0:
+        return
+    pieces = [(lo, min(n, lo + grain)) for lo in range(0, n, grain)]
+    if n_jobs <= 1 or len(pieces) == 1:
+        for lo, hi in pieces:
+            run(lo, hi)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(n_jobs, len(pieces))) as pool:
+        list(pool.map(lambda p: run(*p), pieces))
