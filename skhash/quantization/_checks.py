@@ -43,6 +43,33 @@ def _distance_dtype(*arrays):
     return None
 
 
+#: Look-up tables hold inner products of the queries with the codewords: a
+#: float32 table of rows whose largest magnitudes multiply to more than this
+#: (or, nonzero, to less than its inverse) overflows (sums of up to ``3e8``
+#: such products stay below float32's about 3.4e38) or vanishes (nearer
+#: float32's smallest normal, about 1.2e-38, than 8 orders of magnitude).
+_PRODUCT_SPAN = 1e30
+
+
+def _peak(a):
+    """The largest magnitude in ``a`` (0.0 for an empty array), as a float."""
+    return float(np.abs(a).max()) if a.size else 0.0
+
+
+def _tables_dtype(Q, codebooks):
+    """float64 where a float32 computation of the look-up tables or the
+    asymmetric distances of the queries ``Q`` to ``codebooks`` would
+    overflow or vanish (either array beyond :data:`_FLOAT32_SPAN`, or the
+    product of their largest magnitudes beyond :data:`_PRODUCT_SPAN`),
+    else None (float32, as for ordinary data)."""
+    if _distance_dtype(Q, codebooks) is not None:
+        return np.float64
+    product = _peak(Q) * _peak(codebooks)
+    if product > _PRODUCT_SPAN or 0.0 < product < 1.0 / _PRODUCT_SPAN:
+        return np.float64
+    return None
+
+
 def _check_X_distances(X, *others, name="X"):
     """:func:`_check_X`, then float64 for a float32 ``X`` whose squared
     distances to the rows of ``others`` (or its own) would overflow or

@@ -4,11 +4,16 @@ import numpy as np
 from sklearn.utils._param_validation import validate_params
 
 from skhash.quantization._checks import (
+    _FLOAT32_SPAN,
     _METRICS,
+    _PRODUCT_SPAN,
     _check_codebooks,
     _check_codes,
     _check_width,
     _check_X,
+    _distance_dtype,
+    _peak,
+    _tables_dtype,
 )
 from skhash.quantization._products import ordered_products, tile_rows
 
@@ -72,8 +77,14 @@ def lookup_tables(Q, codebooks, *, metric):
 
     Returns
     -------
-    lut : ndarray of shape (n_queries, n_codebooks, n_codewords), float32
-        The tables.
+    lut : ndarray of shape (n_queries, n_codebooks, n_codewords), float32 \
+or float64
+        The tables: float32, except where float32 tables would overflow or
+        vanish, which are computed and returned in float64: queries or
+        codebooks of largest magnitude beyond ``1e18`` or (all) below
+        ``1e-18``, or whose largest magnitudes multiply to more than
+        ``1e30`` or (nonzero) less than ``1e-30``. Tables of ordinary
+        magnitude are float32, bit for bit as before.
 
     Examples
     --------
@@ -87,24 +98,93 @@ def lookup_tables(Q, codebooks, *, metric):
     Q = _check_X(Q, "Q")
     codebooks = _check_codebooks(codebooks)
     _check_width(Q, codebooks, "Q")
+    dtype = np.float32
+    if _tables_dtype(Q, codebooks) is not None:
+        Q, dtype = Q.astype(np.float64, copy=False), np.float64
     flat = codebooks.reshape(-1, codebooks.shape[2])
-    return tables_from_tiles(Q, tile_rows(flat, Q.dtype), codebooks, metric)
+    return tables_from_tiles(
+        Q, tile_rows(flat, Q.dtype), codebooks, metric, dtype=dtype
+    )
 
 
-def tables_from_tiles(Q, tiles, codebooks, metric):
+def tables_from_tiles(Q, tiles, codebooks, metric, *, norm_shift=0, dtype=np.float32):
     """:func:`lookup_tables` on checked inputs, from the codewords already
     in :func:`~skhash.quantization._products.tile_rows` tiles of ``Q``'s
     dtype (a retriever keeps them). Each entry is summed over the
     dimensions in order, so a query's tables are the same bits in any
-    batch (see :mod:`skhash.quantization._products`)."""
+    batch (see :mod:`skhash.quantization._products`). ``norm_shift``: the
+    l2 tables' codeword norms are scaled by ``2**-norm_shift`` (exact), for
+    queries scaled by that much more than the codebooks (see
+    :func:`query_shifts`); ``dtype``: of the tables returned."""
     n_codebooks, n_codewords, d = codebooks.shape
     lut = ordered_products(Q, tiles, n_codebooks * n_codewords)
     if metric == "l2":
         flat = codebooks.reshape(-1, d).astype(Q.dtype, copy=False)
         lut *= -2.0
-        lut += np.einsum("kd,kd->k", flat, flat)
+        norms = np.einsum("kd,kd->k", flat, flat)
+        lut += norms if not norm_shift else np.ldexp(norms, -norm_shift)
     lut = lut.reshape(Q.shape[0], n_codebooks, n_codewords)
-    return lut.astype(np.float32, copy=False)
+    return lut.astype(dtype, copy=False)
+
+
+# --------------------------------------------------------------------------- #
+# Exact power-of-two scaling of the retriever's float32 tables
+# --------------------------------------------------------------------------- #
+
+
+def codebook_shift(codebooks):
+    """The exponent ``e`` by which a retriever scales its codebooks (by
+    ``2**-e``, exact in binary floating point) before making float32
+    look-up tables from them: 0 for codebooks of ordinary magnitude (largest
+    magnitude within ``[1e-18, 1e18]``, as for
+    :func:`~skhash.quantization.encode`), whose tables are unchanged; else
+    the exponent that brings their largest magnitude into ``[0.5, 1)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skhash.quantization._distances import codebook_shift
+    >>> codebook_shift(np.ones((1, 2, 3))), codebook_shift(np.full((1, 2, 3), 1e20))
+    (0, 67)
+    """
+    if codebooks is None:
+        return 0
+    peak = _peak(np.asarray(codebooks))
+    if peak > _FLOAT32_SPAN or 0.0 < peak < 1.0 / _FLOAT32_SPAN:
+        return int(np.frexp(peak)[1])
+    return 0
+
+
+def shift_codebooks(codebooks, shift):
+    """``codebooks * 2**-shift`` as float32 (exact): the codebooks
+    themselves for ``shift=0``."""
+    if codebooks is None or not shift:
+        return codebooks
+    return np.ldexp(np.asarray(codebooks, dtype=np.float32), -int(shift))
+
+
+def query_shifts(Q, shift, peak, metric):
+    """Per-query exponents ``a`` (int64, or None where all are 0) by which
+    the queries ``Q``, scaled by ``2**-shift`` like the codebooks, are
+    scaled further (by ``2**-a``) so that their float32 tables neither
+    overflow nor vanish: for the rows whose largest magnitude times the
+    scaled codebooks' ``peak`` is beyond ``1e30`` (or, with
+    ``metric="ip"``, nonzero and below ``1e-30``), the exponent that brings
+    that product into ``[0.5, 1)``. With ``metric="l2"`` a query that is
+    tiny against the codebooks keeps ``a = 0``: its tables are the codeword
+    norms, which its own products could not change in float32."""
+    if Q.shape[0] == 0 or Q.shape[1] == 0:
+        return None
+    rows = np.abs(Q).max(axis=1).astype(np.float64)
+    products = np.ldexp(rows, -int(shift)) * peak
+    bad = products > _PRODUCT_SPAN
+    if metric == "ip":
+        bad |= (products > 0.0) & (products < 1.0 / _PRODUCT_SPAN)
+    if not bad.any():
+        return None
+    a = np.zeros(len(rows), dtype=np.int64)
+    a[bad] = np.frexp(products[bad])[1]
+    return a
 
 
 @validate_params(
@@ -127,8 +207,10 @@ def reconstruction_sqnorms(codes, codebooks):
 
     Returns
     -------
-    sqnorms : ndarray of shape (n_samples,), float32
-        The squared norms.
+    sqnorms : ndarray of shape (n_samples,), float32 or float64
+        The squared norms: float32, or float64 for codebooks of largest
+        magnitude beyond ``1e18`` or (all) below ``1e-18``, whose squared
+        norms would overflow or vanish in float32.
 
     Examples
     --------
@@ -144,6 +226,13 @@ def reconstruction_sqnorms(codes, codebooks):
     codebooks = _check_codebooks(codebooks)
     n_codebooks, n_codewords, _ = codebooks.shape
     codes = _check_codes(codes, n_codebooks, n_codewords)
+    out = _sqnorms(codes, codebooks)
+    return out if _distance_dtype(codebooks) is not None else out.astype(np.float32)
+
+
+def _sqnorms(codes, codebooks):
+    """:func:`reconstruction_sqnorms` on checked inputs, in float64."""
+    n_codebooks = codebooks.shape[0]
     C = codebooks.astype(np.float64)
     out = np.zeros(codes.shape[0], dtype=np.float64)
     for m in range(n_codebooks):
@@ -151,7 +240,7 @@ def reconstruction_sqnorms(codes, codebooks):
         for j in range(m + 1, n_codebooks):
             cross = C[m] @ C[j].T
             out += 2.0 * cross[codes[:, m], codes[:, j]]
-    return out.astype(np.float32)
+    return out
 
 
 @validate_params(
@@ -187,8 +276,11 @@ def aqd(Q, codes, codebooks, *, metric):
 
     Returns
     -------
-    scores : ndarray of shape (n_queries, n_items), float32
-        The similarities (``"ip"``) or squared distances (``"l2"``).
+    scores : ndarray of shape (n_queries, n_items), float32 or float64
+        The similarities (``"ip"``) or squared distances (``"l2"``):
+        float32, or float64 where :func:`lookup_tables` returns float64
+        tables (queries or codebooks of extreme magnitude), whose scores
+        would overflow or vanish in float32.
 
     Examples
     --------
@@ -210,13 +302,19 @@ def aqd(Q, codes, codebooks, *, metric):
     n_codebooks, n_codewords, _ = codebooks.shape
     codes = _check_codes(codes, n_codebooks, n_codewords)
     lut = lookup_tables(Q, codebooks, metric="ip")
-    scores = np.zeros((Q.shape[0], codes.shape[0]), dtype=np.float32)
+    dtype = lut.dtype  # float64 where float32 would overflow or vanish
+    scores = np.zeros((Q.shape[0], codes.shape[0]), dtype=dtype)
     for m in range(n_codebooks):
         scores += lut[:, m, :][:, codes[:, m]]
     if metric == "ip":
         return scores
     scores *= -2.0
-    scores += reconstruction_sqnorms(codes, codebooks)[None, :]
-    scores += np.einsum("qd,qd->q", Q, Q).astype(np.float32)[:, None]
+    if dtype == np.float32:
+        scores += reconstruction_sqnorms(codes, codebooks)[None, :]
+        scores += np.einsum("qd,qd->q", Q, Q).astype(np.float32)[:, None]
+    else:
+        Q = Q.astype(np.float64, copy=False)
+        scores += _sqnorms(codes, codebooks)[None, :]
+        scores += np.einsum("qd,qd->q", Q, Q)[:, None]
     np.maximum(scores, 0.0, out=scores)
     return scores

@@ -167,11 +167,15 @@ def _build(est, dst, rng=None):
             "nlist": None if est.nlist is None else int(est.nlist),
             "random_state": token,
         }
+    # the codebooks the look-up tables are made from (scaled by a power of
+    # two where their magnitude is extreme): centroids and keys of the same
+    # magnitude as the tables
+    codebooks = getattr(est, "_lut_codebooks", None)
     ivf = InvertedLists(
         bits,
         est.n_bits_,
         entry.get("codes"),
-        est.codebooks_,
+        est.codebooks_ if codebooks is None else codebooks,
         metric=_metric(est, dst),
         nlist=state["nlist"],
         seed=state["seed"],
@@ -240,6 +244,7 @@ def stage1_shortlist(est, backend, q, dst, n_short, ordered, luts):
         compiled=compiled,
         ordered=ordered,
         backend=backend,
+        norm_shift=q.get("lut_shift", (0, 0))[1],
     )
 
 
@@ -268,12 +273,21 @@ def search(est, backend, q, rows, dst, k, n_short, ip_luts):
     ivf = est._ivf_cache[dst]
     mode = adc_mode(est, dst)
     emb = q["embedding"]
-    luts = est._lookup_tables(emb, "l2") if mode == 2 else ip_luts
+    luts = est._tables(q, "l2") if mode == 2 else ip_luts
     q_sq = np.einsum("qd,qd->q", emb, emb, dtype=np.float64)
     sq = est._index[dst]["sqnorms"] if mode == 1 else np.zeros(1, np.float64)
+    # tables of queries and codebooks scaled by 2**-(e + a) and 2**-e (see
+    # _QueryEngine._table_shifts): the scan computes the distances divided
+    # by 2**(2 e + a), exactly, and they are scaled back
+    e, a = q.get("lut_shift", (0, 0))
+    scale = 2 * e + a
+    if scale:
+        q_sq = np.ldexp(q_sq, -scale)
+    if mode == 1 and a:
+        sq = np.ldexp(np.asarray(sq, dtype=np.float64), -a)
     exclude = np.full(len(emb), -1, np.int64) if rows is None else rows.astype(np.int64)
     compiled = _compiled(backend)
-    return ivf.search(
+    dist, idx = ivf.search(
         ip_luts,
         luts,
         mode,
@@ -285,7 +299,11 @@ def search(est, backend, q, rows, dst, k, n_short, ip_luts):
         exclude,
         compiled=compiled,
         backend=backend,
+        norm_shift=a,
     )
+    if scale:
+        dist = np.ldexp(dist, scale, out=dist)
+    return dist, idx
 
 
 def saved_state(est):

@@ -345,14 +345,17 @@ class InvertedLists:
     # ------------------------------------------------------------------ #
     # queries
     # ------------------------------------------------------------------ #
-    def list_keys(self, q_bits, luts, backend=None):
+    def list_keys(self, q_bits, luts, backend=None, norm_shift=0):
         """(n_queries, nlist) scores of the lists, smaller is better.
 
         ``luts`` are the queries' inner-product look-up tables (float32,
         ``(n_queries, M, K)``; unused with ``metric="hamming"``); the scores
         sum their entries at the centroids' codes with ``backend``'s
         ``rerank_aqd`` (None: the numpy reference, the same bits), so a
-        query's scores depend on it alone."""
+        query's scores depend on it alone. ``norm_shift``: the tables are
+        those of queries scaled by ``2**-norm_shift`` more than the
+        codebooks, and the centroids' squared norms (``metric="l2"``) are
+        scaled alike (exact)."""
         if self.metric == "hamming":
             return _hamming(q_bits, self.centroids)
         if backend is None:
@@ -363,7 +366,10 @@ class InvertedLists:
         if self.metric == "ip":
             return np.negative(ip, out=ip)
         ip *= np.float32(-2.0)
-        ip += self.c_sqnorms
+        if norm_shift:
+            ip += np.ldexp(self.c_sqnorms, -int(norm_shift))
+        else:
+            ip += self.c_sqnorms
         return ip
 
     def probe(self, keys, nprobe, n_short):
@@ -412,7 +418,15 @@ class InvertedLists:
         )
 
     def shortlist(
-        self, q_bits, luts, nprobe, n_short, compiled=True, ordered=True, backend=None
+        self,
+        q_bits,
+        luts,
+        nprobe,
+        n_short,
+        compiled=True,
+        ordered=True,
+        backend=None,
+        norm_shift=0,
     ):
         """The ``n_short`` nearest items of each query among its probed
         lists, by (Hamming distance, index).
@@ -437,6 +451,8 @@ class InvertedLists:
             equal as sets to the ordered ones.
         backend : backend or None
             Sums the look-up tables for the list keys (see :meth:`list_keys`).
+        norm_shift : int, default=0
+            See :meth:`list_keys`.
 
         Returns
         -------
@@ -449,7 +465,7 @@ class InvertedLists:
         dist = np.empty((n_q, n_short), dtype=np.int64)
         if n_q == 0 or n_short == 0:
             return idx, dist.astype(np.int32)
-        keys = self.list_keys(q_bits, luts, backend)
+        keys = self.list_keys(q_bits, luts, backend, norm_shift)
         qw = _padded_words(q_bits)
         if compiled:
             from skhash.retrieval._ivf_kernels import _ivf_shortlist
@@ -490,6 +506,7 @@ class InvertedLists:
         exclude,
         compiled=True,
         backend=None,
+        norm_shift=0,
     ):
         """The ``k`` nearest items of each query among every item of its
         probed lists, by asymmetric distance (faiss's IVF-ADC scan; lists
@@ -524,6 +541,8 @@ class InvertedLists:
             Use the numba kernel (else the numpy reference; same results).
         backend : backend or None
             Sums the look-up tables for the list keys (see :meth:`list_keys`).
+        norm_shift : int, default=0
+            See :meth:`list_keys`.
 
         Returns
         -------
@@ -537,7 +556,7 @@ class InvertedLists:
         dist = np.empty((n_q, k), dtype=np.float64)
         if n_q == 0 or k == 0:
             return dist, idx
-        keys = self.list_keys(None, key_luts, backend)
+        keys = self.list_keys(None, key_luts, backend, norm_shift)
         if compiled:
             from skhash.retrieval._ivf_kernels import _ivf_adc
 

@@ -21,8 +21,8 @@ from sklearn.utils import check_array
 from sklearn.utils.validation import validate_data
 
 from skhash._codes import CodeSet
-from skhash.quantization import lookup_tables, product_blocks
-from skhash.quantization._distances import tables_from_tiles
+from skhash.quantization import product_blocks
+from skhash.quantization._distances import query_shifts, tables_from_tiles
 from skhash.quantization._products import tile_rows
 from skhash.retrieval import _ivf, _mih
 from skhash.retrieval._kernels import _CHUNK_BYTES, get_backend
@@ -308,6 +308,53 @@ class _QueryEngine:
         return dist, idx
 
     def _search_chunk(self, backend, q, rows, dst, k, L):
+        """Both stages for the queries ``q`` (a chunk); the queries whose
+        look-up tables need scaling (see :meth:`_table_shifts`) are searched
+        in groups of one scale, the others as they always were."""
+        shifts = self._table_shifts(q, dst)
+        if shifts is None:
+            return self._search_rows(backend, q, rows, dst, k, L)
+        e = self._lut_shift
+        parts, order = [], []
+        for a in np.unique(shifts):
+            sel = np.flatnonzero(shifts == a)
+            sub = {p: v[sel] for p, v in q.items()}
+            sub["lut_shift"] = (e, int(a))
+            sub_rows = None if rows is None else rows[sel]
+            parts.append(self._search_rows(backend, sub, sub_rows, dst, k, L))
+            order.append(sel)
+        back = np.argsort(np.concatenate(order), kind="stable")
+        dist = np.concatenate([d for d, _ in parts], axis=0)[back]
+        idx = np.concatenate([i for _, i in parts], axis=0)[back]
+        return dist, idx
+
+    def _table_shifts(self, q, dst):
+        """Per query of ``q``, the exponent ``a`` of its look-up tables'
+        scaling (int64 array), or None where no table is scaled (codebooks
+        and queries of ordinary magnitude: the tables, distances and
+        results are those of the plain float32 computation, bit for bit).
+
+        Codebooks of extreme magnitude are kept scaled by ``2**-e``
+        (``_lut_shift``, from ``_distances.codebook_shift``), and each
+        query is scaled by ``2**-(e + a)`` (``_distances.query_shifts``,
+        from its largest magnitude and the scaled codebooks'): powers of
+        two, so the tables are exactly those of the data at an ordinary
+        magnitude, and the distances are scaled back by ``2**(2 e + a)`` in
+        float64."""
+        stage2 = self._plans[dst][1]
+        if "embedding" not in q or stage2 not in ("aqd", "aqd-l2"):
+            return None
+        e = getattr(self, "_lut_shift", 0)
+        peak = getattr(self, "_lut_peak", None)
+        if peak is None:  # an index made before the scaling was kept
+            return None
+        metric = "ip" if stage2 == "aqd" else "l2"
+        a = query_shifts(q["embedding"], e, peak, metric)
+        if a is None and e:
+            a = np.zeros(len(q["embedding"]), dtype=np.int64)
+        return a
+
+    def _search_rows(self, backend, q, rows, dst, k, L):
         stage1, stage2 = self._plans[dst]
         db = self._index[dst]
         if not stage1:
@@ -320,7 +367,7 @@ class _QueryEngine:
         ip_luts = None  # the queries' inner-product tables, when both stages use them
         if _ivf.scans_codes(self, dst, L):
             # inverted lists of codes: every item of the probed lists re-ranked
-            ip_luts = self._lookup_tables(q["embedding"], "ip")
+            ip_luts = self._tables(q, "ip")
             return _ivf.search(
                 self, backend, q, rows, dst, k, n_short + (rows is not None), ip_luts
             )
@@ -328,7 +375,7 @@ class _QueryEngine:
             # the shortlist's order only matters where it is returned or cut
             ordered = rows is not None or stage2 == "none" or L < k
             if _ivf.needs_embedding(self, dst):  # the lists are ranked by them
-                ip_luts = self._lookup_tables(q["embedding"], "ip")
+                ip_luts = self._tables(q, "ip")
             idx, hd = _ivf.stage1_shortlist(
                 self, backend, q, dst, n_short + (rows is not None), ordered, ip_luts
             )
@@ -360,41 +407,67 @@ class _QueryEngine:
             cos = backend.rerank_exact(q["embedding"], db["embedding"], cand)
             return 1.0 - cos.astype(np.float64)
         emb = q["embedding"]
+        e, a = q.get("lut_shift", (0, 0))
+        scale = 2 * e + a  # distances are 2**scale times the tables' sums
         if mode == "aqd":
-            luts = self._lookup_tables(emb, "ip") if ip_luts is None else ip_luts
+            luts = self._tables(q, "ip") if ip_luts is None else ip_luts
             # negated and widened in one pass (a (c, L) temporary fewer)
-            return np.negative(
+            d = np.negative(
                 backend.rerank_aqd(luts, cand, db["codes"]), dtype=np.float64
             )
+            return np.ldexp(d, scale, out=d) if scale else d
         # aqd-l2: ‖q‖² + Σ_m (‖C_m‖² − 2⟨q, C_m⟩) for product codebooks;
         # ‖q‖² − 2⟨q, x⟩ + ‖x‖² (stored) for additive ones.
         q_sq = np.einsum("qd,qd->q", emb, emb, dtype=np.float64)[:, None]
         if self.codebook_kind_ == "additive":
-            luts = self._lookup_tables(emb, "ip") if ip_luts is None else ip_luts
+            luts = self._tables(q, "ip") if ip_luts is None else ip_luts
             ip = backend.rerank_aqd(luts, cand, db["codes"]).astype(np.float64)
             sq = np.asarray(db["sqnorms"], dtype=np.float64)
             sq = sq[None, :] if cand is None else sq[cand]
+            if scale:  # the stored norms are those of the scaled codebooks
+                ip = np.ldexp(ip, scale, out=ip)
+                sq = np.ldexp(sq, 2 * e)
             d = q_sq - 2.0 * ip + sq
         else:
-            luts = self._lookup_tables(emb, "l2")
-            d = q_sq + backend.rerank_aqd(luts, cand, db["codes"])
+            luts = self._tables(q, "l2")
+            s = backend.rerank_aqd(luts, cand, db["codes"])
+            d = q_sq + (np.ldexp(s.astype(np.float64), scale) if scale else s)
         return np.maximum(d, 0.0)
 
-    def _lookup_tables(self, emb, metric):
-        """:func:`~skhash.quantization.lookup_tables` (the same bits), from
-        the tiles kept by the index; for block-diagonal (product) codebooks
-        block by block: ``M`` times fewer flops."""
+    def _tables(self, q, metric):
+        """The look-up tables of the queries ``q`` (a chunk), of their
+        embeddings scaled as their ``"lut_shift"`` says (see
+        :meth:`_table_shifts`; none: the embeddings themselves)."""
+        e, a = q.get("lut_shift", (0, 0))
+        emb = q["embedding"]
+        if e or a:
+            emb = np.ldexp(emb, -(e + a))
+        return self._lookup_tables(emb, metric, a)
+
+    def _lookup_tables(self, emb, metric, norm_shift=0):
+        """:func:`~skhash.quantization.lookup_tables` (the same bits for
+        codebooks of ordinary magnitude), from the tiles kept by the index
+        (of the codebooks scaled by ``2**-e``, see :meth:`_table_shifts`);
+        for block-diagonal (product) codebooks block by block: ``M`` times
+        fewer flops. ``norm_shift``: see
+        :func:`~skhash.quantization._distances.tables_from_tiles`."""
         tiles = getattr(self, "_lut_tiles", None)
+        C = getattr(self, "_lut_codebooks", None)
+        if C is None:
+            C = self.codebooks_
         if tiles is None or emb.dtype != np.float32:
-            return lookup_tables(emb, self.codebooks_, metric=metric)
-        C = self.codebooks_
+            C = np.ascontiguousarray(C, dtype=np.float32)
+            flat = C.reshape(-1, C.shape[-1])
+            return tables_from_tiles(
+                emb, tile_rows(flat, emb.dtype), C, metric, norm_shift=norm_shift
+            )
         if self._lut_blocks is None:
-            return tables_from_tiles(emb, tiles, C, metric)
+            return tables_from_tiles(emb, tiles, C, metric, norm_shift=norm_shift)
         luts = np.empty((emb.shape[0], *C.shape[:2]), dtype=np.float32)
         for m, (a, b) in enumerate(self._lut_blocks):
             block = np.ascontiguousarray(emb[:, a:b])
             luts[:, m, :] = tables_from_tiles(
-                block, tiles[m], C[m : m + 1, :, a:b], metric
+                block, tiles[m], C[m : m + 1, :, a:b], metric, norm_shift=norm_shift
             )[:, 0]
         return luts
 

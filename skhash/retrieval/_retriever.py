@@ -19,6 +19,8 @@ from skhash.exceptions import IndexFormatError
 from skhash.metrics import harmonic_mean, n_relevant, ranked_relevance
 from skhash.metrics._ranking import _check_label_compat
 from skhash.quantization import reconstruction_sqnorms
+from skhash.quantization._checks import _peak
+from skhash.quantization._distances import codebook_shift, shift_codebooks
 from skhash.retrieval import _ivf, _mih, _schema, _storage
 from skhash.retrieval._kernels import get_backend, register_backend
 from skhash.retrieval._query import (
@@ -242,6 +244,20 @@ class TwoStageRetriever(_QueryEngine, BaseEstimator):
     Hamming-ranked tail; when ``L >= k`` (the usual case) the whole row is
     ascending.
 
+    **Magnitudes.** The look-up tables are float32, yet ``"aqd"`` and
+    ``"aqd-l2"`` hold at any finite magnitude of the queries and codebooks:
+    codebooks whose largest magnitude is beyond ``1e18`` or below ``1e-18``
+    make their tables scaled by a power of two (exact), the queries are
+    scaled alike (and further, per query, where their products with the
+    codewords would pass ``1e30`` or, for ``"aqd"``, fall below
+    ``1e-30``), and the distances are scaled back in float64: the results
+    at a power-of-two scale are exactly those of the unscaled data, with
+    distances times the scale squared. Ordinary data are not scaled. With
+    ``"aqd-l2"``, where one side is many orders of magnitude larger than
+    the other its squared norm dominates the distances, which then round to
+    it in float64 (as any float64 computation of them); the neighbours are
+    those of the rounded distances.
+
     Only the compact codes are indexed (packed bits, quantization codes, the
     shared codebooks, and for ``"aqd-l2"`` with additive codebooks one float
     per item); the float embeddings are kept only with ``rerank="exact"`` or
@@ -458,9 +474,15 @@ default=None
         self._plans = plans
         self.search_plan_ = {m: _describe(*plan) for m, plan in plans.items()}
         self._lut_blocks = lut_blocks
+        # codebooks of extreme magnitude make their float32 tables from the
+        # codebooks scaled by 2**-e (exact; e = 0 for ordinary ones), the
+        # queries scaled alike (see _QueryEngine._table_shifts)
+        self._lut_shift = codebook_shift(codebooks)
+        self._lut_codebooks = shift_codebooks(codebooks, self._lut_shift)
+        self._lut_peak = None if codebooks is None else _peak(self._lut_codebooks)
         # the tables' codewords in the tiles of the ordered products (for
         # the whole codebooks, or per block of block-diagonal ones)
-        self._lut_tiles = _lut_tiles(codebooks, lut_blocks)
+        self._lut_tiles = _lut_tiles(self._lut_codebooks, lut_blocks)
 
     def _install(self, arrays, *, n_samples):
         """Replace the index arrays by ``arrays`` (by name), same structure."""
@@ -948,7 +970,10 @@ def _index_entry(codes, m, rerank):
         _check_code_range(qcodes, n_codewords, f"the codes of modality {m!r}")
         entry["codes"] = qcodes
         if rerank == "aqd-l2" and codes.codebook_kind == "additive":
-            entry["sqnorms"] = reconstruction_sqnorms(qcodes, codes.codebooks)
+            # of the codebooks the tables are made from (scaled by 2**-e
+            # where their magnitude is extreme: float32 norms stay finite)
+            C = shift_codebooks(codes.codebooks, codebook_shift(codes.codebooks))
+            entry["sqnorms"] = reconstruction_sqnorms(qcodes, C)
     if rerank == "exact" or (bits is None and qcodes is None):
         if emb is None:
             raise ValueError(
