@@ -12,10 +12,17 @@ Fits HQHasher, DQNQuantizer and DJSRHHasher with their defaults at 16, 32 and
   train on "shares a label".
 - ``digits``: :func:`sklearn.datasets.load_digits`, single-modal, stratified
   75/25 split (seed 0).
-- ``cm-single-0.5``, ``cm-single-1.0``, ``cm-multi-1.0``, ``cm-multi-1.5``:
+- ``cm-single-1.0``, ``cm-single-1.5``, ``cm-multi-1.0``, ``cm-multi-1.5``:
   :func:`skhash.datasets.make_cross_modal` (2,000 items, 10 classes;
   single-/multi-label; the number is ``difficulty``), first 1,500 items for
-  training.
+  training. Multi-label relevance is label-set Jaccard >= 0.5, as for
+  yeast_mv ("shares a label" makes 59 % of pairs relevant and random
+  features score 0.63). Column ``Bayes``: the MAP@50 of the Bayes-optimal
+  ranking, from the generator's own parameters (``bayes_ceiling.py``), a
+  ceiling for every method that sees the views. Any other
+  ``cm-single-<d>`` / ``cm-multi-<d>`` can be named with ``--datasets``;
+  ``difficulty=0.5`` is not in the table: there CCA+ITQ reaches 0.963, so
+  DJSRH's target (1.1 x CCA+ITQ) is above the largest possible MAP of 1.
 
 The ``.npz`` files are read from ``--data-dir`` (default: the environment
 variable ``SKHASH_DATA_DIR``, else ``../shared/data``), as
@@ -93,6 +100,7 @@ from skhash.metrics import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bayes_ceiling import bayes_scores, cross_modal_model  # noqa: E402
 from bench_djsrh import cosine, hamming, run_cca, run_itq  # noqa: E402
 
 K = 50
@@ -103,8 +111,8 @@ DATASETS = (
     "wiki_alt",
     "yeast_mv",
     "digits",
-    "cm-single-0.5",
     "cm-single-1.0",
+    "cm-single-1.5",
     "cm-multi-1.0",
     "cm-multi-1.5",
 )
@@ -131,11 +139,14 @@ def jaccard_at_least(threshold):
 
 
 class Dataset:
-    def __init__(self, name, X_train, y_train, X_test, y_test, rel=share_label):
+    def __init__(
+        self, name, X_train, y_train, X_test, y_test, rel=share_label, model=None
+    ):
         self.name = name
         self.X_train, self.y_train = X_train, y_train
         self.X_test, self.y_test = X_test, y_test
         self.rel = rel
+        self.model = model  # make_cross_modal's generative model, else None
 
     @property
     def cross_modal(self):
@@ -148,6 +159,7 @@ class Dataset:
             self.name + " (val)",
             *_split(self.X_train, self.y_train, 0.25),
             rel=self.rel,
+            model=self.model,
         )
 
 
@@ -184,14 +196,16 @@ def load_dataset(name, data_dir):
         return Dataset(name, X_tr, y_tr, X_te, y_te)
     if name.startswith("cm-"):
         _, kind, difficulty = name.split("-")
-        X, y = make_cross_modal(
-            2000,
+        params = dict(
             n_classes=10,
             multilabel=kind == "multi",
             difficulty=float(difficulty),
             random_state=SEED,
         )
-        return Dataset(name, X[:1500], y[:1500], X[1500:], y[1500:])
+        X, y = make_cross_modal(2000, **params)
+        rel = jaccard_at_least(0.5) if kind == "multi" else share_label
+        model = cross_modal_model(2000, **params)
+        return Dataset(name, X[:1500], y[:1500], X[1500:], y[1500:], rel, model)
     raise SystemExit(f"unknown dataset {name!r}; choose from {DATASETS}.")
 
 
@@ -223,6 +237,17 @@ def map_of_scores(scores, data):
         for s in scores
     ]
     return harmonic_mean(*maps) if len(maps) == 2 else float(maps[0])
+
+
+def bayes_reference(data):
+    """MAP@K of the Bayes-optimal ranking (make_cross_modal data only)."""
+    if data.model is None:
+        return None
+    directions = (("img", "txt"), ("txt", "img"))
+    return map_of_scores(
+        bayes_scores(data.model, data.X_test, data.X_train, data.rel, directions),
+        data,
+    )
 
 
 def make_learner(name, n_bits, overrides, epochs_scale):
@@ -485,12 +510,12 @@ def main(argv=None):
     )
     cols = "".join(f"{n:>8}{'/ref':>6}" for n in args.learners)
     header = f"{'dataset':<16}{'bits':>4}{'lossless':>9}{'(sel.)':>8}{cols}"
-    header += f"{'CCAcos':>7}{'CCA+ITQ':>8}"
+    header += f"{'CCAcos':>7}{'CCA+ITQ':>8}{'Bayes':>7}"
     print(header)
     print("-" * len(header))
     ratios = {n: {} for n in args.learners}
     records = []
-    beyond = set()  # DJSRH's target above even CCA's own float ranking
+    beyond = set()  # DJSRH's target above the Bayes-optimal ranking
     with threadpool_limits(limits=args.threads):
         for dname in args.datasets:
             data = load_dataset(dname, args.data_dir)
@@ -500,6 +525,7 @@ def main(argv=None):
             if args.validation:
                 data = data.validation()
             for n_bits in bits:
+                bayes = bayes_reference(data)
                 if args.no_references:
                     ref, kind, best_ep, cca, itq = np.nan, "", "", None, None
                 else:
@@ -515,6 +541,7 @@ def main(argv=None):
                     "lossless_choice": f"{best_ep}{kind}",
                     "cca_cosine": cca,
                     "cca_itq": itq,
+                    "bayes": bayes,
                 }
                 for name in args.learners:
                     score, fit_s = fit_and_score(
@@ -524,13 +551,13 @@ def main(argv=None):
                     record[name + "_fit_s"] = round(fit_s, 1)
                     if name == "DJSRH":
                         ratio = None if itq is None else score / itq
-                        if ratio is not None and cca < 1.1 * itq:
+                        if ratio is not None and bayes and bayes < 1.1 * itq:
                             beyond.add((dname, n_bits))
                     else:
                         ratio = None if np.isnan(ref) else score / ref
                     ratios[name][dname, n_bits] = ratio
                     row += f"{score:>8.3f}{fmt(ratio)}"
-                row += f"{fmt(cca):>7}{fmt(itq):>8}"
+                row += f"{fmt(cca):>7}{fmt(itq):>8}{fmt(bayes):>7}"
                 print(row, flush=True)
                 records.append(record)
                 if args.output:  # rewritten after every row: a partial run keeps
@@ -556,8 +583,8 @@ def main(argv=None):
         )
     if beyond:
         print(
-            "* 1.1 x CCA+ITQ is above CCA's own float cosine ranking there (on "
-            "make_cross_modal, data drawn from CCA's model, it usually is)"
+            "* 1.1 x CCA+ITQ is above the Bayes-optimal ranking there (column "
+            "Bayes): no method can reach it"
         )
     print(f"total time {time.perf_counter() - t_start:.0f} s")
 

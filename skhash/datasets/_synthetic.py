@@ -120,11 +120,27 @@ def make_cross_modal(
     >>> Y.shape, bool(Y.sum(axis=1).min() >= 1)
     ((50, 8), True)
     """
-    widths = _modality_widths(n_features)
-    rng = check_random_state(random_state)
+    X, y, _ = _draw_cross_modal(
+        n_samples,
+        n_classes,
+        _modality_widths(n_features),
+        multilabel,
+        difficulty,
+        check_random_state(random_state),
+    )
+    return X, y
+
+
+def _draw_cross_modal(n_samples, n_classes, widths, multilabel, difficulty, rng):
+    """:func:`make_cross_modal`'s draw, on checked arguments, also returning
+    the generative model (what a Bayes-optimal ranker would know): the class
+    prototypes, each modality's linear map, the probability of each extra
+    label (None for single-label data) and the noise level. The benchmarks
+    compute the best ranking any method could reach from it."""
     n_latent = max(16, n_classes)
     prototypes = rng.standard_normal((n_classes, n_latent))
     primary = rng.randint(n_classes, size=n_samples)
+    p_extra = None
     if multilabel:
         p_extra = min(0.5, 2.0 / n_classes)
         Y = (rng.uniform(size=(n_samples, n_classes)) < p_extra).astype(np.int64)
@@ -135,9 +151,16 @@ def make_cross_modal(
         latent = prototypes[primary]
         y = primary.astype(np.int64)
     latent = latent + difficulty * rng.standard_normal(latent.shape)
-    arrays = {}
+    arrays, mappings = {}, {}
     for name, width in widths.items():
         mapping = rng.standard_normal((n_latent, width)) / np.sqrt(n_latent)
         noise = difficulty * rng.standard_normal((n_samples, width))
         arrays[name] = latent @ mapping + noise
-    return MultiModal(**arrays), y
+        mappings[name] = mapping
+    model = {
+        "prototypes": prototypes,
+        "mappings": mappings,
+        "p_extra": p_extra,
+        "difficulty": float(difficulty),
+    }
+    return MultiModal(**arrays), y, model

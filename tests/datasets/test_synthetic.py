@@ -80,3 +80,27 @@ def test_modalities_share_the_semantics():
 def test_invalid_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         make_cross_modal(10, **kwargs)
+
+
+@pytest.mark.parametrize("multilabel", [False, True])
+def test_generative_model_is_the_one_drawn(multilabel):
+    # the benchmarks' Bayes ceiling reads the model: it must be the data's
+    from sklearn.utils import check_random_state
+
+    from skhash.datasets._synthetic import _draw_cross_modal
+
+    kw = {"n_classes": 6, "multilabel": multilabel}
+    X, y = make_cross_modal(90, difficulty=0.0, random_state=3, **kw)
+    X2, y2, model = _draw_cross_modal(
+        90, 6, {"img": 64, "txt": 32}, multilabel, 0.0, check_random_state(3)
+    )
+    assert_array_equal(y, y2)
+    P = model["prototypes"]
+    Y = y if multilabel else np.eye(6, dtype=np.int64)[y]
+    mean = (Y @ P) / Y.sum(axis=1, keepdims=True)
+    for m in ("img", "txt"):
+        assert_array_equal(X[m], X2[m])
+        # without noise each view is its label set's mean prototype, mapped
+        np.testing.assert_allclose(X[m], mean @ model["mappings"][m], atol=1e-12)
+    assert model["difficulty"] == 0.0
+    assert (model["p_extra"] is None) == (not multilabel)
