@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import numbers
-import re
-import sys
 from abc import abstractmethod
 
 import numpy as np
@@ -25,6 +23,7 @@ from skhash._inputs import _CHUNK_ELEMENTS, _LearnerInputs
 from skhash._modalities import SINGLE_MODALITY, as_modalities
 from skhash._networks import MLPTower, MultiTower, _tower_kwargs
 from skhash._params import _LearnerParams
+from skhash._scaling import fit_scaler
 from skhash._state import PortableState, model_fingerprint
 from skhash._training import (
     _accelerated_net_class,
@@ -34,6 +33,9 @@ from skhash._training import (
     _EpochStates,
     _ItemDataset,
     _LossWatch,
+    _NetView,
+    _print_table,
+    _silent,
     resolve_device,
     torch_threads,
 )
@@ -44,54 +46,6 @@ __all__ = ["BaseCodeLearner", "resolve_device"]
 #: The widest code, tower output or hidden layer accepted (a clear error
 #: instead of a memory error for a typo such as n_bits=10**9).
 MAX_WIDTH = 65536
-
-
-#: A channel whose standard deviation is at most this fraction of its mean's
-#: magnitude (or 0) is constant to float32 precision: it is centred, not
-#: scaled (scaling would blow its rounding noise up to unit variance).
-_CONSTANT_SPREAD = 1e-6
-
-
-def _channel_statistics(a, ndim):
-    """Mean and standard deviation of each channel (axis 1) of ``a``, over
-    the items and the other axes, accumulated in float64 a small chunk at a
-    time: the temporary memory stays a fraction of a megabyte whatever the
-    size of the set (no float copy of it).
-
-    The squared deviations are float32. The channels where they overflow
-    (finite features beyond about ``1.8e19`` in magnitude) or all vanish
-    (deviations below about ``1e-19``, or a constant channel) are computed
-    again in float64: their scale is then finite and nonzero unless the
-    channel is constant, where ``inf`` would have standardised every item to
-    0 and given them all one code, and 0 would have read a channel of tiny
-    features as constant. The other channels keep their float32 values."""
-    n = a.shape[0]
-    per_item = int(np.prod(a.shape[1:], dtype=np.int64))
-    rows = max(1, (1 << 16) // max(per_item, 1))
-    axes = (0,) + tuple(range(2, ndim))
-    count = n * int(np.prod(a.shape[2:], dtype=np.int64))
-    total = np.zeros(a.shape[1], np.float64)
-    for start in range(0, n, rows):
-        total += a[start : start + rows].sum(axis=axes, dtype=np.float64)
-    mean = total / count
-    shape = (1, -1) + (1,) * (ndim - 2)
-
-    def squared_deviations(dtype):
-        mean_d = mean.astype(dtype).reshape(shape)
-        sq = np.zeros(a.shape[1], np.float64)
-        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-            for start in range(0, n, rows):
-                chunk = a[start : start + rows].astype(dtype)
-                chunk -= mean_d
-                np.square(chunk, out=chunk)
-                sq += chunk.sum(axis=axes, dtype=np.float64)
-        return sq
-
-    sq = squared_deviations(np.float32)
-    redo = ~np.isfinite(sq) | (sq == 0)
-    if redo.any():
-        sq[redo] = squared_deviations(np.float64)[redo]
-    return mean, np.sqrt(sq / count)
 
 
 class BaseCodeLearner(
@@ -663,21 +617,8 @@ class BaseCodeLearner(
         return False
 
     def _fit_scaler(self, arrays):
-        """Per-modality ``(mean, scale)``: per feature of 2-D inputs, per
-        channel (axis 1) of N-D inputs; ``(0, 1)`` without ``standardize``."""
-        scaler = {}
-        for name, a in arrays.items():
-            channels = a.shape[1]
-            if self.standardize:
-                mean, scale = _channel_statistics(a, a.ndim)
-                # constant channels (a spread within float32 rounding of
-                # their mean) are centred only; the test is relative, so
-                # that features of any magnitude are standardised
-                scale[scale <= _CONSTANT_SPREAD * np.abs(mean)] = 1.0
-            else:
-                mean, scale = np.zeros(channels), np.ones(channels)
-            scaler[name] = (mean.astype(np.float32), scale.astype(np.float32))
-        return scaler
+        """Per-modality ``(mean, scale)``, see :func:`fit_scaler`."""
+        return fit_scaler(arrays, self.standardize)
 
     def _split(self, n, y, rng):
         """Training and validation positions (``valid`` None without split)."""
@@ -858,44 +799,6 @@ class BaseCodeLearner(
         tags.input_tags.sparse = True  # densified per modality (bag-of-words)
         tags.transformer_tags.preserves_dtype = []
         return tags
-
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def _silent(text):
-    """An epoch-table sink that prints nothing (accelerate's other ranks)."""
-
-
-def _print_table(text):
-    """skorch's epoch-table sink: ``print``, dropping the ANSI colour codes
-    when standard output is not a terminal (a log file, a pipe, CI)."""
-    out = sys.stdout
-    if not (hasattr(out, "isatty") and out.isatty()):
-        text = _ANSI.sub("", text)
-    print(text, file=out)
-    out.flush()
-
-
-class _NetView:
-    """What ``_finish_fit`` reads of a net, on copies of the stateful parts
-    (the codebook callbacks, the criterion's per-item state), so that the
-    fitted state of "training stopped now" can be computed mid-training."""
-
-    def __init__(self, net):
-        self.device = net.device
-        self.module_ = net.module_
-        self.history = net.history
-        self.criterion_ = copy.copy(net.criterion_)
-        self.callbacks_ = [(name, _copy_state(cb)) for name, cb in net.callbacks_]
-
-
-def _copy_state(cb):
-    out = copy.copy(cb)
-    for key, value in vars(cb).items():
-        if isinstance(value, (np.ndarray, np.random.RandomState)):
-            setattr(out, key, copy.deepcopy(value))
-    return out
 
 
 _MISSING = object()

@@ -2,16 +2,20 @@
 
 The device and thread settings of a fit, skhash's own skorch callbacks (loss
 watch, epoch count, the state kept with a checkpoint), the criteria's base
-class, the dataset skorch iterates, and skorch's ``NeuralNet`` with its
-Accelerate integration. :class:`~skhash._base.BaseCodeLearner` assembles
-them in ``fit``.
+class, the dataset skorch iterates, skorch's ``NeuralNet`` with its
+Accelerate integration, the epoch table's output, and the view of a net that
+a fitted state is read from mid-training.
+:class:`~skhash._base.BaseCodeLearner` assembles them in ``fit``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import os
+import re
+import sys
 
 import numpy as np
 import torch
@@ -320,3 +324,41 @@ def _accelerated_net_class():
 
 
 _ACCELERATED_NET = None
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _silent(text):
+    """An epoch-table sink that prints nothing (accelerate's other ranks)."""
+
+
+def _print_table(text):
+    """skorch's epoch-table sink: ``print``, dropping the ANSI colour codes
+    when standard output is not a terminal (a log file, a pipe, CI)."""
+    out = sys.stdout
+    if not (hasattr(out, "isatty") and out.isatty()):
+        text = _ANSI.sub("", text)
+    print(text, file=out)
+    out.flush()
+
+
+class _NetView:
+    """What ``_finish_fit`` reads of a net, on copies of the stateful parts
+    (the codebook callbacks, the criterion's per-item state), so that the
+    fitted state of "training stopped now" can be computed mid-training."""
+
+    def __init__(self, net):
+        self.device = net.device
+        self.module_ = net.module_
+        self.history = net.history
+        self.criterion_ = copy.copy(net.criterion_)
+        self.callbacks_ = [(name, _copy_state(cb)) for name, cb in net.callbacks_]
+
+
+def _copy_state(cb):
+    out = copy.copy(cb)
+    for key, value in vars(cb).items():
+        if isinstance(value, (np.ndarray, np.random.RandomState)):
+            setattr(out, key, copy.deepcopy(value))
+    return out

@@ -12,7 +12,7 @@ import pytest
 from robust_cases import make_learner
 
 from skhash import MultiModal
-from skhash._base import _channel_statistics
+from skhash._scaling import _channel_statistics
 
 
 @pytest.mark.parametrize("shape", [(60, 5), (12, 3, 4, 4)])
