@@ -77,14 +77,13 @@ def lookup_tables(Q, codebooks, *, metric):
 
     Returns
     -------
-    lut : ndarray of shape (n_queries, n_codebooks, n_codewords), float32 \
-or float64
-        The tables: float32, except where float32 tables would overflow or
+    lut : ndarray of shape (n_queries, n_codebooks, n_codewords)
+        The tables, float32, except where float32 tables would overflow or
         vanish, which are computed and returned in float64: queries or
         codebooks of largest magnitude beyond ``1e18`` or (all) below
         ``1e-18``, or whose largest magnitudes multiply to more than
         ``1e30`` or (nonzero) less than ``1e-30``. Tables of ordinary
-        magnitude are float32, bit for bit as before.
+        magnitude are always float32.
 
     Examples
     --------
@@ -92,8 +91,13 @@ or float64
     >>> from skhash.quantization import lookup_tables
     >>> rng = np.random.RandomState(0)
     >>> C = rng.randn(2, 4, 3).astype(np.float32)
-    >>> lookup_tables(rng.randn(5, 3), C, metric="ip").shape
-    (5, 2, 4)
+    >>> Q = rng.randn(5, 3)
+    >>> lut = lookup_tables(Q, C, metric="ip")
+    >>> lut.shape, lut.dtype
+    ((5, 2, 4), dtype('float32'))
+    >>> big = lookup_tables(Q * 1e20, C * 1e20, metric="ip")  # 1e40: float64
+    >>> big.dtype, bool(np.allclose(big / 1e40, lut, rtol=1e-5, atol=1e-5))
+    (dtype('float64'), True)
     """
     Q = _check_X(Q, "Q")
     codebooks = _check_codebooks(codebooks)
