@@ -74,7 +74,7 @@ def _parts(source, modality):
 
 def _pq_layout(codebooks, kind):
     """``(dsub, nbits)`` when the codebooks are faiss-compatible product ones."""
-    from skhash.retrieval._retriever import _lut_blocks
+    from skhash.retrieval._query import _lut_blocks
 
     n_books, n_codewords, d = codebooks.shape
     blocks = _lut_blocks(codebooks, kind)

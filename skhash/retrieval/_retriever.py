@@ -1,4 +1,11 @@
-"""TwoStageRetriever: Hamming shortlist, then quantization re-ranking."""
+"""TwoStageRetriever: Hamming shortlist, then quantization re-ranking.
+
+The estimator: its parameters and their checks, :meth:`fit`, :meth:`add`,
+:meth:`kneighbors` and :meth:`score`. Its mixins hold the rest: the query
+side in :mod:`skhash.retrieval._query`, the fitted state and what is indexed
+per modality in :mod:`skhash.retrieval._index`, and :meth:`save` /
+:meth:`load` in :mod:`skhash.retrieval._persistence`.
+"""
 
 from __future__ import annotations
 
@@ -13,30 +20,21 @@ from sklearn.utils._param_validation import (
 )
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from skhash._codes import CodeSet, codebook_fingerprint
+from skhash._codes import CodeSet
 from skhash._constants import SINGLE_MODALITY
-from skhash.exceptions import IndexFormatError
 from skhash.metrics import harmonic_mean, n_relevant, ranked_relevance
 from skhash.metrics._ranking import _check_label_compat
-from skhash.quantization import reconstruction_sqnorms
-from skhash.quantization._checks import _peak
-from skhash.quantization._distances import codebook_shift, shift_codebooks
 from skhash.retrieval import _ivf, _mih, _schema, _storage
+from skhash.retrieval._index import _index_entry, _IndexState
 from skhash.retrieval._kernels import get_backend, register_backend
-from skhash.retrieval._query import (
-    _check_code_range,
-    _clean_bits,
-    _lut_blocks,  # noqa: F401 (re-exported for _faiss)
-    _lut_tiles,
-    _QueryEngine,
-)
+from skhash.retrieval._persistence import _Persistence
+from skhash.retrieval._query import _QueryEngine
 from skhash.retrieval._scoring import _NEEDS_N_RELEVANT, _mean_ap, _score_plan
 from skhash.utils._threads import n_threads
 
 __all__ = ["TwoStageRetriever"]
 
 _RERANKS = _schema._RERANKS
-_NEEDS_CODES = _schema._NEEDS_CODES
 
 
 def _numba_backend():
@@ -64,7 +62,7 @@ register_backend("numba", _numba_backend)
 register_backend("auto", _auto_backend)
 
 
-class TwoStageRetriever(_QueryEngine, BaseEstimator):
+class TwoStageRetriever(_QueryEngine, _IndexState, _Persistence, BaseEstimator):
     """Two-stage nearest-neighbour search over compact codes.
 
     Indexes a :class:`~skhash.CodeSet` (the database) and answers queries in
@@ -457,47 +455,6 @@ default=None
         n_threads(self.n_jobs)  # n_jobs=0: a clear error before anything is set
         _ivf.check_params(self)
 
-    def _set_index(
-        self, index, *, n_samples, n_bits, codebooks, kind, y, rerank, fingerprint
-    ):
-        plans = {m: _plan(e, rerank) for m, e in index.items()}
-        lut_blocks = _lut_blocks(codebooks, kind)
-        self._index = index
-        self._fit_rerank = rerank
-        self.modalities_ = tuple(index)
-        self.n_samples_fit_ = int(n_samples)
-        self.n_bits_ = None if n_bits is None else int(n_bits)
-        self.codebooks_ = codebooks
-        self.codebook_kind_ = kind
-        self.codebooks_fingerprint_ = fingerprint
-        self.y_ = y
-        self._plans = plans
-        self.search_plan_ = {m: _describe(*plan) for m, plan in plans.items()}
-        self._lut_blocks = lut_blocks
-        # codebooks of extreme magnitude make their float32 tables from the
-        # codebooks scaled by 2**-e (exact; e = 0 for ordinary ones), the
-        # queries scaled alike (see _QueryEngine._table_shifts)
-        self._lut_shift = codebook_shift(codebooks)
-        self._lut_codebooks = shift_codebooks(codebooks, self._lut_shift)
-        self._lut_peak = None if codebooks is None else _peak(self._lut_codebooks)
-        # the tables' codewords in the tiles of the ordered products (for
-        # the whole codebooks, or per block of block-diagonal ones)
-        self._lut_tiles = _lut_tiles(self._lut_codebooks, lut_blocks)
-
-    def _install(self, arrays, *, n_samples):
-        """Replace the index arrays by ``arrays`` (by name), same structure."""
-        index = {m: {p: arrays[f"{m}.{p}"] for p in e} for m, e in self._index.items()}
-        self._set_index(
-            index,
-            n_samples=n_samples,
-            n_bits=self.n_bits_,
-            codebooks=self.codebooks_,
-            kind=self.codebook_kind_,
-            y=arrays.get("y"),
-            rerank=self._fit_rerank,
-            fingerprint=self.codebooks_fingerprint_,
-        )
-
     def add(self, X, y=None):
         """Append items to the fitted index, without re-indexing the others.
 
@@ -795,7 +752,7 @@ default=None
         return scores[0]
 
     # ------------------------------------------------------------------ #
-    # tags, persistence
+    # tags
     # ------------------------------------------------------------------ #
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -804,199 +761,6 @@ default=None
         tags.input_tags.two_d_array = True
         tags.input_tags.sparse = False
         return tags
-
-    def save(self, path):
-        """Save the fitted index without pickle, all or nothing.
-
-        The write is transactional: ``path`` holds the old index or the new
-        one, never a mix, even if the process is killed part-way (the new
-        files are written beside the old ones, flushed to disk, and switched
-        in by an atomic rename). The metadata records a format version, the
-        dtype, shape and sha256 checksum of every array and the fingerprint
-        of the codebooks, which :meth:`load` checks.
-
-        Parameters
-        ----------
-        path : str or os.PathLike
-            A path ending in ``.npz`` writes one ``.npz`` file (arrays plus a
-            JSON string of the parameters and metadata). Any other path is a
-            directory (created if needed) of one ``.npy`` file per array and
-            a ``meta.json`` manifest, which :meth:`load` can memory-map.
-            Saving over an index directory replaces it; a directory whose
-            ``meta.json`` was written by something else is refused.
-
-        Returns
-        -------
-        path : str
-            The path written.
-
-        Examples
-        --------
-        >>> import os, tempfile
-        >>> import numpy as np
-        >>> from skhash.retrieval import TwoStageRetriever
-        >>> rng = np.random.RandomState(42)
-        >>> search = TwoStageRetriever(n_neighbors=3).fit(rng.randn(20, 4))
-        >>> path = search.save(os.path.join(tempfile.mkdtemp(), "index.npz"))
-        >>> TwoStageRetriever.load(path).n_samples_fit_
-        20
-        """
-        check_is_fitted(self)
-        return _storage.save(self, path)
-
-    @classmethod
-    def load(cls, path, mmap_mode=None, *, verify=False):
-        """Rebuild a fitted retriever saved with :meth:`save`, checking it.
-
-        Every array is checked against the metadata before the retriever is
-        built: present, one row per item, dtypes and widths (``ceil(n_bits /
-        8)`` bytes of bits with the padding bits clear, ``M`` codes per item
-        below ``K``), finite codebooks of the recorded fingerprint, finite
-        embeddings, labels of a storable dtype. A file that fails is reported
-        with a :class:`~skhash.exceptions.IndexFormatError` naming it and
-        what is wrong, so nothing damaged reaches a search kernel.
-
-        Parameters
-        ----------
-        path : str or os.PathLike
-            A ``.npz`` file or a directory written by :meth:`save`.
-        mmap_mode : {None, "r", "r+", "c"}, default=None
-            Memory-map the arrays (``numpy.load``'s argument) instead of
-            reading them, so that a database larger than memory is searched
-            from disk; ``"r+"`` lets :meth:`add` grow the files in place.
-            Only a directory can be memory-mapped: a ``.npz`` file is always
-            read into memory and this argument is ignored.
-        verify : bool, default=False
-            Also recompute the sha256 checksum of every array and compare it
-            with the one :meth:`save` (or :meth:`add` on disk) recorded: for
-            index files received from someone else. Reads every byte.
-
-        Returns
-        -------
-        retriever : TwoStageRetriever
-            The fitted retriever; its results equal the saved one's.
-
-        Raises
-        ------
-        skhash.exceptions.IndexFormatError
-            When ``path`` was not written by :meth:`save` (a pickle, another
-            ``.npz``, a foreign ``meta.json``), is truncated or damaged, or
-            (``verify=True``) does not match its checksums.
-
-        Examples
-        --------
-        >>> import os, tempfile
-        >>> import numpy as np
-        >>> from skhash.retrieval import TwoStageRetriever
-        >>> rng = np.random.RandomState(42)
-        >>> X = rng.randn(20, 4)
-        >>> search = TwoStageRetriever(n_neighbors=3).fit(X)
-        >>> path = search.save(os.path.join(tempfile.mkdtemp(), "index"))
-        >>> loaded = TwoStageRetriever.load(path, mmap_mode="r", verify=True)
-        >>> np.array_equal(loaded.kneighbors(X)[1], search.kneighbors(X)[1])
-        True
-        """
-        meta, arrays, store = _storage.read(path, mmap_mode, verify)
-        where = f"{_storage.where_meta(path)}"
-        params = meta["params"]
-        unknown = set(params) - set(cls().get_params())
-        if unknown:  # parameters added since keep their defaults
-            raise IndexFormatError(
-                f"{where}: the parameters {sorted(unknown)} are not parameters of "
-                "TwoStageRetriever."
-            )
-        est = cls(**params)
-        try:
-            est._validate_params()
-        except (ValueError, TypeError) as exc:
-            raise IndexFormatError(f"{where}: invalid parameters ({exc}).") from None
-        index = {
-            m: {p: arrays[f"{m}.{p}"] for p in meta["parts"][m]}
-            for m in meta["modalities"]
-        }
-        codebooks = arrays.get("codebooks")
-        if codebooks is not None:
-            codebooks = np.array(codebooks)
-        est._set_index(
-            index,
-            n_samples=meta["n_samples_fit"],
-            n_bits=meta["n_bits"],
-            codebooks=codebooks,
-            kind=meta["codebook_kind"],
-            y=arrays.get("y"),
-            rerank=meta["rerank_fit"],
-            fingerprint=codebook_fingerprint(codebooks, meta["codebook_kind"]),
-        )
-        if meta["n_features_in"] is not None:
-            est.n_features_in_ = int(meta["n_features_in"])
-        est.model_fingerprint_ = meta.get("model_fingerprint")
-        est._store = store
-        _ivf.restore(est, meta, where)
-        return est
-
-
-def _describe(stage1, stage2):
-    if not stage1:
-        return stage2
-    return "hamming" if stage2 == "none" else f"hamming->{stage2}"
-
-
-def _plan(entry, rerank):
-    """(stage 1 on bits?, stage-2 mode) for a database modality."""
-    has_bits, has_codes = "bits" in entry, "codes" in entry
-    if has_bits:
-        if rerank in _NEEDS_CODES:
-            return True, rerank if has_codes else "none"
-        return True, rerank  # "exact" or "none"
-    if has_codes and rerank in _NEEDS_CODES:
-        return False, rerank
-    if has_codes and rerank == "none":
-        return False, "aqd"
-    return False, "exact"
-
-
-def _index_entry(codes, m, rerank):
-    """The arrays indexed for modality ``m`` of the CodeSet ``codes``."""
-    bits = codes.get(m, "bits")
-    qcodes = codes.get(m, "codes")
-    emb = codes.get(m, "embedding")
-    entry = {}
-    if bits is not None:
-        entry["bits"] = _clean_bits(_owned(bits), codes.n_bits)
-    if qcodes is not None:
-        n_codewords = codes.codebooks.shape[1]
-        dtype = np.uint8 if n_codewords <= 256 else np.uint16
-        qcodes = _owned(np.asarray(qcodes).astype(dtype, copy=False))
-        _check_code_range(qcodes, n_codewords, f"the codes of modality {m!r}")
-        entry["codes"] = qcodes
-        if rerank == "aqd-l2" and codes.codebook_kind == "additive":
-            # of the codebooks the tables are made from (scaled by 2**-e
-            # where their magnitude is extreme: float32 norms stay finite)
-            C = shift_codebooks(codes.codebooks, codebook_shift(codes.codebooks))
-            entry["sqnorms"] = reconstruction_sqnorms(qcodes, C)
-    if rerank == "exact" or (bits is None and qcodes is None):
-        if emb is None:
-            raise ValueError(
-                f"rerank='exact' compares float embeddings, but modality "
-                f"{m!r} of X has none; pass a CodeSet with embeddings or "
-                "choose rerank='aqd'."
-            )
-        entry["embedding"] = emb
-    return entry
-
-
-def _owned(a):
-    """``a``, or a copy when a caller could still write to its memory.
-
-    The compact parts are checked once, when indexed (codes below K, padding
-    bits clear), and the compiled kernels trust them; an index that shared a
-    writable array with its caller could be changed behind those checks. A
-    read-only memory map (``mmap_mode="r"``) is not copied.
-    """
-    root = a
-    while isinstance(root.base, np.ndarray):
-        root = root.base
-    return a if not root.flags.writeable and not a.flags.writeable else a.copy()
 
 
 def _check_count(k, name="n_neighbors"):
