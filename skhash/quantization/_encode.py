@@ -81,8 +81,10 @@ def encode(
     encoded with are kept (by content), so that calls in chunks on the same
     codebooks build them once. Computations run in ``X``'s dtype (float32
     stays float32, anything else float64), except float32 data or codebooks
-    of magnitude beyond ``1e18`` or (all) below ``1e-18``, which run in
-    float64: their squared distances would overflow or vanish in float32.
+    of magnitude beyond ``1e15`` or (all) below ``1e-15``, which run in
+    float64: their squared distances, or the steps of the integer tables
+    (about the codewords' squared norms / 32767), would overflow or vanish
+    in float32.
 
     Parameters
     ----------
@@ -198,10 +200,30 @@ def _encode_on_device(
     )
 
 
+#: The additive encoder's integer tables step by about the codewords' squared
+#: norms / 32767, and it keeps their reciprocals: float32 data or codebooks
+#: beyond this magnitude (or all below its inverse) are encoded in float64,
+#: a tighter span than the squared distances' alone (1e18), where those
+#: reciprocals overflow float32 (seen at 1e-18: the codes were right, through
+#: the exact fallback, but with an overflow warning).
+_ENCODE_SPAN = 1e15
+
+
+def _encode_dtype(*arrays):
+    """float64 where the compiled encoder's float32 tables would leave
+    float32's range (see :data:`_ENCODE_SPAN`), else None."""
+    peak = max((float(np.abs(a).max()) for a in arrays if a.size), default=0.0)
+    if peak > _ENCODE_SPAN or 0.0 < peak < 1.0 / _ENCODE_SPAN:
+        return np.float64
+    return None
+
+
 def _check_encode_args(X, codebooks, kind, init_codes):
     """Validated ``(X, codebooks, init_codes, codes dtype)`` of :func:`encode`."""
     codebooks = _check_codebooks(codebooks)
     X = _check_X_distances(X, codebooks)
+    if X.dtype == np.float32 and _encode_dtype(X, codebooks) is not None:
+        X = X.astype(np.float64)
     _check_width(X, codebooks)
     n_codebooks, n_codewords, _ = codebooks.shape
     if kind == "product":

@@ -335,3 +335,22 @@ def test_codes_do_not_depend_on_the_magnitude_of_float32_data(factor):
     for cls in (AdditiveQuantizer, ProductQuantizer):
         ref = cls(2, 8, random_state=0).fit(X).transform(X)
         assert_array_equal(cls(2, 8, random_state=0).fit(big).transform(big), ref)
+
+
+def test_codes_at_every_magnitude_without_warnings():
+    # every decade from 1e-35 to 1e35: the same codes as the unscaled data,
+    # and no overflow/underflow warning from the encoder's own tables (its
+    # integer steps of ~|C|^2 / 32767 left float32 at 1e-18 before)
+    import warnings
+
+    rng = np.random.RandomState(0)
+    X = rng.randn(200, 8).astype(np.float32)
+    for kind in ("additive", "product"):
+        C = kmeans_codebooks(X, 2, 8, kind=kind, random_state=0)
+        ref = encode(X, C, kind=kind)
+        for e in range(-35, 36):
+            f = np.float32(10.0**e)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                got = encode(X * f, C * f, kind=kind)
+            assert_array_equal(got, ref, err_msg=f"{kind} at 1e{e}")
