@@ -213,6 +213,25 @@ def _select_smallest(dist, n_candidates, n_values):
     )
 
 
+def _check_no_nan(dist):
+    """Raise if the float distances ``dist`` hold a NaN: it has no rank, and
+    a selection by comparisons would return arbitrary neighbours (or, for
+    whole rows of NaN, none). One summing pass; ``isnan`` only when the sum
+    is NaN (``inf - inf`` also makes one)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        total = np.add.reduce(dist, axis=None) if dist.size else 0.0
+    if not np.isnan(total):
+        return
+    bad = np.argwhere(np.isnan(dist))
+    if bad.size:
+        r, c = (int(v) for v in bad[0])
+        raise ValueError(
+            f"distances holds {len(bad)} NaN value(s), the first at row {r}, "
+            f"column {c}: NaN has no rank. Pass finite distances, with np.inf "
+            "for the items to exclude (e.g. np.nan_to_num(d, nan=np.inf))."
+        )
+
+
 def _take_rows(array, cand_idx):
     """``array[cand_idx]`` for a ``(c, L)`` index (or all rows when None)."""
     return array if cand_idx is None else array[cand_idx]
@@ -477,7 +496,8 @@ class NumpyBackend:
         Parameters
         ----------
         distances : ndarray of shape (n_queries, L)
-            Distances (smaller is closer); ``inf`` marks excluded items.
+            Distances (smaller is closer); ``inf`` marks excluded items. NaN
+            has no rank and raises a ``ValueError``.
         n_neighbors : int
             ``k``; clipped to ``L``.
         cand_idx : ndarray of shape (n_queries, L), int64, default=None
@@ -500,6 +520,7 @@ class NumpyBackend:
         (array([[1, 3, 0]]), array([[0.1, 0.2, 0.5]]))
         """
         dist = np.asarray(distances, dtype=np.float64)
+        _check_no_nan(dist)
         n_q, L = dist.shape
         k = int(min(n_neighbors, L))
         if cand_idx is None:

@@ -55,7 +55,7 @@ import threading
 import numpy as np
 from numba import njit, typeof
 
-from skhash.retrieval._kernels import NumpyBackend, _check_bits
+from skhash.retrieval._kernels import NumpyBackend, _check_bits, _check_no_nan
 from skhash.retrieval._numba_bits import _popcount, _prefetch  # noqa: F401 (_popcount: re-exported)
 from skhash.retrieval._numba_scan import GROUP, _shortlist_kernel
 
@@ -610,7 +610,8 @@ class NumbaBackend(NumpyBackend):
         Parameters
         ----------
         distances : ndarray of shape (n_queries, L)
-            Distances (smaller is closer); ``inf`` marks excluded items.
+            Distances (smaller is closer); ``inf`` marks excluded items. NaN
+            has no rank and raises a ``ValueError``.
         n_neighbors : int
             ``k``; clipped to ``L``.
         cand_idx : ndarray of shape (n_queries, L), int64, default=None
@@ -633,6 +634,7 @@ class NumbaBackend(NumpyBackend):
         (array([[1, 3, 0]]), array([[0.1, 0.2, 0.5]]))
         """
         dist = np.ascontiguousarray(distances, dtype=np.float64)
+        _check_no_nan(dist)
         n_q, L = dist.shape
         k = int(min(n_neighbors, L))
         out_idx = np.empty((n_q, k), dtype=np.int64)

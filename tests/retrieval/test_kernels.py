@@ -136,3 +136,39 @@ def test_get_backend_registry():
         get_backend("nope")
     register_backend("numpy-test-copy", lambda: NumpyBackend(chunk_bytes=1))
     assert get_backend("numpy-test-copy").chunk_bytes == 1
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("L", [20, 300])
+@pytest.mark.parametrize("where", ["one", "row", "all"])
+def test_topk_refuses_nan_distances(backend, L, where):
+    # NaN has no rank: a selection by comparisons returned arbitrary
+    # neighbours (numba) or, when every row's k-th value was NaN, rows of
+    # no neighbours at all (numpy); now both say so
+    d = np.random.RandomState(0).rand(4, L)
+    d0 = d.copy()
+    if where == "one":
+        d[2, L // 2] = np.nan
+    elif where == "row":
+        d[1] = np.nan
+    else:
+        d[:] = np.nan
+    nan_before = np.isnan(d).copy()
+    with pytest.raises(ValueError, match="NaN value.*no rank.*np.inf"):
+        get_backend(backend).topk(d, 5)
+    assert np.array_equal(np.isnan(d), nan_before)  # the input is untouched
+    assert np.array_equal(d[~nan_before], d0[~nan_before])
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_topk_infinities_still_rank(backend):
+    # inf marks excluded items and -inf is a distance like any other (the
+    # NaN check must not mistake inf - inf in its sum for a NaN)
+    d = np.random.RandomState(1).rand(3, 100)
+    d[:, 10] = -np.inf
+    d[:, 20:60] = np.inf
+    idx, dist = get_backend(backend).topk(d, 70)
+    assert (idx[:, 0] == 10).all() and np.isneginf(dist[:, 0]).all()
+    assert np.isposinf(dist[:, -10:]).all()
+    ref_idx, ref_dist = NumpyBackend().topk(d, 70)
+    assert np.array_equal(idx, ref_idx) and np.array_equal(dist, ref_dist)
