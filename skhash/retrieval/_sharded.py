@@ -1,10 +1,17 @@
-"""ShardedRetriever: a TwoStageRetriever split into shards, over Dask workers."""
+"""ShardedRetriever: a TwoStageRetriever split into shards, over Dask workers.
+
+The estimator: its parameters, :meth:`fit`, :meth:`add`, :meth:`kneighbors`
+with the exact merge of the shards' results, and :meth:`score`. Its mixins
+hold the rest: running tasks on the shards in
+:mod:`skhash.retrieval._shard_runner`, and :meth:`save` / :meth:`load` in
+:mod:`skhash.retrieval._shard_persistence`; what runs on a shard is in
+:mod:`skhash.retrieval._shard_tasks`.
+"""
 
 from __future__ import annotations
 
 import math
 import os
-from concurrent.futures import CancelledError, ThreadPoolExecutor
 from numbers import Integral
 
 import numpy as np
@@ -14,7 +21,6 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from skhash._codes import CodeSet
-from skhash.exceptions import ShardUnavailableError
 from skhash.metrics import (
     harmonic_mean,
     ranked_relevance,
@@ -22,14 +28,9 @@ from skhash.metrics import (
 from skhash.metrics._ranking import _check_label_compat
 from skhash.retrieval._retriever import TwoStageRetriever
 from skhash.retrieval._scoring import _NEEDS_N_RELEVANT, _mean_ap, _score_plan
-from skhash.retrieval._shard_manifest import (
-    _MANIFEST,
-    _SHARD_PARAMS,
-    _read_manifest,
-    _saved_params,
-    _shard_dir,
-    _write_manifest,
-)
+from skhash.retrieval._shard_manifest import _SHARD_PARAMS
+from skhash.retrieval._shard_persistence import _ShardPersistence
+from skhash.retrieval._shard_runner import _ShardRunner
 from skhash.retrieval._shard_tasks import (
     _QUERY_PARAMS,
     _add_to_shard,
@@ -40,8 +41,6 @@ from skhash.retrieval._shard_tasks import (
     _fit_shard_from,
     _info_of,
     _labels_at,
-    _load_shard,
-    _save_shard,
     _search_shard,
     _shard_info,
     _stack,
@@ -55,7 +54,7 @@ __all__ = ["ShardedRetriever"]
 _QUERY_BATCH_BYTES = 64 * 2**20
 
 
-class ShardedRetriever(BaseEstimator):
+class ShardedRetriever(_ShardRunner, _ShardPersistence, BaseEstimator):
     """Two-stage search over a database split into shards on Dask workers.
 
     The database is cut into ``n_shards`` contiguous shards, each indexed by
@@ -236,85 +235,6 @@ class ShardedRetriever(BaseEstimator):
             for name, value in self.get_params(deep=False).items()
         }
         return type(self)(**params)
-
-    # ------------------------------------------------------------------ #
-    # running tasks on the shards
-    # ------------------------------------------------------------------ #
-    def _shard_params(self):
-        return {p: getattr(self, p) for p in _SHARD_PARAMS}
-
-    def _workers(self):
-        workers = sorted(self.client.scheduler_info()["workers"])
-        if not workers:
-            raise ValueError(
-                f"client={self.client!r} has no workers to hold the shards; "
-                "start some (client.wait_for_workers(n)) or pass client=None "
-                "to search in local threads."
-            )
-        return workers
-
-    def _submit_all(self, fn, args_list, *, workers=None):
-        """Start ``fn(*args)`` for each args; shard futures lead the args."""
-        client = self.client
-        if client is None:
-            return [("local", fn, args) for args in args_list]
-        futures = []
-        for i, args in enumerate(args_list):
-            kw = {}
-            if workers is not None:
-                kw = dict(workers=[workers[i % len(workers)]], allow_other_workers=True)
-            futures.append(client.submit(fn, *args, pure=False, **kw))
-        return futures
-
-    def _gather(self, futures, shard_ids):
-        """Results of ``_submit_all``, all or an error (never a subset)."""
-        if self.client is None:
-            local = [(fn, args) for _, fn, args in futures]
-            if len(local) == 1:
-                return [local[0][0](*local[0][1])]
-            with ThreadPoolExecutor(max_workers=len(local)) as ex:
-                running = [ex.submit(fn, *args) for fn, args in local]
-                return [f.result() for f in running]
-        from distributed import KilledWorker
-        from distributed.comm import CommClosedError
-
-        try:
-            return self.client.gather(futures)
-        except (CancelledError, KilledWorker, CommClosedError) as exc:
-            for f in futures:
-                f.cancel()
-            lost = [
-                int(s)
-                for s, f in zip(shard_ids, futures)
-                if s is not None and f.status != "finished"
-            ]
-            raise ShardUnavailableError(
-                f"Shard(s) {lost or shard_ids} of {len(self._shards)} did not "
-                f"answer: a worker holding them was lost ({type(exc).__name__}: "
-                f"{exc}). No partial result is returned. A shard fit from memory "
-                "is lost with its worker: refit, or save() the index to a shared "
-                "file system and load() it, so that another worker can re-map "
-                "a lost shard."
-            ) from exc
-
-    def _run_on_shards(self, fn, args_list, shard_ids=None, shards=None):
-        shards = self._shards if shards is None else shards
-        ids = list(range(len(shards))) if shard_ids is None else shard_ids
-        self._check_shards_alive(shards, ids)
-        futures = self._submit_all(fn, [(s, *a) for s, a in zip(shards, args_list)])
-        return self._gather(futures, ids)
-
-    def _check_shards_alive(self, shards, ids):
-        if self.client is None:
-            return
-        dead = [i for i, s in zip(ids, shards) if s.status in ("cancelled", "lost")]
-        if dead:
-            raise ShardUnavailableError(
-                f"Shard(s) {dead} of {len(self._shards)} were lost with their "
-                "worker; a shard fit from memory cannot be recovered. Refit, or "
-                "save() the index to a shared file system and load() it so that "
-                "another worker can re-map a lost shard."
-            )
 
     # ------------------------------------------------------------------ #
     # fit
@@ -806,7 +726,7 @@ default=None
         return out
 
     # ------------------------------------------------------------------ #
-    # tags, persistence
+    # tags
     # ------------------------------------------------------------------ #
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -815,125 +735,3 @@ default=None
         tags.input_tags.two_d_array = True
         tags.input_tags.sparse = False
         return tags
-
-    def save(self, path):
-        """Save every shard to its own directory, then a manifest.
-
-        Shard ``s`` is written by its worker with
-        :meth:`TwoStageRetriever.save` to ``path/shard-<s>/`` (plain ``.npy``
-        files), so ``path`` must be on a file system the workers and this
-        process see (a shared file system for a real cluster). The manifest
-        ``path/manifest.json`` (parameters, shard directories and sizes) is
-        written last, atomically: a save that fails half-way leaves no
-        manifest, which :meth:`load` refuses. An older manifest in ``path``
-        is removed before the shards are written.
-
-        Parameters
-        ----------
-        path : str or os.PathLike
-            The directory (created if needed).
-
-        Returns
-        -------
-        path : str
-            The absolute path written.
-
-        Examples
-        --------
-        >>> import os, tempfile
-        >>> import numpy as np
-        >>> from skhash.retrieval import ShardedRetriever
-        >>> rng = np.random.RandomState(42)
-        >>> search = ShardedRetriever(n_shards=2).fit(rng.randn(20, 4))
-        >>> path = search.save(os.path.join(tempfile.mkdtemp(), "index"))
-        >>> sorted(os.listdir(path))
-        ['manifest.json', 'shard-00000', 'shard-00001']
-        """
-        check_is_fitted(self)
-        path = os.path.abspath(os.fspath(path))
-        os.makedirs(path, exist_ok=True)
-        manifest = os.path.join(path, _MANIFEST)
-        if os.path.exists(manifest):
-            os.remove(manifest)
-        names = [_shard_dir(s) for s in range(self.n_shards_)]
-        self._run_on_shards(_save_shard, [(os.path.join(path, d),) for d in names])
-        _write_manifest(
-            path,
-            params={p: getattr(self, p) for p in _saved_params()},
-            shards=names,
-            sizes=self.shard_sizes_,
-            n_features_in=getattr(self, "n_features_in_", None),
-        )
-        return path
-
-    @classmethod
-    def load(cls, path, client=None, *, mmap_mode="r"):
-        """Open a sharded index saved with :meth:`save` or built on disk.
-
-        Each shard is opened by :meth:`TwoStageRetriever.load` on the worker
-        that will hold it (in turn over the workers of ``client``), which
-        memory-maps its files: ``path`` must be visible from the workers. If a
-        worker is lost later, its shards are re-mapped by another worker.
-
-        Parameters
-        ----------
-        path : str or os.PathLike
-            A directory with a ``manifest.json`` written by :meth:`save` or
-            :func:`~skhash.retrieval.build_sharded_index`.
-        client : dask.distributed.Client, default=None
-            The cluster to hold the shards; None opens them in this process.
-        mmap_mode : {"r", "c", None}, default="r"
-            How each shard maps its files (``None`` reads them into memory).
-            ``"r+"`` is refused: shards are never grown on disk in place.
-
-        Returns
-        -------
-        retriever : ShardedRetriever
-            The fitted retriever; its results equal the saved one's.
-
-        Examples
-        --------
-        >>> import os, tempfile
-        >>> import numpy as np
-        >>> from skhash.retrieval import ShardedRetriever
-        >>> rng = np.random.RandomState(42)
-        >>> X = rng.randn(20, 4)
-        >>> search = ShardedRetriever(n_neighbors=3, n_shards=2).fit(X)
-        >>> loaded = ShardedRetriever.load(search.save(tempfile.mkdtemp()))
-        >>> np.array_equal(loaded.kneighbors(X)[1], search.kneighbors(X)[1])
-        True
-        """
-        if mmap_mode not in (None, "r", "c"):
-            raise ValueError(
-                f"mmap_mode must be 'r', 'c' or None; got {mmap_mode!r} (shards "
-                "are never grown on disk in place: add() works in memory)."
-            )
-        path = os.path.abspath(os.fspath(path))
-        meta = _read_manifest(path)
-        est = cls(**meta["params"], client=client)
-        dirs = [os.path.join(path, d) for d in meta["shards"]]
-        params = est._shard_params()
-        if client is None:
-            shards = [_load_shard(d, mmap_mode, params) for d in dirs]
-            infos = [_shard_info(s) for s in shards]
-        else:
-            shards = est._submit_all(
-                _load_shard,
-                [(d, mmap_mode, params) for d in dirs],
-                workers=est._workers(),
-            )
-            infos = est._gather(
-                [client.submit(_shard_info, s, pure=False) for s in shards],
-                list(range(len(shards))),
-            )
-        for i, (info, n) in enumerate(zip(infos, meta["sizes"])):
-            if info["n"] != n:
-                raise ValueError(
-                    f"{dirs[i]!r} holds {info['n']} items but the manifest of "
-                    f"{path!r} says {n}; the index was changed after it was "
-                    "written. Save or build it again."
-                )
-        est._commit(shards, infos)
-        if meta.get("n_features_in") is not None:
-            est.n_features_in_ = int(meta["n_features_in"])
-        return est
