@@ -95,6 +95,30 @@ def _pq_layout(codebooks, kind):
     return d // n_books, nbits
 
 
+def _warn_float32_range(codebooks):
+    """Warn when faiss's float32 tables of these codebooks would overflow or
+    vanish: skhash's own search rescales such codebooks exactly (by a power
+    of two), faiss computes its tables in float32 as given."""
+    import warnings
+
+    from skhash._warnings import user_stacklevel
+    from skhash.quantization._checks import _FLOAT32_SPAN, _peak
+
+    peak = _peak(codebooks)
+    if peak > _FLOAT32_SPAN or 0.0 < peak < 1.0 / _FLOAT32_SPAN:
+        warnings.warn(
+            f"The codebooks' largest magnitude is {peak:.3g}, outside "
+            f"[{1 / _FLOAT32_SPAN:g}, {_FLOAT32_SPAN:g}]: faiss computes its "
+            "look-up tables in float32, where their products with queries of "
+            "that scale overflow or vanish, so its distances and ranking would "
+            "be wrong. Scale the embeddings (and queries) by a power of two "
+            "into that range before fitting the codes, or search with "
+            "TwoStageRetriever, which does this itself.",
+            RuntimeWarning,
+            stacklevel=user_stacklevel(),
+        )
+
+
 def _pack_codes(codes, nbits):
     """faiss's PQ code layout: ``nbits`` per code, least significant bit first."""
     codes = np.asarray(codes)
@@ -147,6 +171,13 @@ def to_faiss(retriever_or_codes, modality=None, kind="binary", *, metric=None):
         If the modality lacks the part to export, or (``kind="pq"``) the
         codebooks are not faiss-compatible product codebooks.
 
+    Warns
+    -----
+    RuntimeWarning
+        With ``kind="pq"``, when the codebooks' largest magnitude is beyond
+        ``1e18`` or (all) below ``1e-18``: faiss's float32 look-up tables
+        overflow or vanish there (skhash's own search rescales them).
+
     See Also
     --------
     skhash.retrieval.TwoStageRetriever : The index exported.
@@ -187,6 +218,7 @@ def to_faiss(retriever_or_codes, modality=None, kind="binary", *, metric=None):
             "pass codes with quantization codes, or use kind='binary'."
         )
     dsub, nbits = _pq_layout(np.asarray(codebooks), codebook_kind)
+    _warn_float32_range(np.asarray(codebooks))
     n_books, n_codewords, d = codebooks.shape
     metric = default_metric if metric is None else metric
     faiss_metric = faiss.METRIC_INNER_PRODUCT if metric == "ip" else faiss.METRIC_L2

@@ -310,6 +310,30 @@ def test_to_faiss_pq_equals_aqd_ranking(rerank, K):
     _same_ranking_with_ties(-f_dist if rerank == "aqd" else f_dist, f_idx, dist, idx)
 
 
+@pytest.mark.parametrize("scale", [2.0**70, 2.0**-70])
+def test_to_faiss_warns_where_its_float32_tables_break(scale):
+    # skhash's own search rescales such codebooks exactly; faiss would not
+    pytest.importorskip("faiss")
+    import warnings
+
+    from skhash.quantization import encode, kmeans_codebooks
+    from skhash.retrieval._faiss import to_faiss
+
+    X = np.random.RandomState(0).randn(300, 8).astype(np.float32)
+    C = kmeans_codebooks(X, 4, 16, kind="product", random_state=0, n_iter=3)
+    codes = encode(X, C, kind="product")
+    ordinary = CodeSet(codes=codes, codebooks=C, codebook_kind="product")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        to_faiss(ordinary, kind="pq")
+    extreme = CodeSet(
+        codes=codes, codebooks=C * np.float32(scale), codebook_kind="product"
+    )
+    with pytest.warns(RuntimeWarning, match="faiss computes its look-up tables"):
+        index = to_faiss(extreme, kind="pq")
+    assert index.ntotal == len(X)
+
+
 def test_to_faiss_errors(data):
     pytest.importorskip("faiss")
     from skhash.retrieval._faiss import to_faiss
