@@ -67,14 +67,18 @@ def _public_methods():
         if not inspect.isclass(obj) or obj in seen:
             continue
         seen.add(obj)
-        for attr, value in vars(obj).items():
+        # its own methods and those of skhash's bases and mixins (save/load
+        # of the retrievers live on mixins), each public name once
+        own = [k for k in obj.__mro__ if k.__module__.startswith("skhash")]
+        for attr, value in [item for k in own for item in vars(k).items()]:
             if attr.startswith("_") and attr != "__call__":
                 continue
             func = value.fget if isinstance(value, property) else value
             func = getattr(func, "__func__", func)
             if not inspect.isfunction(func) or not func.__doc__:
                 continue  # undocumented helpers (torch's forward...) are not API
-            out.append(f"{qualname}.{attr}")
+            if f"{qualname}.{attr}" not in out:
+                out.append(f"{qualname}.{attr}")
     return out
 
 
