@@ -13,10 +13,12 @@ probability ``p``). The posterior over label sets of a query (from its one
 view) and of each database item (from the other view) gives the probability
 that the pair is relevant under the benchmark's own relevance function:
 ``P(rel) = post_q R post_dᵀ`` with ``R[Y, Y'] = rel(Y, Y')``. Ranking by it
-maximises the expected number of relevant items at every cut-off, so its
-MAP@50 is a ceiling for any method that sees the views (it also knows the
-generator's parameters, which no method does). Supervised methods can pass
-it on the database side only, by memorising the database's labels.
+maximises the expected number of relevant items at every cut-off: no method
+that sees the views puts more relevant items into any top-k, on average (it
+also knows the generator's parameters, which no method does). For MAP it is
+a ceiling in that sense, not a proven bound (average precision weighs the
+ranks unevenly). Supervised methods can pass it on the database side only,
+by memorising the database's labels.
 
 Used by ``bench_defaults.py`` (column ``Bayes``) to show which targets can
 be met at all: e.g. at ``difficulty=0.5`` CCA+ITQ reaches 0.963 MAP@50, so

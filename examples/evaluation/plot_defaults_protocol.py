@@ -74,10 +74,11 @@ def ratio(row, learner):
 # ---------
 # MAP@50 and, in brackets, the ratio to the learner's reference. On the
 # ``make_cross_modal`` sets the column ``Bayes`` is the MAP@50 of the
-# Bayes-optimal ranking, computed from the generator's own parameters: a
-# ceiling for any method that sees the views (supervised ones can pass it
-# only by memorising the database's labels). A star marks the DJSRH rows
-# where 1.1 times CCA+ITQ is above that ceiling, so no method can reach it.
+# Bayes-optimal ranking, computed from the generator's own parameters: no
+# method that sees the views puts more relevant items into any top-k, on
+# average (supervised ones can pass it only by memorising the database's
+# labels). A star marks the DJSRH rows where 1.1 times CCA+ITQ is above
+# that ceiling.
 header = f"{'dataset':<15}{'bits':>5}{'lossless':>9}{'CCA+ITQ':>9}{'Bayes':>7}"
 header += "".join(f"{name:>17}" for name in ("HQ", "DQN", "DJSRH"))
 print(header)
