@@ -23,19 +23,25 @@ __all__ = [
 ]
 
 
-def similarity_matrix(y_a, y_b):
-    """Pairwise similarity labels ``s_ij = 1`` when two items share a label.
+def similarity_matrix(y_a, y_b, kind="share"):
+    """Pairwise similarity labels of two sets of items, from their labels.
 
     Parameters
     ----------
     y_a, y_b : torch.Tensor
         Class ids of shape (n,) or multi-label indicators of shape
         (n, n_classes).
+    kind : {"share", "jaccard"}, default="share"
+        ``"share"``: ``s_ij = 1`` when the two items share a label, else 0
+        (the papers' pair labels). ``"jaccard"``: the soft label
+        ``s_ij = |Y_i ∩ Y_j| / |Y_i ∪ Y_j|`` of two label sets, in
+        ``[0, 1]`` (0 for two empty sets), for data whose relevance is the
+        overlap of the label sets; with class ids both kinds are the same.
 
     Returns
     -------
     S : torch.Tensor of shape (n_a, n_b), float
-        1.0 for similar pairs, 0.0 otherwise.
+        The pair labels, in ``[0, 1]``.
 
     Examples
     --------
@@ -44,10 +50,21 @@ def similarity_matrix(y_a, y_b):
     >>> similarity_matrix(torch.tensor([0, 1]), torch.tensor([1, 1, 0]))
     tensor([[0., 0., 1.],
             [1., 1., 0.]])
+    >>> Y = torch.tensor([[1, 1, 0], [1, 0, 0], [0, 0, 1]])
+    >>> similarity_matrix(Y, Y, kind="jaccard")
+    tensor([[1.0000, 0.5000, 0.0000],
+            [0.5000, 1.0000, 0.0000],
+            [0.0000, 0.0000, 1.0000]])
     """
+    if kind not in ("share", "jaccard"):
+        raise ValueError(f"kind must be 'share' or 'jaccard'; got {kind!r}.")
     if y_a.dim() == 1:
         return (y_a[:, None] == y_b[None, :]).float()
-    return ((y_a.float() @ y_b.float().T) > 0).float()
+    inter = y_a.float() @ y_b.float().T
+    if kind == "share":
+        return (inter > 0).float()
+    union = y_a.float().sum(1)[:, None] + y_b.float().sum(1)[None, :] - inter
+    return inter / union.clamp(min=1.0)
 
 
 def pairwise_likelihood_loss(f_a, f_b, S):
@@ -63,7 +80,8 @@ def pairwise_likelihood_loss(f_a, f_b, S):
     f_b : torch.Tensor of shape (n_b, d)
         Features of the other (or the same) modality.
     S : torch.Tensor of shape (n_a, n_b)
-        Pair labels in {0, 1}.
+        Pair labels in {0, 1}, or soft ones in ``[0, 1]`` (e.g. label-set
+        Jaccard): the cross-entropy of ``σ(θ_ij)`` against ``s_ij``.
 
     Returns
     -------
@@ -192,7 +210,10 @@ def pairwise_cosine_loss(
     z_b : torch.Tensor of shape (n_b, d)
         Features of the other (or the same) modality.
     S : torch.Tensor of shape (n_a, n_b)
-        Pair labels in {0, 1} (mapped to {−1, +1} here).
+        Pair labels in {0, 1} (mapped to {−1, +1} here), or soft ones in
+        ``[0, 1]``: with ``"balanced"`` and ``"logistic"`` a pair's similar
+        and dissimilar terms are weighted by ``s_ij`` and ``1 − s_ij``; with
+        ``"paper"`` its target is ``2 s_ij − 1``.
     kind : {"cosine", "ip"}, default="cosine"
         ``"ip"`` replaces the cosine by the inner product scaled by
         ``1 / code_length`` (the paper's DQN_ip ablation,

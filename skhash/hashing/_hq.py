@@ -54,7 +54,17 @@ def _shuffled_pairs_loss(f, S):
 
 
 class _HQCriterion(_Criterion):
-    def __init__(self, modalities, *, lambda_sim, lambda_h, lambda_b, lambda_q, pairs):
+    def __init__(
+        self,
+        modalities,
+        *,
+        lambda_sim,
+        lambda_h,
+        lambda_b,
+        lambda_q,
+        pairs,
+        label_similarity="share",
+    ):
         super().__init__()
         self.modalities = modalities
         self.lambda_sim = lambda_sim
@@ -62,6 +72,7 @@ class _HQCriterion(_Criterion):
         self.lambda_b = lambda_b
         self.lambda_q = lambda_q
         self.pairs = pairs
+        self.label_similarity = label_similarity
         self.reconstruction = None  # {modality: (n_train, d) tensor}, per epoch
 
     def _similarity_loss(self, feats, S):
@@ -78,7 +89,7 @@ class _HQCriterion(_Criterion):
 
     def forward(self, y_pred, y_true):
         feats = [y_pred[m] for m in self.modalities]
-        S = similarity_matrix(y_true, y_true)
+        S = similarity_matrix(y_true, y_true, self.label_similarity)
         l_sim = self._similarity_loss(feats, S)
         l_h = sum(hash_loss(f) for f in feats) / len(feats)
         l_b = sum(balance_loss(f) for f in feats) / len(feats)
@@ -244,6 +255,14 @@ class HQHasher(BaseCodeLearner):
         (``benchmarks/bench_defaults.py --validation --quick``, 32 bits; by
         0.002–0.09 of MAP@50), ``"aligned"`` on yeast_mv (0.402 against
         0.380).
+    label_similarity : {"share", "jaccard"}, default="share"
+        The pair labels ``s_ij`` of multi-label data: ``"share"``, 1 when
+        two items share a label (the papers'); ``"jaccard"``, the soft
+        label ``|Y_i ∩ Y_j| / |Y_i ∪ Y_j|`` of their label sets, which the
+        likelihood takes as a probability. Choose ``"jaccard"`` when items
+        are relevant by the overlap of their label sets (e.g. label-set
+        Jaccard >= 0.5) rather than by any shared label. Single-label data
+        are the same either way. See the Notes.
     hidden_layer_sizes : tuple of int, default=(512,)
         Hidden widths of the default MLP towers.
     dropout : float, default=0.1
@@ -364,6 +383,7 @@ class HQHasher(BaseCodeLearner):
         "n_quantization_rounds": [Interval(numbers.Integral, 1, None, closed="left")],
         "n_icm_iter": [Interval(numbers.Integral, 0, None, closed="left")],
         "pairs": [StrOptions({"all", "aligned"})],
+        "label_similarity": [StrOptions({"share", "jaccard"})],
     }
     _structural_params = (
         *BaseCodeLearner._structural_params,
@@ -386,6 +406,7 @@ class HQHasher(BaseCodeLearner):
         n_quantization_rounds=1,
         n_icm_iter=3,
         pairs="all",
+        label_similarity="share",
         hidden_layer_sizes=(512,),
         dropout=0.1,
         module=None,
@@ -416,6 +437,7 @@ class HQHasher(BaseCodeLearner):
         self.n_quantization_rounds = n_quantization_rounds
         self.n_icm_iter = n_icm_iter
         self.pairs = pairs
+        self.label_similarity = label_similarity
         self.hidden_layer_sizes = hidden_layer_sizes
         self.dropout = dropout
         self.module = module
@@ -446,6 +468,7 @@ class HQHasher(BaseCodeLearner):
             lambda_b=self.lambda_b,
             lambda_q=self.lambda_q,
             pairs=self.pairs,
+            label_similarity=self.label_similarity,
         )
 
     def _callbacks(self, rng):

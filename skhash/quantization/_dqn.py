@@ -41,13 +41,21 @@ class _DQNCriterion(_Criterion):
     """DQN eq. (2): pairwise cosine loss + λ product-quantization loss."""
 
     def __init__(
-        self, modalities, *, lambda_q, similarity, code_length=None, pair_loss="paper"
+        self,
+        modalities,
+        *,
+        lambda_q,
+        similarity,
+        code_length=None,
+        pair_loss="paper",
+        label_similarity="share",
     ):
         super().__init__()
         self.modalities = modalities
         self.lambda_q = lambda_q
         self.similarity = similarity
         self.pair_loss = pair_loss
+        self.label_similarity = label_similarity
         self.code_length = code_length  # B of "ip": ⟨z_i, z_j⟩ / B (None: width)
         self.reconstruction = None  # {modality: (n_train, d) tensor}, per epoch
 
@@ -55,7 +63,7 @@ class _DQNCriterion(_Criterion):
         feats = [y_pred[m] for m in self.modalities]
         if self.similarity == "cosine":
             feats = [F.normalize(f, dim=1, eps=_EPS) for f in feats]
-        S = similarity_matrix(y_true, y_true)
+        S = similarity_matrix(y_true, y_true, self.label_similarity)
         if len(feats) == 1:
             l_sim = pairwise_cosine_loss(
                 feats[0],
@@ -262,6 +270,15 @@ class DQNQuantizer(BaseCodeLearner):
         probabilities reach 5e-5 and 1 − 5e-5), balanced in the same way.
         The same forms apply to ``similarity="ip"`` with ``⟨z_i, z_j⟩ / B``
         in place of the cosine. See Notes for why and what each measured.
+    label_similarity : {"share", "jaccard"}, default="share"
+        The pair labels ``s_ij`` of multi-label data: ``"share"``, 1 when
+        two items share a label (the papers'); ``"jaccard"``, the soft
+        label ``|Y_i ∩ Y_j| / |Y_i ∪ Y_j|`` of their label sets, which
+        weighs each pair's similar and dissimilar terms (``s_ij`` and
+        ``1 − s_ij``; the target ``2 s_ij − 1`` with ``"paper"``). Choose
+        ``"jaccard"`` when items are relevant by the overlap of their label
+        sets rather than by any shared label. Single-label data are the
+        same either way.
     quantizer : {"opq", "pq"}, default="opq"
         ``"pq"``: product codebooks on contiguous blocks of ``z`` (eq. 4).
         ``"opq"``: optimized product quantization, an orthogonal rotation
@@ -412,6 +429,7 @@ class DQNQuantizer(BaseCodeLearner):
         "quantization_warmup": [Interval(numbers.Integral, 0, None, closed="left")],
         "similarity": [StrOptions({"cosine", "ip"})],
         "pair_loss": [StrOptions({"logistic", "balanced", "paper"})],
+        "label_similarity": [StrOptions({"share", "jaccard"})],
         "quantizer": [StrOptions({"pq", "opq"})],
     }
     _structural_params = (
@@ -433,6 +451,7 @@ class DQNQuantizer(BaseCodeLearner):
         quantization_warmup=1,
         similarity="cosine",
         pair_loss="logistic",
+        label_similarity="share",
         quantizer="opq",
         hidden_layer_sizes=(512,),
         dropout=0.1,
@@ -460,6 +479,7 @@ class DQNQuantizer(BaseCodeLearner):
         self.quantization_warmup = quantization_warmup
         self.similarity = similarity
         self.pair_loss = pair_loss
+        self.label_similarity = label_similarity
         self.quantizer = quantizer
         self.hidden_layer_sizes = hidden_layer_sizes
         self.dropout = dropout
@@ -498,6 +518,7 @@ class DQNQuantizer(BaseCodeLearner):
             similarity=self.similarity,
             code_length=self.n_codebooks * math.log2(self.n_codewords),
             pair_loss=self.pair_loss,
+            label_similarity=self.label_similarity,
         )
 
     def _callbacks(self, rng):
