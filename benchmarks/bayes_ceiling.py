@@ -30,17 +30,15 @@ from __future__ import annotations
 import numpy as np
 from sklearn.utils import check_random_state
 
-from skhash.datasets._synthetic import _draw_cross_modal
+from skhash.datasets._synthetic import _draw_cross_modal, _modality_widths
 
-__all__ = ["cross_modal_model", "bayes_scores"]
+__all__ = ["draw_with_model", "bayes_scores"]
 
 
-def cross_modal_model(n_samples, *, n_classes, multilabel, difficulty, random_state):
-    """The generative model of ``make_cross_modal(n_samples, ...)`` with the
-    default widths (the arguments must be those the data was drawn with)."""
-    from skhash.datasets._synthetic import _modality_widths
-
-    _, _, model = _draw_cross_modal(
+def draw_with_model(n_samples, *, n_classes, multilabel, difficulty, random_state):
+    """``make_cross_modal(n_samples, ...)`` with the default widths (the same
+    ``X, y``), and the generative model it drew them from."""
+    return _draw_cross_modal(
         n_samples,
         n_classes,
         _modality_widths((64, 32)),
@@ -48,7 +46,6 @@ def cross_modal_model(n_samples, *, n_classes, multilabel, difficulty, random_st
         difficulty,
         check_random_state(random_state),
     )
-    return model
 
 
 def _label_sets(model):

@@ -92,7 +92,7 @@ from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
 
 from skhash import DJSRHHasher, DQNQuantizer, HQHasher, MultiModal, TwoStageRetriever
-from skhash.datasets import load_wiki, make_cross_modal
+from skhash.datasets import load_wiki
 from skhash.metrics import (
     average_precision_from_ranking,
     harmonic_mean,
@@ -101,7 +101,7 @@ from skhash.metrics import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bayes_ceiling import bayes_scores, cross_modal_model  # noqa: E402
+from bayes_ceiling import bayes_scores, draw_with_model  # noqa: E402
 from bench_djsrh import cosine, hamming, run_cca, run_itq  # noqa: E402
 
 K = 50
@@ -203,9 +203,8 @@ def load_dataset(name, data_dir):
             difficulty=float(difficulty),
             random_state=SEED,
         )
-        X, y = make_cross_modal(2000, **params)
+        X, y, model = draw_with_model(2000, **params)  # make_cross_modal's X, y
         rel = jaccard_at_least(0.5) if kind == "multi" else share_label
-        model = cross_modal_model(2000, **params)
         return Dataset(name, X[:1500], y[:1500], X[1500:], y[1500:], rel, model)
     raise SystemExit(f"unknown dataset {name!r}; choose from {DATASETS}.")
 

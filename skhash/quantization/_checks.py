@@ -33,12 +33,13 @@ def _check_X(X, name="X"):
 _FLOAT32_SPAN = 1e18
 
 
-def _distance_dtype(*arrays):
+def _distance_dtype(*arrays, span=_FLOAT32_SPAN):
     """float64 where a float32 computation of squared distances between the
-    rows of ``arrays`` would overflow or vanish (see :data:`_FLOAT32_SPAN`),
-    else None (keep the arrays' dtype)."""
+    rows of ``arrays`` would overflow or vanish (their largest magnitude
+    beyond ``span`` or, nonzero, below ``1 / span``; see
+    :data:`_FLOAT32_SPAN`), else None (keep the arrays' dtype)."""
     peak = max((float(np.abs(a).max()) for a in arrays if a.size), default=0.0)
-    if peak > _FLOAT32_SPAN or 0.0 < peak < 1.0 / _FLOAT32_SPAN:
+    if peak > span or 0.0 < peak < 1.0 / span:
         return np.float64
     return None
 
@@ -70,13 +71,13 @@ def _tables_dtype(Q, codebooks):
     return None
 
 
-def _check_X_distances(X, *others, name="X"):
+def _check_X_distances(X, *others, name="X", span=_FLOAT32_SPAN):
     """:func:`_check_X`, then float64 for a float32 ``X`` whose squared
     distances to the rows of ``others`` (or its own) would overflow or
-    vanish in float32: the codes and errors computed from it stay those of
-    the data at any finite magnitude."""
+    vanish in float32 (``span``: see :func:`_distance_dtype`): the codes and
+    errors computed from it stay those of the data at any finite magnitude."""
     X = _check_X(X, name)
-    if X.dtype == np.float32 and _distance_dtype(X, *others) is not None:
+    if X.dtype == np.float32 and _distance_dtype(X, *others, span=span) is not None:
         X = X.astype(np.float64)
     return X
 

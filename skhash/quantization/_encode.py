@@ -209,21 +209,10 @@ def _encode_on_device(
 _ENCODE_SPAN = 1e15
 
 
-def _encode_dtype(*arrays):
-    """float64 where the compiled encoder's float32 tables would leave
-    float32's range (see :data:`_ENCODE_SPAN`), else None."""
-    peak = max((float(np.abs(a).max()) for a in arrays if a.size), default=0.0)
-    if peak > _ENCODE_SPAN or 0.0 < peak < 1.0 / _ENCODE_SPAN:
-        return np.float64
-    return None
-
-
 def _check_encode_args(X, codebooks, kind, init_codes):
     """Validated ``(X, codebooks, init_codes, codes dtype)`` of :func:`encode`."""
     codebooks = _check_codebooks(codebooks)
-    X = _check_X_distances(X, codebooks)
-    if X.dtype == np.float32 and _encode_dtype(X, codebooks) is not None:
-        X = X.astype(np.float64)
+    X = _check_X_distances(X, codebooks, span=_ENCODE_SPAN)
     _check_width(X, codebooks)
     n_codebooks, n_codewords, _ = codebooks.shape
     if kind == "product":

@@ -102,10 +102,10 @@ def _warn_float32_range(codebooks):
     import warnings
 
     from skhash._warnings import user_stacklevel
-    from skhash.quantization._checks import _FLOAT32_SPAN, _peak
+    from skhash.quantization._checks import _FLOAT32_SPAN, _distance_dtype, _peak
 
-    peak = _peak(codebooks)
-    if peak > _FLOAT32_SPAN or 0.0 < peak < 1.0 / _FLOAT32_SPAN:
+    if _distance_dtype(codebooks) is not None:
+        peak = _peak(codebooks)
         warnings.warn(
             f"The codebooks' largest magnitude is {peak:.3g}, outside "
             f"[{1 / _FLOAT32_SPAN:g}, {_FLOAT32_SPAN:g}]: faiss computes its "
