@@ -33,13 +33,19 @@ def _check_X(X, name="X"):
 _FLOAT32_SPAN = 1e18
 
 
+def _beyond(value, span):
+    """Whether the magnitude ``value`` (>= 0) is beyond ``span`` or,
+    nonzero, below ``1 / span``: outside what float32 computes safely."""
+    return value > span or 0.0 < value < 1.0 / span
+
+
 def _distance_dtype(*arrays, span=_FLOAT32_SPAN):
     """float64 where a float32 computation of squared distances between the
     rows of ``arrays`` would overflow or vanish (their largest magnitude
     beyond ``span`` or, nonzero, below ``1 / span``; see
     :data:`_FLOAT32_SPAN`), else None (keep the arrays' dtype)."""
     peak = max((float(np.abs(a).max()) for a in arrays if a.size), default=0.0)
-    if peak > span or 0.0 < peak < 1.0 / span:
+    if _beyond(peak, span):
         return np.float64
     return None
 
@@ -66,7 +72,7 @@ def _tables_dtype(Q, codebooks):
     if _distance_dtype(Q, codebooks) is not None:
         return np.float64
     product = _peak(Q) * _peak(codebooks)
-    if product > _PRODUCT_SPAN or 0.0 < product < 1.0 / _PRODUCT_SPAN:
+    if _beyond(product, _PRODUCT_SPAN):
         return np.float64
     return None
 

@@ -7,6 +7,7 @@ from skhash.quantization._checks import (
     _FLOAT32_SPAN,
     _METRICS,
     _PRODUCT_SPAN,
+    _beyond,
     _check_codebooks,
     _check_codes,
     _check_width,
@@ -154,7 +155,7 @@ def codebook_shift(codebooks):
     if codebooks is None:
         return 0
     peak = _peak(np.asarray(codebooks))
-    if peak > _FLOAT32_SPAN or 0.0 < peak < 1.0 / _FLOAT32_SPAN:
+    if _beyond(peak, _FLOAT32_SPAN):
         return int(np.frexp(peak)[1])
     return 0
 
