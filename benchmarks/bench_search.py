@@ -59,6 +59,7 @@ N = 10^6, 64 bits, M = 8, alpha*N = 100), or pick a subset with
 
 import argparse
 import ctypes
+import itertools
 import os
 import re
 import subprocess
@@ -72,7 +73,7 @@ from threadpoolctl import threadpool_limits
 
 from skhash import CodeSet, pack_bits
 from skhash.quantization import encode, kmeans_codebooks
-from skhash.retrieval import TwoStageRetriever, _mih, get_backend
+from skhash.retrieval import TwoStageRetriever, _ivf, _mih, get_backend
 from skhash.retrieval._faiss import to_faiss
 from skhash.retrieval._numba import _popcount
 
@@ -895,6 +896,13 @@ def _float_faiss_curves(args, n, d, X, Q, nq, nlist, add, m_pq):
         hnsw = None
 
 
+def _quantizer_nprobe(value):
+    """``--ivf-quantizer-nprobe``'s value as the parameter."""
+    if value.lower() == "none":
+        return None
+    return value if value == "auto" else int(value)
+
+
 def _ivf_curve(args, db, queries, n, add):
     """skhash ``stage1="ivf"``: alpha x nprobe sweep (recall also against the
     exhaustive two-stage result of the same alpha, the ``vs exh`` column)."""
@@ -926,8 +934,10 @@ def _ivf_curve(args, db, queries, n, add):
             continue
         exhaustive.set_params(alpha=L)
         ref = exhaustive.kneighbors(queries[: args.truth])[1]
-        for nprobe in args.ivf_nprobe:
-            est.set_params(alpha=L, nprobe=nprobe, n_jobs=None)
+        settings = itertools.product(args.ivf_nprobe, args.ivf_quantizer_nprobe)
+        for nprobe, qnp in settings:
+            groups = _quantizer_nprobe(qnp)
+            est.set_params(alpha=L, nprobe=nprobe, n_jobs=None, quantizer_nprobe=groups)
             qps = rate(lambda m: est.kneighbors(queries[:m]), args.queries, args.budget)
             qps2 = float("nan")
             if args.two_threads:
@@ -937,9 +947,10 @@ def _ivf_curve(args, db, queries, n, add):
                 )
                 est.set_params(n_jobs=None)
             found = est.kneighbors(queries[: args.truth])[1]
+            groups = _ivf.quantizer_nprobe(est, ivf)
             add(
                 f"skhash ivf{ivf.nlist}",
-                f"L={L} np={nprobe} vs exh {recall(found, ref):.2f}",
+                f"L={L} np={nprobe} qnp={groups} vs exh {recall(found, ref):.2f}",
                 qps,
                 found,
                 build,
@@ -1063,6 +1074,12 @@ def main(argv=None):
     )
     parser.add_argument(
         "--ivf-nlist", type=int, default=None, help="skhash nlist (None: default)"
+    )
+    parser.add_argument(
+        "--ivf-quantizer-nprobe",
+        nargs="+",
+        default=["auto"],
+        help="skhash quantizer_nprobe values ('auto', 'none' or ints)",
     )
     parser.add_argument(
         "--two-threads", action="store_true", help="also time skhash ivf on 2 threads"

@@ -78,6 +78,15 @@ __all__ = ["InvertedLists", "default_nlist"]
 #: it scans the nearest lists that hold the shortlist, which measured best in
 #: recall and speed on learned codes (User Guide, "Approximate stage 1").
 DEFAULT_NPROBE = 1
+#: ``quantizer_nprobe="auto"``: from this many lists on (``nlist=None``
+#: from about ``N = 2.6 * 10**5``), a query ranks groups of lists first and
+#: ranks only the lists of its ``DEFAULT_QUANTIZER_NPROBE`` best groups
+#: (a two-level coarse quantizer, as faiss's ``quantizer_nprobe``). Ranking
+#: every list costs ``nlist * M`` table additions per query, the largest
+#: part of a short search at scale (User Guide, "Approximate stage 1").
+GROUPED_MIN_NLIST = 1024
+#: Groups probed by ``quantizer_nprobe="auto"`` (of about ``sqrt(nlist)``).
+DEFAULT_QUANTIZER_NPROBE = 8
 
 
 # --------------------------------------------------------------------------- #
@@ -101,6 +110,21 @@ def check_params(est, n_items=None):
     """
     nlist = getattr(est, "nlist", None)
     nprobe = getattr(est, "nprobe", DEFAULT_NPROBE)
+    q_nprobe = getattr(est, "quantizer_nprobe", "auto")
+    if not (
+        q_nprobe is None
+        or (isinstance(q_nprobe, str) and q_nprobe == "auto")
+        or (
+            isinstance(q_nprobe, Integral)
+            and not isinstance(q_nprobe, (bool, np.bool_))
+            and q_nprobe >= 1
+        )
+    ):
+        raise ValueError(
+            f"quantizer_nprobe={q_nprobe!r} must be 'auto', None (rank every "
+            f"list) or a positive int (groups of lists probed), e.g. "
+            f"quantizer_nprobe={DEFAULT_QUANTIZER_NPROBE}."
+        )
     if nlist is not None and (
         isinstance(nlist, (bool, np.bool_))
         or not isinstance(nlist, Integral)
@@ -215,6 +239,8 @@ def ensure(est, dst):
         ivf = ivf.extend(bits, entry.get("codes")) if same_prefix else None
     if ivf is None:
         ivf = _build(est, dst)
+    if quantizer_nprobe(est, ivf) is not None:
+        ivf.groups()  # built once, before the threads
     return ivf
 
 
@@ -222,6 +248,18 @@ def _n_jobs(est):
     """Threads of the lists' build (k-means and assignment): the search's
     ``n_jobs``; the lists do not depend on it."""
     return n_threads(est.n_jobs)
+
+
+def quantizer_nprobe(est, ivf):
+    """The groups of lists a query of ``ivf`` probes (None: every list
+    is ranked), from ``est.quantizer_nprobe``; lists of bits, ranked by
+    Hamming distance, are never grouped."""
+    q = getattr(est, "quantizer_nprobe", "auto")
+    if q is None or ivf.metric == "hamming":  # Hamming keys are not grouped
+        return None
+    if isinstance(q, str):  # "auto"
+        return DEFAULT_QUANTIZER_NPROBE if ivf.nlist >= GROUPED_MIN_NLIST else None
+    return int(q)
 
 
 def _compiled(backend):
@@ -245,6 +283,7 @@ def stage1_shortlist(est, backend, q, dst, n_short, ordered, luts):
         ordered=ordered,
         backend=backend,
         norm_shift=q.get("lut_shift", (0, 0))[1],
+        quantizer_nprobe=quantizer_nprobe(est, ivf),
     )
 
 
@@ -300,6 +339,7 @@ def search(est, backend, q, rows, dst, k, n_short, ip_luts):
         compiled=compiled,
         backend=backend,
         norm_shift=a,
+        quantizer_nprobe=quantizer_nprobe(est, ivf),
     )
     if scale:
         dist = np.ldexp(dist, scale, out=dist)

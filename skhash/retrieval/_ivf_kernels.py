@@ -433,3 +433,137 @@ def _ivf_adc(
         for j in range(m, k):
             out_idx[q, j] = -1
             out_dist[q, j] = np.inf
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _best_pairs(keys, ids, n, m, hk, hi):
+    """The ``m`` best of the pairs ``(keys[t], ids[t])``, ``t < n``, by
+    (key, id), best first, in ``hk/hi[:m]`` (as :func:`_best_lists`, for
+    ids in no particular order)."""
+    size = 0
+    t = 0
+    while t < n and size < m:  # fill the heap, sifting up
+        k, lst = keys[t], ids[t]
+        pos = size
+        size += 1
+        while pos > 0:
+            parent = (pos - 1) // 2
+            if _worse(k, lst, hk[parent], hi[parent]):
+                hk[pos], hi[pos] = hk[parent], hi[parent]
+                pos = parent
+            else:
+                break
+        hk[pos], hi[pos] = k, lst
+        t += 1
+    for t in range(t, n):  # replace the worst, sift down
+        k, lst = keys[t], ids[t]
+        if _worse(hk[0], hi[0], k, lst):
+            hk[0], hi[0] = k, lst
+            _sift_down(hk, hi, 0, size)
+    for end in range(size - 1, 0, -1):  # heap sort: worst to the end
+        wk, wi = hk[0], hi[0]
+        hk[0], hi[0] = hk[end], hi[end]
+        _sift_down(hk, hi, 0, end)
+        hk[end], hi[end] = wk, wi
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _ivf_probe_grouped(
+    luts,
+    gkeys,
+    gptr,
+    glists,
+    codes,
+    metric,
+    c_sq,
+    nprobe,
+    n_short,
+    n_groups,
+    factor,
+    offsets,
+    ptr,
+    lists,
+):
+    """:func:`_ivf_probe` over the lists of each query's best groups only
+    (see :meth:`InvertedLists.probe_lists
+    <skhash.retrieval._ivf_lists.InvertedLists.probe_lists>`).
+
+    Per query (row of ``gkeys``, the groups' keys): the first ``g`` groups
+    by (key, group id), ``g`` from ``n_groups`` doubled until their lists
+    hold ``n_short`` items and number ``factor`` times the lists a probe
+    first considers (or every group is taken); the keys of those lists only,
+    the same bits as :meth:`~skhash.retrieval._ivf_lists.InvertedLists.list_keys`
+    (the look-up-table entries of ``codes`` summed in codebook order, then
+    ``-s`` for ``metric=0``, ``-2 s + c_sq`` for ``metric=1``); of them, the
+    first ``j`` by (key, list id), ``j`` as in :func:`_ivf_probe`. CSR into
+    ``ptr`` and ``lists`` (which must hold ``n_q * nlist``)."""
+    n_q, n_g = gkeys.shape
+    nl = offsets.shape[0] - 1
+    n_books = codes.shape[1]
+    gk = np.empty(n_g, gkeys.dtype)
+    gi = np.empty(n_g, np.int64)
+    ck = np.empty(nl, np.float32)
+    ci = np.empty(nl, np.int64)
+    hk = np.empty(nl, np.float32)
+    hi = np.empty(nl, np.int64)
+    mean_size = max(1.0, (offsets[nl] - offsets[0]) / nl)
+    m0 = min(nl, max(nprobe, int(2.0 * n_short / mean_size) + 1))
+    want = factor * m0
+    w = 0
+    ptr[0] = 0
+    for q in range(n_q):
+        lq = luts[q]
+        g = min(n_g, n_groups)
+        while True:
+            _best_lists(gkeys[q], g, gk, gi)
+            n = 0
+            held = 0
+            for t in range(g):
+                grp = gi[t]
+                for p in range(gptr[grp], gptr[grp + 1]):
+                    lst = glists[p]
+                    ci[n] = lst
+                    held += offsets[lst + 1] - offsets[lst]
+                    n += 1
+            if (held >= n_short and n >= want) or g == n_g:
+                break
+            g = min(n_g, 2 * g)
+        t = 0
+        while t + 4 <= n:  # four lists side by side (independent sums)
+            l0, l1, l2, l3 = ci[t], ci[t + 1], ci[t + 2], ci[t + 3]
+            s0 = s1 = s2 = s3 = np.float32(0.0)
+            for m in range(n_books):
+                lm = lq[m]
+                s0 += lm[codes[l0, m]]
+                s1 += lm[codes[l1, m]]
+                s2 += lm[codes[l2, m]]
+                s3 += lm[codes[l3, m]]
+            ck[t], ck[t + 1], ck[t + 2], ck[t + 3] = s0, s1, s2, s3
+            t += 4
+        for t in range(t, n):
+            lst = ci[t]
+            s = np.float32(0.0)
+            for m in range(n_books):
+                s += lq[m, codes[lst, m]]
+            ck[t] = s
+        for t in range(n):
+            if metric == 0:
+                ck[t] = -ck[t]
+            else:
+                ck[t] = np.float32(-2.0) * ck[t] + c_sq[ci[t]]
+        m = min(n, m0)
+        while True:
+            _best_pairs(ck, ci, n, m, hk, hi)
+            held = 0
+            j = 0
+            while j < m and (j < nprobe or held < n_short):
+                held += offsets[hi[j] + 1] - offsets[hi[j]]
+                j += 1
+            if held >= n_short or m == n:
+                break
+            m = min(n, 4 * m)
+        for t in range(j):
+            lists[w] = hi[t]
+            w += 1
+        ptr[q + 1] = w
+    return w
