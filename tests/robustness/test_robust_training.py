@@ -8,7 +8,6 @@ There is no ``warm_start`` or ``partial_fit``.
 
 import re
 
-import numpy as np
 import pytest
 import torch
 from robust_cases import LEARNERS, make_learner, same_codes
