@@ -708,13 +708,13 @@ def curves(args):
             rec = recall(found, truth)
             rows.append((method, knob, qps, qps2, rec, build, nbytes / n))
             print(
-                f"  {method:<22} {knob:<14} {qps:>8.0f} {_f(qps2, 8, 0)} "
+                f"  {method:<26} {knob:<14} {qps:>8.0f} {_f(qps2, 8, 0)} "
                 f"{rec:>6.3f} {build:>7.1f} {nbytes / n:>7.1f}",
                 flush=True,
             )
 
         print(
-            f"  {'method':<22} {'knob':<14} {'q/s':>8} {'2thr':>8} {'rec@50':>6} "
+            f"  {'method':<26} {'knob':<14} {'q/s':>8} {'2thr':>8} {'rec@50':>6} "
             f"{'build s':>7} {'B/item':>7}",
             flush=True,
         )
@@ -949,8 +949,8 @@ def _ivf_curve(args, db, queries, n, add):
             found = est.kneighbors(queries[: args.truth])[1]
             groups = _ivf.quantizer_nprobe(est, ivf)
             add(
-                f"skhash ivf{ivf.nlist}",
-                f"L={L} np={nprobe} qnp={groups} vs exh {recall(found, ref):.2f}",
+                f"skhash ivf{ivf.nlist} qnp={groups}",
+                f"L={L} np={nprobe} vs exh {recall(found, ref):.2f}",
                 qps,
                 found,
                 build,

@@ -43,6 +43,16 @@ centroids are k-means centroids of the ``±1`` bits, binarised (faiss's
 ``IndexBinaryIVF``); items and queries go by Hamming distance to them.
 Ties go to the lower list id everywhere.
 
+**Groups of lists** (``quantizer_nprobe``). Ranking every list costs
+``nlist * M`` table additions per query. :meth:`InvertedLists.groups`
+clusters the coded centroids into about ``sqrt(nlist)`` groups (their
+centres encoded with the codebooks too), and a grouped probe
+(:meth:`InvertedLists.probe_lists`) ranks the groups first and then the
+lists of its best groups only, each list's key the same bits as in the full
+ranking: with every group probed the lists are those of the full ranking.
+``"auto"`` groups from ``GROUPED_MIN_NLIST`` lists on. Lists of bits
+(Hamming keys, one word per list) are never grouped.
+
 **Build.** k-means (:func:`_lloyd`: centroids drawn among the sample,
 then ``N_ITER`` Lloyd iterations) on a sample of at most
 ``TRAIN_POINTS_PER_LIST * nlist`` items drawn from the first ``n_train``

@@ -13,7 +13,8 @@ import pytest
 from sklearn.utils._param_validation import InvalidParameterError
 from test_ivf import _data, _ip_tables, _ivf, _same, _split
 
-from skhash.retrieval import TwoStageRetriever, _ivf as ivf_module
+from skhash.retrieval import TwoStageRetriever
+from skhash.retrieval import _ivf as ivf_module
 from skhash.retrieval import _query as query_module
 
 CASES = [("aqd", "additive"), ("aqd-l2", "additive"), ("aqd-l2", "product")]
@@ -153,3 +154,29 @@ def test_invalid_quantizer_nprobe_is_refused(value):
         est.set_params(quantizer_nprobe="auto").kneighbors(db[:5]),
         _ivf().fit(db).kneighbors(db[:5]),
     )
+
+
+def _scaled(codes, exp):
+    """The same codes with codebooks and embeddings scaled by ``2**exp``."""
+    parts = dict(
+        codes=codes.get("X", "codes"),
+        bits=codes.get("X", "bits"),
+        n_bits=codes.n_bits,
+        codebooks=np.ldexp(codes.codebooks, exp),
+        codebook_kind=codes.codebook_kind,
+    )
+    return type(codes)(embedding=np.ldexp(codes.get("X", "embedding"), exp), **parts)
+
+
+@pytest.mark.parametrize("rerank,kind", CASES)
+@pytest.mark.parametrize("exp", [66, -83, 100, -100])
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_grouped_search_at_a_power_of_two_scale_is_the_unscaled_one(
+    rerank, kind, exp, backend
+):
+    db, q = _db_queries(kind, seed=9, n_queries=40)
+    params = dict(nlist=36, rerank=rerank, quantizer_nprobe=1, backend=backend)
+    d0, i0 = _ivf(**params).fit(db).kneighbors(q)
+    d, i = _ivf(**params).fit(_scaled(db, exp)).kneighbors(_scaled(q, exp))
+    np.testing.assert_array_equal(i, i0)
+    np.testing.assert_array_equal(d, np.ldexp(d0, 2 * exp))
