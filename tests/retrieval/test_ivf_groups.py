@@ -180,3 +180,29 @@ def test_grouped_search_at_a_power_of_two_scale_is_the_unscaled_one(
     d, i = _ivf(**params).fit(_scaled(db, exp)).kneighbors(_scaled(q, exp))
     np.testing.assert_array_equal(i, i0)
     np.testing.assert_array_equal(d, np.ldexp(d0, 2 * exp))
+
+
+def test_groups_follow_add_and_count_in_nbytes():
+    db, q = _split(10, 60)
+    est = _ivf(nlist=36, quantizer_nprobe=2).fit(db[:1000])
+    est.kneighbors(q)
+    ivf = est._ivf_cache["X"]
+    before = ivf.nbytes
+    groups = ivf.groups()
+    assert before == (
+        sum(a.nbytes for a in groups)
+        + ivf.centroids.nbytes
+        + ivf.centroid_codes.nbytes
+        + ivf.offsets.nbytes
+        + ivf.ids.nbytes
+        + ivf.list_codes.nbytes
+        + (0 if ivf._words is None else ivf._words.nbytes)
+    )
+    est.add(db[1000:])  # the same centroids, so the same groups
+    d, i = est.kneighbors(q)
+    assert est._ivf_cache["X"].groups() is groups
+    assert i.max() >= 1000  # the new items are found
+    _same(
+        est.set_params(quantizer_nprobe=6).kneighbors(q),
+        est.set_params(quantizer_nprobe=None).kneighbors(q),
+    )
