@@ -9,7 +9,7 @@ import numpy as np
 from numba import carray, njit
 
 from skhash.quantization._products import WIDTH
-from skhash.retrieval._numba import _sift_down, _worse
+from skhash.retrieval._numba import _aqd_candidates, _sift_down, _worse
 from skhash.retrieval._numba_bits import _popcount
 from skhash.utils._numba_stack import stack_buffer
 
@@ -238,6 +238,27 @@ def _best_lists(row, m, hk, hi):
         hk[end], hi[end] = wk, wi
 
 
+@njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _take(hi, m, nprobe, n_short, offsets):
+    """How many of the ranked lists ``hi[:m]`` a probe takes: at least
+    ``nprobe``, and on while they hold fewer than ``n_short`` items.
+    Returns ``(j, items held by the first j)``."""
+    held = 0
+    j = 0
+    while j < m and (j < nprobe or held < n_short):
+        held += offsets[hi[j] + 1] - offsets[hi[j]]
+        j += 1
+    return j, held
+
+
+@njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _emit(hi, j, lists, w):
+    """Append ``hi[:j]`` to ``lists`` at ``w``; returns the new end."""
+    for t in range(j):
+        lists[w + t] = hi[t]
+    return w + j
+
+
 @njit(cache=True, nogil=True, boundscheck=False)
 def _ivf_probe(keys, nprobe, n_short, offsets, ptr, lists):
     """Per query (row of ``keys``), the lists its search scans: the first
@@ -260,17 +281,11 @@ def _ivf_probe(keys, nprobe, n_short, offsets, ptr, lists):
         m = m0
         while True:
             _best_lists(keys[q], m, hk, hi)
-            held = 0
-            j = 0
-            while j < m and (j < nprobe or held < n_short):
-                held += offsets[hi[j] + 1] - offsets[hi[j]]
-                j += 1
+            j, held = _take(hi, m, nprobe, n_short, offsets)
             if held >= n_short or m == nl:
                 break
             m = min(nl, 4 * m)
-        for t in range(j):
-            lists[w] = hi[t]
-            w += 1
+        w = _emit(hi, j, lists, w)
         ptr[q + 1] = w
     return w
 
@@ -499,7 +514,6 @@ def _ivf_probe_grouped(
     ``ptr`` and ``lists`` (which must hold ``n_q * nlist``)."""
     n_q, n_g = gkeys.shape
     nl = offsets.shape[0] - 1
-    n_books = codes.shape[1]
     gk = np.empty(n_g, gkeys.dtype)
     gi = np.empty(n_g, np.int64)
     ck = np.empty(nl, np.float32)
@@ -512,7 +526,6 @@ def _ivf_probe_grouped(
     w = 0
     ptr[0] = 0
     for q in range(n_q):
-        lq = luts[q]
         g = min(n_g, n_groups)
         while True:
             _best_lists(gkeys[q], g, gk, gi)
@@ -528,24 +541,10 @@ def _ivf_probe_grouped(
             if (held >= n_short and n >= want) or g == n_g:
                 break
             g = min(n_g, 2 * g)
-        t = 0
-        while t + 4 <= n:  # four lists side by side (independent sums)
-            l0, l1, l2, l3 = ci[t], ci[t + 1], ci[t + 2], ci[t + 3]
-            s0 = s1 = s2 = s3 = np.float32(0.0)
-            for m in range(n_books):
-                lm = lq[m]
-                s0 += lm[codes[l0, m]]
-                s1 += lm[codes[l1, m]]
-                s2 += lm[codes[l2, m]]
-                s3 += lm[codes[l3, m]]
-            ck[t], ck[t + 1], ck[t + 2], ck[t + 3] = s0, s1, s2, s3
-            t += 4
-        for t in range(t, n):
-            lst = ci[t]
-            s = np.float32(0.0)
-            for m in range(n_books):
-                s += lq[m, codes[lst, m]]
-            ck[t] = s
+        # the candidates' table sums, as the re-ranking sums them
+        _aqd_candidates(
+            luts[q : q + 1], ci[:n].reshape((1, n)), codes, ck[:n].reshape((1, n))
+        )
         for t in range(n):
             if metric == 0:
                 ck[t] = -ck[t]
@@ -554,16 +553,10 @@ def _ivf_probe_grouped(
         m = min(n, m0)
         while True:
             _best_pairs(ck, ci, n, m, hk, hi)
-            held = 0
-            j = 0
-            while j < m and (j < nprobe or held < n_short):
-                held += offsets[hi[j] + 1] - offsets[hi[j]]
-                j += 1
+            j, held = _take(hi, m, nprobe, n_short, offsets)
             if held >= n_short or m == n:
                 break
             m = min(n, 4 * m)
-        for t in range(j):
-            lists[w] = hi[t]
-            w += 1
+        w = _emit(hi, j, lists, w)
         ptr[q + 1] = w
     return w
