@@ -200,6 +200,30 @@ def nearest_kernel(X, tiled, sq, n_cols, out, best):
                             break
 
 
+@njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _sift_up(hk, hi, pos, k, lst):
+    """Insert ``(k, lst)`` at the end ``pos`` of the max-heap ``hk/hi[:pos]``
+    (by (key, id)) and sift it up."""
+    while pos > 0:
+        parent = (pos - 1) // 2
+        if _worse(k, lst, hk[parent], hi[parent]):
+            hk[pos], hi[pos] = hk[parent], hi[parent]
+            pos = parent
+        else:
+            break
+    hk[pos], hi[pos] = k, lst
+
+
+@njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _sort_heap(hk, hi, size):
+    """Heap sort of the max-heap ``hk/hi[:size]``: best first."""
+    for end in range(size - 1, 0, -1):  # the worst to the end
+        wk, wi = hk[0], hi[0]
+        hk[0], hi[0] = hk[end], hi[end]
+        _sift_down(hk, hi, 0, end)
+        hk[end], hi[end] = wk, wi
+
+
 @njit(cache=True, nogil=True, boundscheck=False)
 def _best_lists(row, m, hk, hi):
     """The ``m`` best lists of ``row`` by (key, list id), best first, in
@@ -212,17 +236,8 @@ def _best_lists(row, m, hk, hi):
     size = 0
     lst = 0
     while lst < nl and size < m:  # fill the heap, sifting up
-        k = row[lst]
-        pos = size
+        _sift_up(hk, hi, size, row[lst], lst)
         size += 1
-        while pos > 0:
-            parent = (pos - 1) // 2
-            if _worse(k, lst, hk[parent], hi[parent]):
-                hk[pos], hi[pos] = hk[parent], hi[parent]
-                pos = parent
-            else:
-                break
-        hk[pos], hi[pos] = k, lst
         lst += 1
     worst = hk[0]
     for lst in range(lst, nl):  # replace the worst, sift down
@@ -231,11 +246,7 @@ def _best_lists(row, m, hk, hi):
             hk[0], hi[0] = k, lst
             _sift_down(hk, hi, 0, size)
             worst = hk[0]
-    for end in range(size - 1, 0, -1):  # heap sort: worst to the end
-        wk, wi = hk[0], hi[0]
-        hk[0], hi[0] = hk[end], hi[end]
-        _sift_down(hk, hi, 0, end)
-        hk[end], hi[end] = wk, wi
+    _sort_heap(hk, hi, size)
 
 
 @njit(cache=True, nogil=True, boundscheck=False, inline="always")
@@ -458,28 +469,15 @@ def _best_pairs(keys, ids, n, m, hk, hi):
     size = 0
     t = 0
     while t < n and size < m:  # fill the heap, sifting up
-        k, lst = keys[t], ids[t]
-        pos = size
+        _sift_up(hk, hi, size, keys[t], ids[t])
         size += 1
-        while pos > 0:
-            parent = (pos - 1) // 2
-            if _worse(k, lst, hk[parent], hi[parent]):
-                hk[pos], hi[pos] = hk[parent], hi[parent]
-                pos = parent
-            else:
-                break
-        hk[pos], hi[pos] = k, lst
         t += 1
     for t in range(t, n):  # replace the worst, sift down
         k, lst = keys[t], ids[t]
         if _worse(hk[0], hi[0], k, lst):
             hk[0], hi[0] = k, lst
             _sift_down(hk, hi, 0, size)
-    for end in range(size - 1, 0, -1):  # heap sort: worst to the end
-        wk, wi = hk[0], hi[0]
-        hk[0], hi[0] = hk[end], hi[end]
-        _sift_down(hk, hi, 0, end)
-        hk[end], hi[end] = wk, wi
+    _sort_heap(hk, hi, size)
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
