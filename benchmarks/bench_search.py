@@ -36,7 +36,9 @@ additive codebooks: 64 + 8 x 8 bits = 16 B/item by default, fitted on 5,000
 items of ``make_cross_modal`` with 100 classes, then ``transform`` of the whole
 database and the queries), recall@50 against the exact inner-product top-50 of
 the float embeddings and queries/s with one thread (two for skhash's ``2thr``),
-for skhash's knobs (``alpha`` x ``stage1``) and faiss's IndexBinaryFlat and
+for skhash's knobs (``alpha`` x ``stage1``; for ``stage1="ivf"`` also
+``--ivf-nprobe`` x ``--ivf-quantizer-nprobe``, each value its own curve)
+and faiss's IndexBinaryFlat and
 IndexBinaryIVF (``nprobe`` sweep; 4 sqrt(N) lists trained on 64 codes per list)
 + the same AQD re-rank, IndexPQFastScan and IndexIVFPQFastScan (4-bit codes at
 the same bytes per item: 32 x 4 bits for 16 B/item, 64 x 4 for 128 bits + 16
