@@ -189,10 +189,10 @@ class TwoStageRetriever(_QueryEngine, _IndexState, _Persistence, BaseEstimator):
         faiss's ``quantizer_nprobe``). Faster at scale, approximate: a list
         outside those groups is not probed; with every group probed the
         results are those of None. ``"auto"`` is None below 1,024 lists
-        and 8 from there on (at 6,325 lists, ``N = 10**7``, 1.5-2.1 times
-        the queries per second at the same ``L`` for 0.001-0.006 less
-        recall@50; see :ref:`the measurements <ivf-stage1>`). Read at
-        query time.
+        and 8 from there on (at 6,325 lists, ``N = 10**7``, 1.4-2.2 times
+        the queries per second at the same ``L`` for up to 0.008 less
+        recall@50, in two runs; see :ref:`the measurements <ivf-stage1>`).
+        Read at query time.
     random_state : int, RandomState instance or None, default=None
         Seeds the k-means of ``stage1="ivf"`` (the training sample and its
         initialisation); an int gives the same lists at every fit. The
