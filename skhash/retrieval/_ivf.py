@@ -240,6 +240,7 @@ def ensure(est, dst):
         ivf = None
     if ivf is not None:
         ivf.n_jobs = _n_jobs(est)
+        ivf.kind = est.codebook_kind_ or "additive"
     if ivf is not None and ivf.bits is not bits:
         same_prefix = (
             len(bits) >= ivf.n_items

@@ -259,6 +259,13 @@ class InvertedLists:
         self.bits = bits
         self.extend(bits, codes)
 
+    def __setstate__(self, state):
+        # lists pickled before the groups existed: no groups built yet, and
+        # the codebooks' kind is set again by the retriever (_ivf.ensure)
+        state.setdefault("_group_state", None)
+        state.setdefault("kind", "additive")
+        self.__dict__.update(state)
+
     def __repr__(self):
         return (
             f"InvertedLists(nlist={self.nlist}, n_items={self.n_items}, "

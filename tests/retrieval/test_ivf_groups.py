@@ -206,3 +206,18 @@ def test_groups_follow_add_and_count_in_nbytes():
         est.set_params(quantizer_nprobe=6).kneighbors(q),
         est.set_params(quantizer_nprobe=None).kneighbors(q),
     )
+
+
+def test_lists_pickled_before_the_groups_still_search():
+    import pickle
+
+    both = _data(11, n=1540, kind="product")
+    db, q = both[:1500], both[1500:]
+    est = _ivf(nlist=36, rerank="aqd-l2", quantizer_nprobe=2).fit(db)
+    ref = est.kneighbors(q)
+    old = pickle.loads(pickle.dumps(est))
+    ivf = old._ivf_cache["X"]
+    del ivf.__dict__["_group_state"], ivf.__dict__["kind"]  # an older pickle
+    old = pickle.loads(pickle.dumps(old))
+    _same(old.kneighbors(q), ref)  # the groups rebuilt, with the product kind
+    assert old._ivf_cache["X"].kind == "product"
