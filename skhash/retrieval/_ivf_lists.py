@@ -28,11 +28,6 @@ _ASSIGN_ENTRIES = 1 << 22
 #: Items decoded per block of the assignment (then scored by
 #: :func:`~skhash.retrieval._ivf_assign.nearest`).
 _DECODE_ROWS = 1 << 16
-#: A grouped probe (``quantizer_nprobe``) takes groups until their lists
-#: number at least this many times those the probe's first pass considers
-#: (``max(nprobe, 2 L / mean list size + 1)``), so that the lists it keeps
-#: are chosen among several times as many.
-CANDIDATE_FACTOR = 4
 
 
 def default_nlist(n_items):
@@ -421,21 +416,9 @@ class InvertedLists:
         if self.metric == "hamming":
             raise ValueError("lists ranked by Hamming distance are not grouped.")
         if self._group_state is None:
-            from skhash.quantization import encode
+            from skhash.retrieval._ivf_groups import build_groups
 
-            n_groups = max(1, int(round(math.sqrt(self.nlist))))
-            rng = np.random.RandomState(self.seed)
-            centres = _lloyd(self.centroids, n_groups, rng)
-            with _limit_threads():
-                codes = encode(centres, self.codebooks, kind=self.kind, n_jobs=1)
-            codes = np.ascontiguousarray(codes, dtype=self.centroid_codes.dtype)
-            coded = _decode(codes, self.codebooks)
-            sq = np.einsum("gd,gd->g", coded, coded).astype(np.float32)
-            group = nearest(self.centroids, coded, sq)
-            ptr = np.zeros(n_groups + 1, dtype=np.int64)
-            np.cumsum(np.bincount(group, minlength=n_groups), out=ptr[1:])
-            lists = np.argsort(group, kind="stable").astype(np.int64)
-            self._group_state = (codes, sq, ptr, lists)
+            self._group_state = build_groups(self)
         return self._group_state
 
     def probe_lists(
@@ -456,7 +439,7 @@ class InvertedLists:
         :meth:`probe`). An int ranks the :meth:`groups` first, by the keys
         of their coded centroids, and only the lists of the best
         ``quantizer_nprobe`` groups, or of more (doubling) until they hold
-        ``n_short`` items and ``CANDIDATE_FACTOR`` times the lists a probe
+        ``n_short`` items and ``_ivf_groups.CANDIDATE_FACTOR`` times the lists a probe
         first considers; among those it takes what :meth:`probe` takes. A
         list's key is the same bits either way, so with every group taken
         the lists are those of ``None``. Lists of Hamming keys are never
@@ -471,6 +454,7 @@ class InvertedLists:
         p = min(int(nprobe), self.nlist)
         q_groups = int(quantizer_nprobe)
         if compiled:
+            from skhash.retrieval._ivf_groups import CANDIDATE_FACTOR
             from skhash.retrieval._ivf_kernels import _ivf_probe_grouped
 
             c_sq = (
@@ -497,45 +481,11 @@ class InvertedLists:
                 lists,
             )
             return ptr, lists
-        return self._probe_grouped(
-            luts, gkeys, gptr, glists, p, int(n_short), q_groups, backend, norm_shift
-        )
+        from skhash.retrieval._ivf_groups import probe_grouped
 
-    def _probe_grouped(
-        self, luts, gkeys, gptr, glists, p, n_short, q_groups, backend, norm_shift
-    ):
-        """The numpy reference of the grouped :meth:`probe_lists`."""
-        sizes = np.diff(self.offsets)
-        n_g = len(gptr) - 1
-        mean_size = max(1.0, float(self.offsets[-1] - self.offsets[0]) / self.nlist)
-        m0 = min(self.nlist, max(p, int(2.0 * n_short / mean_size) + 1))
-        out, ptr = [], [0]
-        for q in range(len(gkeys)):
-            order = np.lexsort((np.arange(n_g), gkeys[q]))
-            g = min(n_g, q_groups)
-            while True:
-                cand = np.concatenate(
-                    [glists[gptr[t] : gptr[t + 1]] for t in order[:g]]
-                ).astype(np.int64)
-                held = int(sizes[cand].sum())
-                if (held >= n_short and len(cand) >= CANDIDATE_FACTOR * m0) or g == n_g:
-                    break
-                g = min(n_g, 2 * g)
-            keys = self._coded_keys(
-                luts[q : q + 1],
-                self.centroid_codes,
-                self.c_sqnorms,
-                backend,
-                norm_shift,
-                cand=cand[None],
-            )[0]
-            ranked = cand[np.lexsort((cand, keys))]
-            cum = np.cumsum(sizes[ranked])
-            j = min(len(ranked), max(p, int((cum < n_short).sum()) + 1))
-            out.append(ranked[:j])
-            ptr.append(ptr[-1] + j)
-        lists = np.concatenate(out) if out else np.empty(0, np.int64)
-        return np.asarray(ptr, dtype=np.int64), lists.astype(np.int64)
+        return probe_grouped(
+            self, luts, gkeys, p, int(n_short), q_groups, backend, norm_shift
+        )
 
     def probe(self, keys, nprobe, n_short):
         """The lists each query scans: its ``nprobe`` best (ties to the lower
