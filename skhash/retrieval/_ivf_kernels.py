@@ -9,7 +9,14 @@ import numpy as np
 from numba import carray, njit
 
 from skhash.quantization._products import WIDTH
-from skhash.retrieval._numba import _aqd_candidates, _sift_down, _worse
+from skhash.quantization._products_kernel import products_kernel
+from skhash.retrieval._numba import (
+    _aqd_all,
+    _aqd_all_words,
+    _aqd_candidates,
+    _sift_down,
+    _worse,
+)
 from skhash.retrieval._numba_bits import _popcount
 from skhash.utils._numba_stack import stack_buffer
 
@@ -558,3 +565,124 @@ def _ivf_probe_grouped(
         w = _emit(hi, j, lists, w)
         ptr[q + 1] = w
     return w
+
+
+#: Queries per block of :func:`_ivf_scan`: their look-up tables (8 KiB a
+#: query at 8 x 256) stay in the core's cache with the codewords' tiles.
+_SCAN_BLOCK = 32
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _ivf_scan(
+    emb,
+    tiles,
+    n_books,
+    n_words,
+    key_words,
+    key_codes,
+    key_sq,
+    metric,
+    grouped,
+    gptr,
+    glists,
+    centroid_codes,
+    c_sq,
+    nprobe,
+    n_short,
+    n_groups,
+    factor,
+    offsets,
+    ids,
+    codes,
+    mode,
+    q_sq,
+    sq,
+    exclude,
+    k,
+    out_idx,
+    out_dist,
+):
+    """A chunk of queries' whole IVF-ADC search in one call, without the
+    GIL: per block of :data:`_SCAN_BLOCK` queries, the look-up tables
+    (:func:`products_kernel` of the embeddings ``emb`` and the codewords'
+    ``tiles``), the keys of the coded centroids (or of the groups' centres,
+    ``grouped``), the probe (:func:`_ivf_probe` or
+    :func:`_ivf_probe_grouped`) and the scan (:func:`_ivf_adc`): the
+    kernels of the separate calls of :func:`skhash.retrieval._ivf.search`
+    on the same values, so the same bits.
+
+    Why: two threads scale. Each separate call takes and drops the GIL,
+    small numpy steps between them hold it, and their per-chunk arrays
+    (tables of the whole chunk, room for ``n_q * nlist`` probed lists) are
+    fresh memory that both threads fault in at once; here the scratch of
+    one block is allocated once per call and reused.
+
+    ``key_words`` (the key codes as uint64 words, 8 uint8 codes each; a
+    ``(0, 1)`` array where the codes are not so read) or ``key_codes``
+    give the codes whose keys rank the lists or groups, ``key_sq`` their
+    squared norms (``metric=1``); ``emb`` is float32, ``tiles`` of
+    :func:`~skhash.quantization._products.tile_rows`.
+    """
+    n = emb.shape[0]
+    width = tiles.shape[0] * tiles.shape[2]
+    n_keys = key_codes.shape[0]
+    nl = offsets.shape[0] - 1
+    block = min(n, _SCAN_BLOCK)
+    full = np.empty((block, width), np.float32)
+    luts = np.empty((block, n_books, n_words), np.float32)
+    keys = np.empty((block, n_keys), np.float32)
+    ptr = np.empty(block + 1, np.int64)
+    lists = np.empty(block * nl, np.int64)
+    for s in range(0, n, block):
+        e = min(n, s + block)
+        b = e - s
+        products_kernel(emb[s:e], tiles, full[:b])
+        for q in range(b):  # the tiles' padding dropped
+            for m in range(n_books):
+                for c in range(n_words):
+                    luts[q, m, c] = full[q, m * n_words + c]
+        lb, kb = luts[:b], keys[:b]
+        if key_words.shape[0] == n_keys:
+            _aqd_all_words(lb, key_words, kb)
+        else:
+            _aqd_all(lb, key_codes, kb)
+        for q in range(b):
+            for j in range(n_keys):
+                if metric == 0:
+                    kb[q, j] = -kb[q, j]
+                else:
+                    kb[q, j] = np.float32(-2.0) * kb[q, j] + key_sq[j]
+        if grouped:
+            _ivf_probe_grouped(
+                lb,
+                kb,
+                gptr,
+                glists,
+                centroid_codes,
+                metric,
+                c_sq,
+                nprobe,
+                n_short,
+                n_groups,
+                factor,
+                offsets,
+                ptr,
+                lists,
+            )
+        else:
+            _ivf_probe(kb, nprobe, n_short, offsets, ptr, lists)
+        _ivf_adc(
+            lb,
+            ptr,
+            lists,
+            offsets,
+            ids,
+            codes,
+            mode,
+            q_sq[s:e],
+            sq,
+            exclude[s:e],
+            k,
+            out_idx[s:e],
+            out_dist[s:e],
+        )

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import math
-from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral
 
 import numpy as np
@@ -26,6 +25,7 @@ from skhash.quantization._distances import query_shifts, tables_from_tiles
 from skhash.quantization._products import tile_rows
 from skhash.retrieval import _ivf, _mih
 from skhash.retrieval._kernels import _CHUNK_BYTES, get_backend
+from skhash.utils._threads import map_threads
 from skhash.utils._threads import n_threads as _n_threads
 
 #: Bytes of look-up tables and list keys per chunk of a scan of lists of
@@ -298,11 +298,7 @@ class _QueryEngine:
             return self._search_chunk(backend, q, rows, dst, k, L)
 
         with _threadpool_controller().limit(limits=1, user_api="blas"):
-            if n_threads == 1 or len(slices) == 1:
-                results = [run(sl) for sl in slices]
-            else:
-                with ThreadPoolExecutor(max_workers=min(n_threads, len(slices))) as ex:
-                    results = list(ex.map(run, slices))
+            results = map_threads(run, slices, n_threads)
         dist = np.concatenate([r[0] for r in results], axis=0)
         idx = np.concatenate([r[1] for r in results], axis=0)
         return dist, idx
@@ -367,6 +363,11 @@ class _QueryEngine:
         ip_luts = None  # the queries' inner-product tables, when both stages use them
         if _ivf.scans_codes(self, dst, L):
             # inverted lists of codes: every item of the probed lists re-ranked
+            found = _ivf.search_fused(
+                self, backend, q, rows, dst, k, n_short + (rows is not None)
+            )
+            if found is not None:
+                return found
             ip_luts = self._tables(q, "ip")
             return _ivf.search(
                 self, backend, q, rows, dst, k, n_short + (rows is not None), ip_luts

@@ -1,0 +1,151 @@
+"""The fused scan of lists of codes (``_ivf_scan``: one compiled call per chunk).
+
+What must hold: wherever it applies, the results are those of the separate
+kernels, bit for bit (rankings, grouping, exclusions, code widths, table
+padding, several blocks); it runs where it should and steps aside where it
+does not apply (numpy backend, product codebooks' block tables, scaled
+tables), and a lazy backend answers while it compiles.
+"""
+
+import numpy as np
+import pytest
+
+from skhash import CodeSet, pack_bits
+from skhash.quantization import encode
+from skhash.retrieval import TwoStageRetriever, _ivf_kernels
+from skhash.retrieval import _ivf as ivf_module
+
+
+def _data(n_books, n_words, n=1300, d=16, seed=0):
+    rng = np.random.RandomState(seed)
+    C = (0.5 * rng.randn(n_books, n_words, d)).astype(np.float32)
+    centers = rng.randn(20, d)
+    emb = (centers[rng.randint(20, size=n)] + 0.4 * rng.randn(n, d)).astype(np.float32)
+    return CodeSet(
+        embedding=emb,
+        bits=pack_bits(emb),
+        n_bits=d,
+        codes=encode(emb, C, kind="additive"),
+        codebooks=C,
+        codebook_kind="additive",
+    )
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """Counts the fused kernel's calls."""
+    seen = []
+    kernel = _ivf_kernels._ivf_scan
+
+    def spy(*args):
+        seen.append(len(args[0]))
+        return kernel(*args)
+
+    monkeypatch.setattr(_ivf_kernels, "_ivf_scan", spy)
+    return seen
+
+
+def _unfused(est, *args, **kwargs):
+    orig = ivf_module.search_fused
+    ivf_module.search_fused = lambda *a, **k: None
+    try:
+        return est.kneighbors(*args, **kwargs)
+    finally:
+        ivf_module.search_fused = orig
+
+
+# (M, K): uint8 codes read 8 to a word; M not a multiple of 8; K below the
+# tables' tile width (padding dropped); uint16 codes
+@pytest.mark.parametrize("n_books,n_words", [(8, 32), (3, 16), (2, 300)])
+@pytest.mark.parametrize("rerank", ["aqd", "aqd-l2"])
+@pytest.mark.parametrize("groups", [None, 2])
+def test_fused_scan_is_the_separate_kernels(n_books, n_words, rerank, groups, calls):
+    both = _data(n_books, n_words)
+    db, q = both[:1200], both[1200:]  # 100 queries: several blocks
+    est = TwoStageRetriever(
+        alpha=60,
+        n_neighbors=10,
+        stage1="ivf",
+        nlist=25,
+        nprobe=2,
+        rerank=rerank,
+        quantizer_nprobe=groups,
+        backend="numba",
+        random_state=0,
+    ).fit(db)
+    for n_jobs in (None, 2):
+        est.set_params(n_jobs=n_jobs)
+        del calls[:]
+        got = est.kneighbors(q)
+        assert sum(calls) == len(q)  # every query went through the fused call
+        want = _unfused(est, q)
+        np.testing.assert_array_equal(got[1], want[1])
+        np.testing.assert_array_equal(got[0], want[0])
+    # exclusions (kneighbors(X=None) with embeddings indexed): each query
+    # skips the row given for it
+    from skhash.retrieval import get_backend
+
+    backend = get_backend("numba")
+    emb = q.get("X", "embedding")
+    parts = {"embedding": emb, "bits": q.get("X", "bits")}
+    rows = np.where(np.arange(len(q)) % 2 == 0, want[1][:, 0], -1)
+    for k, n_short in ((10, 61), (1, 1), (7, 400)):
+        got = ivf_module.search_fused(est, backend, parts, rows, "X", k, n_short)
+        want_ex = ivf_module.search(
+            est, backend, parts, rows, "X", k, n_short, est._tables(parts, "ip")
+        )
+        np.testing.assert_array_equal(got[1], want_ex[1])
+        np.testing.assert_array_equal(got[0], want_ex[0])
+        assert not np.any(got[1] == rows[:, None])
+
+
+def test_fused_scan_steps_aside_where_it_does_not_apply(calls):
+    both = _data(4, 16)
+    db, q = both[:1200], both[1200:]
+    params = dict(alpha=60, n_neighbors=10, stage1="ivf", nlist=25, random_state=0)
+    ref = TwoStageRetriever(backend="numba", **params).fit(db).kneighbors(q)
+    del calls[:]
+    # the numpy backend runs its own reference, the same results
+    got = TwoStageRetriever(backend="numpy", **params).fit(db).kneighbors(q)
+    assert calls == []
+    np.testing.assert_array_equal(got[1], ref[1])
+    np.testing.assert_array_equal(got[0], ref[0])
+    # queries of extreme magnitude get scaled tables: the separate kernels
+    est = TwoStageRetriever(backend="numba", **params).fit(db)
+    big = CodeSet(
+        embedding=q.get("X", "embedding") * np.float32(1e30),
+        bits=q.get("X", "bits"),
+        n_bits=q.n_bits,
+    )
+    scaled = est.kneighbors(big)
+    assert calls == []
+    np.testing.assert_array_equal(scaled[1], ref[1])
+
+
+def test_product_codebooks_keep_the_separate_kernels(calls):
+    rng = np.random.RandomState(1)
+    emb = rng.randn(1300, 16).astype(np.float32)
+    C = (0.5 * rng.randn(4, 16, 16)).astype(np.float32)
+    for m in range(4):  # block-diagonal: a product quantizer
+        C[m, :, : 4 * m] = 0
+        C[m, :, 4 * m + 4 :] = 0
+    both = CodeSet(
+        embedding=emb,
+        bits=pack_bits(emb),
+        n_bits=16,
+        codes=encode(emb, C, kind="product"),
+        codebooks=C,
+        codebook_kind="product",
+    )
+    est = TwoStageRetriever(
+        alpha=60,
+        n_neighbors=10,
+        stage1="ivf",
+        nlist=25,
+        rerank="aqd-l2",
+        random_state=0,
+    ).fit(both[:1200])
+    got = est.kneighbors(both[1200:])
+    assert calls == []
+    want = est.set_params(backend="numpy").kneighbors(both[1200:])
+    np.testing.assert_array_equal(got[1], want[1])
