@@ -357,13 +357,19 @@ def search(est, backend, q, rows, dst, k, n_short, ip_luts):
     return dist, idx
 
 
-def search_fused(est, backend, q, rows, dst, k, n_short):
-    """:func:`search` as one compiled call per chunk (``_ivf_scan``: tables,
-    list keys, probe and scan without the GIL in between; the same bits),
-    or None where that kernel does not apply (a numpy backend, product
-    codebooks' block tables, look-up tables of scaled queries, float64
-    embeddings) or is still compiling in the background (a lazy backend):
-    the caller then runs :func:`search`."""
+def fused_scan(est, backend, q, rows, dst, k, n_short):
+    """:func:`search` of a whole call as one compiled call per chunk
+    (``_ivf_scan``: tables, list keys, probe and scan without the GIL in
+    between; the same bits), prepared once for all the queries ``q`` (the
+    call's parts; ``rows`` their own rows to skip, or None).
+
+    Returns ``(scan, distances, indices)``, ``scan(sl)`` searching the
+    queries of the slice ``sl`` into those rows of the two arrays (from any
+    thread, each slice once), or None where the kernel does not apply (a
+    numpy backend, product codebooks' block tables, scaled look-up tables,
+    float64 embeddings) or is still compiling in the background (a lazy
+    backend): the chunks then run :func:`search`.
+    """
     mode = adc_mode(est, dst)
     tiles = getattr(est, "_lut_tiles", None)
     emb = q["embedding"]
@@ -372,9 +378,9 @@ def search_fused(est, backend, q, rows, dst, k, n_short):
         or mode not in (0, 1)
         or tiles is None
         or getattr(est, "_lut_blocks", None) is not None
-        or q.get("lut_shift", (0, 0)) != (0, 0)
         or emb.dtype != np.float32
         or tiles.dtype != np.float32
+        or est._table_shifts(q, dst) is not None
     ):
         return None
     from skhash.retrieval._ivf_groups import CANDIDATE_FACTOR
@@ -384,21 +390,16 @@ def search_fused(est, backend, q, rows, dst, k, n_short):
     ivf = est._ivf_cache[dst]
     emb = np.ascontiguousarray(emb)
     n_q = len(emb)
-    n_short = int(min(n_short, ivf.n_items))
     idx = np.empty((n_q, k), dtype=np.int64)
     dist = np.empty((n_q, k), dtype=np.float64)
-    if n_q == 0 or k == 0:
-        return dist, idx
     groups = quantizer_nprobe(est, ivf)
     metric = 0 if ivf.metric == "ip" else 1
     no_sq = np.zeros(1, np.float32)
     if groups is None:
         key_codes, key_sq = ivf.centroid_codes, ivf.c_sqnorms
         gptr = glists = np.zeros(1, np.int64)
-        n_groups = 0
     else:
         key_codes, key_sq, gptr, glists = ivf.groups()
-        n_groups = int(groups)
     # uint8 codes are read 8 to a word, as the backend's rerank_aqd reads them
     words = np.empty((0, 1), np.uint64)
     if (
@@ -408,10 +409,11 @@ def search_fused(est, backend, q, rows, dst, k, n_short):
     ):
         words = key_codes.view(np.uint64)
     sq = est._index[dst]["sqnorms"] if mode == 1 else np.zeros(1, np.float64)
+    sq = np.asarray(sq)
     exclude = np.full(n_q, -1, np.int64) if rows is None else rows.astype(np.int64)
+    q_sq = np.einsum("qd,qd->q", emb, emb, dtype=np.float64)
     n_books, n_words = est.codebooks_.shape[:2]
-    args = (
-        emb,
+    head = (
         tiles,
         n_books,
         n_words,
@@ -425,24 +427,23 @@ def search_fused(est, backend, q, rows, dst, k, n_short):
         ivf.centroid_codes,
         no_sq if metric == 0 else ivf.c_sqnorms,
         min(int(est.nprobe), ivf.nlist),
-        n_short,
-        n_groups,
+        int(min(n_short, ivf.n_items)),
+        0 if groups is None else int(groups),
         CANDIDATE_FACTOR,
         ivf.offsets,
         ivf.ids,
         ivf.list_codes,
         mode,
-        np.einsum("qd,qd->q", emb, emb, dtype=np.float64),
-        np.asarray(sq),
-        exclude,
-        int(k),
-        idx,
-        dist,
     )
+    k = int(k)
+
+    def scan(sl):
+        _ivf_scan(emb[sl], *head, q_sq[sl], sq, exclude[sl], k, idx[sl], dist[sl])
+
+    args = (emb, *head, q_sq, sq, exclude, k, idx, dist)
     if not _kernel_ready(_ivf_scan, args, 0, getattr(backend, "lazy", False)):
         return None
-    _ivf_scan(*args)
-    return dist, idx
+    return scan, dist, idx
 
 
 def saved_state(est):

@@ -292,12 +292,22 @@ class _QueryEngine:
         step = max(1, math.ceil(n_q / n_chunks))
         slices = [slice(s, min(s + step, n_q)) for s in range(0, n_q, step)]
 
+        fused = None  # lists of codes: one compiled call per chunk, if it can
+        if self._plans[dst][0] and _ivf.scans_codes(self, dst, L):
+            rows = np.arange(n_q) if exclude_self else None
+            n_short = max(L, k) + exclude_self
+            fused = _ivf.fused_scan(self, backend, parts, rows, dst, k, n_short)
+
         def run(sl):
             q = {p: v[sl] for p, v in parts.items()}
             rows = np.arange(sl.start, sl.stop) if exclude_self else None
             return self._search_chunk(backend, q, rows, dst, k, L)
 
         with _threadpool_controller().limit(limits=1, user_api="blas"):
+            if fused is not None:
+                scan, dist, idx = fused
+                map_threads(scan, slices, n_threads)
+                return dist, idx
             results = map_threads(run, slices, n_threads)
         dist = np.concatenate([r[0] for r in results], axis=0)
         idx = np.concatenate([r[1] for r in results], axis=0)
@@ -363,11 +373,6 @@ class _QueryEngine:
         ip_luts = None  # the queries' inner-product tables, when both stages use them
         if _ivf.scans_codes(self, dst, L):
             # inverted lists of codes: every item of the probed lists re-ranked
-            found = _ivf.search_fused(
-                self, backend, q, rows, dst, k, n_short + (rows is not None)
-            )
-            if found is not None:
-                return found
             ip_luts = self._tables(q, "ip")
             return _ivf.search(
                 self, backend, q, rows, dst, k, n_short + (rows is not None), ip_luts

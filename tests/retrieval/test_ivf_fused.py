@@ -46,12 +46,12 @@ def calls(monkeypatch):
 
 
 def _unfused(est, *args, **kwargs):
-    orig = ivf_module.search_fused
-    ivf_module.search_fused = lambda *a, **k: None
+    orig = ivf_module.fused_scan
+    ivf_module.fused_scan = lambda *a, **k: None
     try:
         return est.kneighbors(*args, **kwargs)
     finally:
-        ivf_module.search_fused = orig
+        ivf_module.fused_scan = orig
 
 
 # (M, K): uint8 codes read 8 to a word; M not a multiple of 8; K below the
@@ -90,7 +90,10 @@ def test_fused_scan_is_the_separate_kernels(n_books, n_words, rerank, groups, ca
     parts = {"embedding": emb, "bits": q.get("X", "bits")}
     rows = np.where(np.arange(len(q)) % 2 == 0, want[1][:, 0], -1)
     for k, n_short in ((10, 61), (1, 1), (7, 400)):
-        got = ivf_module.search_fused(est, backend, parts, rows, "X", k, n_short)
+        fused = ivf_module.fused_scan(est, backend, parts, rows, "X", k, n_short)
+        scan, *got = fused
+        for sl in (slice(0, 33), slice(33, 40), slice(40, len(q))):  # any chunks
+            scan(sl)
         want_ex = ivf_module.search(
             est, backend, parts, rows, "X", k, n_short, est._tables(parts, "ip")
         )
