@@ -177,25 +177,31 @@ def rate(fn, n_queries, budget, min_time=1.0, max_runs=100):
     return best
 
 
-def rate_pair(fn1, fn2, n_queries, budget, min_time=2.0, max_runs=100):
+def rate_pair(fn1, fn2, n_queries, budget, min_time=2.0, turn=0.1, max_runs=200):
     """Best queries/s of ``fn1(n)`` and of ``fn2(n)``, the two timed in
-    turns (as :func:`rate`, over ``min_time`` seconds together): a ratio
-    of the two compares runs made at the same moments of a shared machine,
-    where two separate :func:`rate` calls can meet different loads."""
+    turns of about ``turn`` seconds of calls each (as :func:`rate`, over
+    ``min_time`` seconds together): a ratio of the two compares runs made
+    at the same moments of a shared machine, where two separate
+    :func:`rate` calls can meet different loads. Turns of several calls,
+    not one call each: a user's threads search call after call, and a
+    helper thread woken (and its caches filled) for a single short call
+    between calls on one thread would be timed at its slowest."""
     fn1(min(8, n_queries))  # warm-up
     fn2(min(8, n_queries))
     t0 = time.perf_counter()
     fn1(min(32, n_queries))
     est = min(32, n_queries) / max(time.perf_counter() - t0, 1e-9)
     n = int(min(n_queries, max(32, budget * est)))
+    calls = max(1, int(turn * est / n))  # calls per turn
     best, spent, runs = [0.0, 0.0], 0.0, 0
     while runs == 0 or (runs < max_runs and spent < min_time):
         for j, fn in enumerate((fn1, fn2)):
-            t0 = time.perf_counter()
-            fn(n)
-            dt = time.perf_counter() - t0
-            best[j], spent = max(best[j], n / dt), spent + dt
-        runs += 1
+            for _ in range(calls):
+                t0 = time.perf_counter()
+                fn(n)
+                dt = time.perf_counter() - t0
+                best[j], spent = max(best[j], n / dt), spent + dt
+        runs += calls
     return tuple(best)
 
 
