@@ -53,6 +53,13 @@ ranking: with every group probed the lists are those of the full ranking.
 ``"auto"`` groups from ``GROUPED_MIN_NLIST`` lists on. Lists of bits
 (Hamming keys, one word per list) are never grouped.
 
+**One call per chunk.** Where it applies (numba backend, additive
+codebooks, tables of ordinary magnitude), :func:`fused_scan` prepares a
+whole call once and each chunk of queries is one compiled call
+(``_ivf_kernels._ivf_scan``: tables, keys, probe and scan, without the GIL
+in between), which lets two threads scale; elsewhere the chunks run
+:func:`search`. The same kernels on the same numbers: the same bits.
+
 **Build.** k-means (:func:`_lloyd`: centroids drawn among the sample,
 then ``N_ITER`` Lloyd iterations) on a sample of at most
 ``TRAIN_POINTS_PER_LIST * nlist`` items drawn from the first ``n_train``

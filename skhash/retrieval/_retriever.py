@@ -117,7 +117,8 @@ class TwoStageRetriever(_QueryEngine, _IndexState, _Persistence, BaseEstimator):
         inverted lists (``stage1="ivf"``). ``None`` means 1, ``-1`` all
         processors (joblib's convention). Results and lists do not depend
         on it. BLAS is held to one thread inside a search, so ``n_jobs``
-        threads are all the search uses.
+        threads (the caller and helpers kept for the process: a call starts
+        none) are all the search uses.
     backend : str, default="auto"
         Name of the search kernels, see :func:`~skhash.retrieval.get_backend`:
         ``"numba"`` (compiled, several times faster), ``"numpy"`` (the
