@@ -682,7 +682,7 @@ default=None
         (40, 5)
         """
         check_is_fitted(self)
-        self._validate_params()
+        self._validate_search_params()
         k = _check_count(self.n_neighbors if n_neighbors is None else n_neighbors)
         src, dst = self._resolve_direction(direction, X)
         n = self.n_samples_fit_
