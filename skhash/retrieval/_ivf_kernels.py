@@ -637,11 +637,15 @@ def _ivf_scan(
         e = min(n, s + block)
         b = e - s
         products_kernel(emb[s:e], tiles, full[:b])
-        for q in range(b):  # the tiles' padding dropped
-            for m in range(n_books):
-                for c in range(n_words):
-                    luts[q, m, c] = full[q, m * n_words + c]
-        lb, kb = luts[:b], keys[:b]
+        if width == n_books * n_words:  # no padding: the products are the tables
+            lb = full[:b].reshape((b, n_books, n_words))
+        else:
+            for q in range(b):  # the tiles' padding dropped
+                for m in range(n_books):
+                    for c in range(n_words):
+                        luts[q, m, c] = full[q, m * n_words + c]
+            lb = luts[:b]
+        kb = keys[:b]
         if key_words.shape[0] == n_keys:
             _aqd_all_words(lb, key_words, kb)
         else:

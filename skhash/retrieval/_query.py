@@ -312,16 +312,16 @@ class _QueryEngine:
             rows = np.arange(n_q) if exclude_self else None
             n_short = max(L, k) + exclude_self
             fused = _ivf.fused_scan(self, backend, parts, rows, dst, k, n_short)
+        if fused is not None:  # compiled kernels only: no BLAS to hold back
+            scan, dist, idx = fused
+            map_threads(scan, slices, n_threads)
+            return dist, idx
 
         def run(sl):
             q = {p: v[sl] for p, v in parts.items()}
             rows = np.arange(sl.start, sl.stop) if exclude_self else None
             return self._search_chunk(backend, q, rows, dst, k, L)
 
-        if fused is not None:  # compiled kernels only: no BLAS to hold back
-            scan, dist, idx = fused
-            map_threads(scan, slices, n_threads)
-            return dist, idx
         with _threadpool_controller().limit(limits=1, user_api="blas"):
             results = map_threads(run, slices, n_threads)
         dist = np.concatenate([r[0] for r in results], axis=0)
