@@ -566,6 +566,65 @@ def test_scan_of_codes_ranks_many_equal_distances_by_index(rerank):
         assert np.all(i[1:][same] > i[:-1][same])
 
 
+@pytest.mark.parametrize("k", [1, 10, 300])
+@pytest.mark.parametrize("mode,rerank", [(0, "aqd"), (1, "aqd-l2")])
+def test_long_scans_keep_the_k_best_of_every_item(k, mode, rerank):
+    # a scan of thousands of items with 6 codes (most distances tie) and the
+    # queries' own items skipped must give the k best of all items by
+    # (distance, index), as the numpy scan does and as the exhaustive
+    # re-ranking does when every list is probed
+    rng = np.random.RandomState(33)
+    n = 6000
+    db = _data(seed=33, n=n)
+    codes = db.get("X", "codes")[rng.randint(6, size=n)]
+    mixed = rng.rand(n) < 0.3  # and some items of their own codes
+    codes[mixed] = db.get("X", "codes")[mixed]
+    C = db.codebooks
+    emb = C[np.arange(4), codes].sum(axis=1)
+    db = CodeSet(
+        embedding=emb,
+        bits=pack_bits(emb),
+        n_bits=D,
+        codes=codes,
+        codebooks=C,
+        codebook_kind="additive",
+    )
+    est = _ivf(alpha=40, rerank=rerank, nlist=3).fit(db)
+    ivf = est._ivf_cache["X"]
+    q = db[::97]
+    n_q = len(q)
+    qe = q.get("X", "embedding").copy()
+    # a zero query: every inner product ties, so the k best are the k lowest
+    # indices whatever list holds them (later lists hold lower ones)
+    qe[-1] = 0.0
+    ip = est._lookup_tables(qe, "ip")
+    q_sq = np.einsum("qd,qd->q", qe, qe, dtype=np.float64)
+    sq = est._index["X"]["sqnorms"] if mode == 1 else np.zeros(1)
+    exclude = (np.arange(n_q) * 97).astype(np.int64)
+    exclude[1::2] = -1
+    for nprobe in (1, 3):
+        args = (ip, ip, mode, q_sq, sq, 40, k, nprobe, exclude)
+        got = ivf.search(*args, compiled=True)
+        _same(got, ivf.search(*args, compiled=False))
+        if nprobe == 3:  # every item scanned: the exhaustive ranking
+            ref = TwoStageRetriever(
+                alpha=1.0, n_neighbors=k, rerank=rerank, stage1="exhaustive"
+            ).fit(db)
+            queries = CodeSet(
+                embedding=qe,
+                bits=pack_bits(qe),
+                n_bits=D,
+                codes=encode(qe, C, kind="additive"),
+                codebooks=C,
+                codebook_kind="additive",
+            )
+            r_d, r_i = ref.kneighbors(queries, n_neighbors=k + 1)
+            for r in range(n_q):  # drop the skipped item where there is one
+                keep = r_i[r] != exclude[r]
+                np.testing.assert_array_equal(got[1][r], r_i[r][keep][:k])
+                np.testing.assert_array_equal(got[0][r], r_d[r][keep][:k])
+
+
 def test_scan_of_codes_takes_embeddings_without_bits():
     db, q = _split(seed=34, n_queries=40)
     est = _ivf(alpha=60, nprobe=2).fit(db)
