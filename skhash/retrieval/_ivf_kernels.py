@@ -332,10 +332,70 @@ def _insertion_sort(bd, bi, n):
         bd[p], bi[p] = d, i
 
 
+#: :func:`_select` samples a threshold from ``n >= _SAMPLED * max(k, 50)``
+#: items on: below, its pass over all items costs about what it saves (0.93-
+#: 0.97x at 500-800 items, 1.03x at 1,400, 1.10x at 4,300, k = 50).
+_SAMPLED = 40
+
+
 @njit(cache=True, nogil=True, boundscheck=False)
 def _select(dist, ids, n, k, hist, bd, bi):
     """The ``k`` best of ``dist/ids[:n]`` by (distance, id), sorted, into
-    ``bd/bi[:k]`` (``k <= n``).
+    ``bd/bi[:k]`` (``k <= n``); ``dist/ids`` are scratch (reordered).
+
+    From ``n >= 40 max(k, 50)`` on, a threshold from a sample first drops
+    the items that cannot be among the ``k`` best: every ``s``-th item,
+    ``s = ⌊√(n / k)⌋`` (so at least ``k`` of them), gives ``τ``, the
+    largest sampled distance in the histogram bins (:func:`_select_hist`'s)
+    up to the one holding the sample's ``k``-th; at least ``k`` items are
+    ``<= τ``, so an item ``> τ`` has ``k`` strictly better ones and is
+    dropped. One pass of comparisons leaves about ``√(n k)`` items to
+    :func:`_select_hist`, which passes over all its items three times
+    (minimum and maximum, histogram, partition: about 2 ns an item at
+    ``10**6``, against about 3 ns for the scan's table sums). The result is
+    the same: the ``k`` best of all items, ties by id.
+    """
+    if n < _SAMPLED * max(k, 50):
+        _select_hist(dist, ids, n, k, hist, bd, bi)
+        return
+    # about n / stride >= sqrt(n k) >= k items sampled
+    stride = max(2, int(np.sqrt(n / k)))
+    nb = hist.shape[0]
+    lo, hi = dist[0], dist[0]
+    for j in range(0, n, stride):
+        d = dist[j]
+        lo = d if d < lo else lo
+        hi = d if d > hi else hi
+    if not (lo == lo and hi == hi and hi - lo < np.inf):  # NaN or inf spread
+        _select_hist(dist, ids, n, k, hist, bd, bi)
+        return
+    scale = (nb - 1) / (hi - lo) if hi > lo else 0.0
+    for b in range(nb):
+        hist[b] = 0
+    for j in range(0, n, stride):
+        hist[int((dist[j] - lo) * scale)] += 1
+    count = 0
+    kb = 0
+    while count + hist[kb] < k:
+        count += hist[kb]
+        kb += 1
+    tau = lo
+    for j in range(0, n, stride):  # the largest sampled distance up to bin kb
+        d = dist[j]
+        if int((d - lo) * scale) <= kb and d > tau:
+            tau = d
+    w = 0
+    for j in range(n):  # keep the items <= tau, in order, without a branch
+        d, i = dist[j], ids[j]
+        dist[w], ids[w] = d, i
+        w += d <= tau
+    _select_hist(dist, ids, w, k, hist, bd, bi)
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _select_hist(dist, ids, n, k, hist, bd, bi):
+    """The ``k`` best of ``dist/ids[:n]`` by (distance, id), sorted, into
+    ``bd/bi[:k]`` (``k <= n``), by one histogram over all items.
 
     A histogram of the distances over ``len(hist)`` equal bins between
     their minimum and maximum (a monotone map, so every item of a lower bin

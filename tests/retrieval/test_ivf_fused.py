@@ -152,3 +152,36 @@ def test_product_codebooks_keep_the_separate_kernels(calls):
     assert calls == []
     want = est.set_params(backend="numpy").kneighbors(both[1200:])
     np.testing.assert_array_equal(got[1], want[1])
+
+
+@pytest.mark.parametrize("n", [1, 7, 199, 257, 1999, 2000, 2001, 5003, 20011])
+@pytest.mark.parametrize("k", [1, 3, 50])
+@pytest.mark.parametrize("values", ["distinct", "few", "one", "negative", "sampled"])
+def test_selection_is_the_k_best_by_distance_then_id(n, k, values):
+    # the scan's selection (a sampled threshold from n >= 40 max(k, 50) on,
+    # one histogram below) against a full sort by (distance, id), on
+    # distinct distances, a few repeated ones (learned codes), a single one
+    # and negative ones, with ids in no particular order; "sampled": the
+    # smallest distances sit exactly at the sampled positions (every
+    # floor(sqrt(n / k))-th), so the threshold must keep k of them itself
+    from skhash.retrieval._ivf_kernels import _select
+
+    if k > n:
+        pytest.skip("the scan selects at most the items it has")
+    rng = np.random.RandomState(n + 7 * k)
+    sampled = 1e6 + rng.rand(n)
+    stride = max(2, int(np.sqrt(n / k)))
+    sampled[::stride] = rng.permutation(len(sampled[::stride]))
+    dist = {
+        "distinct": rng.randn(n),
+        "few": rng.randint(4, size=n).astype(np.float64),
+        "one": np.full(n, 2.5),
+        "negative": -np.abs(rng.standard_cauchy(n)),
+        "sampled": sampled,
+    }[values]
+    ids = rng.permutation(10 * n)[:n].astype(np.int64)
+    order = np.lexsort((ids, dist))[:k]
+    bd, bi = np.empty(n), np.empty(n, np.int64)
+    _select(dist.copy(), ids.copy(), n, k, np.empty(256, np.int64), bd, bi)
+    np.testing.assert_array_equal(bi[:k], ids[order])
+    np.testing.assert_array_equal(bd[:k], dist[order])
