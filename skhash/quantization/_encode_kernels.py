@@ -38,6 +38,7 @@ import threading
 import numpy as np
 from numba import njit
 
+from skhash.quantization._products import WIDTH, tile_rows
 from skhash.utils._threads import run_blocks
 
 __all__ = ["encode_additive", "encode_product", "table_bytes"]
@@ -478,6 +479,7 @@ def encode_additive(
         # −2 Cᵀ (exact scaling) for U = −2⟨x, C⟩ of the beam and local search
         flat_t = np.ascontiguousarray(-2.0 * flat.T) if need_u else None
         C2, C2aug, Ct, Q = tab["C2"], tab["C2aug"], tab["Ct"], tab["Q"]
+        C2tiles = tab["C2tiles"]
         inv_s, qrow, qtrunc, bnd = tab["inv_s"], tab["qrow"], tab["qtrunc"], tab["bnd"]
         sqm = sq.reshape(M, K)
         itype = np.int32 if dtype == np.float32 else np.int64
@@ -492,7 +494,7 @@ def encode_additive(
             kk = np.arange(K + 1, dtype=np.int32)
             seen = np.empty(M, dtype=np.int64)
             stats = np.zeros(3, dtype=np.int64)
-            args = (C, C2, C2aug, Ct, sqm, Q, inv_s, qrow, qtrunc, bnd)
+            args = (C, C2, C2aug, C2tiles, Ct, sqm, Q, inv_s, qrow, qtrunc, bnd)
             scratch = (R, P, Pi, S, t, kk, seen, stats, rmax2)
             if not need_u:
                 cb = np.zeros((hi - lo, M), dtype=np.int32)
@@ -577,6 +579,12 @@ def _tables(C, need_g):
     C2aug = np.empty((M, d + 1, K), dtype=dtype)
     C2aug[:, :d] = C2.transpose(0, 2, 1)
     C2aug[:, d] = sq.reshape(M, K)
+    # its columns in tiles for the products kernel, where K fills whole
+    # tiles (else a placeholder: encode_range then uses the BLAS product)
+    if K % WIDTH == 0:
+        C2tiles = np.stack([tile_rows(C2aug[m].T, dtype) for m in range(M)])
+    else:
+        C2tiles = np.zeros((M, 0, d + 1, WIDTH), dtype=dtype)
     eps = float(np.finfo(dtype).eps)
     # one quantized cross term: half a step of the integer table, plus the
     # rounding of the float table it was made from (d-term dot products:
@@ -603,6 +611,7 @@ def _tables(C, need_g):
         "Q": Q,
         "C2": C2,
         "C2aug": C2aug,
+        "C2tiles": C2tiles,
         "Ct": np.ascontiguousarray(C.transpose(0, 2, 1)),
         "inv_s": (1.0 / scales).astype(dtype),
         "qrow": qrow,

@@ -230,7 +230,8 @@ def test_approximate_scores_stay_within_the_bound():
     for i in range(n_items):
         codes = np.zeros((1, M), np.int32)
         encode_range(
-            X[i : i + 1], codes, C, tab["C2"], tab["C2aug"], tab["Ct"], sq,
+            X[i : i + 1], codes, C, tab["C2"], tab["C2aug"], tab["C2tiles"],
+            tab["Ct"], sq,
             tab["Q"], tab["inv_s"], tab["qrow"], tab["qtrunc"], tab["bnd"], False,
             n_iter, R, P, P.view(np.int32), S, np.empty(d, np.float32),
             np.arange(K + 1, dtype=np.int32),
@@ -302,3 +303,31 @@ def test_cached_tables_follow_the_codebooks_content():
         encode(X.astype(np.float32), C32, kind="additive"),
         _encode_numpy(X.astype(np.float32), C32, kind="additive"),
     )
+
+
+@pytest.mark.parametrize("K", [64, 128, 256])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tiled_products_match_the_reference(K, dtype):
+    # codebooks of whole tiles (K a multiple of 64): the scores come from the
+    # products kernel instead of the BLAS product; on clustered data with
+    # codebooks fitted to it (many near-ties), from the greedy start or given
+    # codes, the codes are the numpy reference's; with duplicated codewords
+    # (exact ties) the same codewords, each the lower index of its pair
+    # (each score is one chain in order, so duplicates score alike; the
+    # BLAS product of the reference rounds some columns differently at this
+    # width, and it then picks the upper copy for 7 % of the codes)
+    rng = np.random.RandomState(K)
+    centers = rng.randn(15, 20)
+    X = (centers[rng.randint(15, size=1200)] + 0.5 * rng.randn(1200, 20)).astype(dtype)
+    C = kmeans_codebooks(X, 4, K, kind="additive", random_state=0)
+    C = np.ascontiguousarray(C, dtype=dtype)
+    assert E._tables(C, False)["C2tiles"].shape[1] == K // 64  # the tiled path
+    init = rng.randint(K, size=(len(X), 4))
+    for n_iter, start in ((0, None), (3, None), (3, init)):
+        got = encode(X, C, kind="additive", n_iter=n_iter, init_codes=start)
+        ref = _encode_numpy(X, C, kind="additive", n_iter=n_iter, init_codes=start)
+        assert_array_equal(got, ref)
+    C[:, K // 2 :] = C[:, : K // 2]
+    got = encode(X, C, kind="additive")
+    ref = _encode_numpy(X, C, kind="additive")
+    assert_array_equal(got, ref % (K // 2))
