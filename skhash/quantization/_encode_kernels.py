@@ -570,8 +570,15 @@ def _tables(C, need_g):
     dtype = C.dtype
     flat = C.reshape(M * K, d)
     sq = np.einsum("kd,kd->k", flat, flat)
-    # 2⟨C_la, C_mk⟩ (scaling by 2 is exact)
-    G = np.ascontiguousarray((2.0 * flat) @ flat.T, dtype=dtype)
+    # 2⟨C_la, C_mk⟩ (scaling by 2 is exact); by the products kernel where
+    # the M K codewords fill whole tiles (about twice as fast as BLAS here)
+    if (M * K) % WIDTH == 0:
+        from skhash.quantization._products_kernel import products_kernel
+
+        G = np.empty((M * K, M * K), dtype=dtype)
+        products_kernel(2.0 * flat, tile_rows(flat, dtype), G)
+    else:
+        G = np.ascontiguousarray((2.0 * flat) @ flat.T, dtype=dtype)
     Q, scales, gmax, nmax = quantize_tables(G, C)
     C2 = np.ascontiguousarray(-2.0 * C)
     # −2 C_mᵀ with the squared norms as one more row (the residuals get a
