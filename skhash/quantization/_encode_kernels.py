@@ -39,6 +39,7 @@ import numpy as np
 from numba import njit
 
 from skhash.quantization._products import WIDTH, tile_rows
+from skhash.quantization._products_kernel import products_kernel
 from skhash.utils._threads import run_blocks
 
 __all__ = ["encode_additive", "encode_product", "table_bytes"]
@@ -81,6 +82,38 @@ def _pq_kernel(X, Ct, sq, starts, stops, codes, dist, dist_i):
             codes[i, m] = _argmin(dist, dist_i) if f32 else _argmin64(dist, dist_i)
 
 
+@njit(cache=True, nogil=True, boundscheck=False)
+def _pq_tiled_kernel(X, tiles, sq, starts, stops, codes, A, P, dist, dist_i):
+    """:func:`_pq_kernel` for ``K`` a multiple of ``WIDTH``: per block of
+    dimensions, the products of all the items with the codewords by
+    :func:`~skhash.quantization._products_kernel.products_kernel` (the same
+    chain over the block's dimensions in order, so the same bits, several
+    items per pass over a tile held in registers), then per item the
+    distances ``sq − 2⟨x, c⟩`` and their first minimum.
+
+    ``tiles[m]`` holds block ``m``'s codewords as ``(K / W, width, W)``
+    tiles (dimensions past the block zero), ``A`` ``(n, width)`` and ``P``
+    ``(n, K)`` are scratch (``A``'s columns past the block zero: a product
+    of zeros at the end of a chain adds ``+0.0``, which changes no sum).
+    """
+    n = X.shape[0]
+    M = tiles.shape[0]
+    K = P.shape[1]
+    f32 = dist_i.itemsize == 4
+    for m in range(M):
+        w = stops[m] - starts[m]
+        for i in range(n):
+            for j in range(w):
+                A[i, j] = X[i, starts[m] + j]
+            for j in range(w, A.shape[1]):
+                A[i, j] = 0.0
+        products_kernel(A, tiles[m], P)
+        for i in range(n):
+            for k in range(K):
+                dist[k] = sq[m, k] - 2.0 * P[i, k]
+            codes[i, m] = _argmin(dist, dist_i) if f32 else _argmin64(dist, dist_i)
+
+
 def encode_product(X, codebooks, blocks, out_dtype, n_jobs=1):
     """Product codes of ``X`` (the exact nearest codeword of each block).
 
@@ -114,11 +147,28 @@ def encode_product(X, codebooks, blocks, out_dtype, n_jobs=1):
     X = np.ascontiguousarray(X)
     out = np.empty((X.shape[0], M), dtype=out_dtype)
 
+    tiled = K % WIDTH == 0
+    if tiled:  # each block's codewords in tiles of the products kernel
+        tiles = np.zeros((M, K // WIDTH, width, WIDTH), dtype=X.dtype)
+        for m, b in enumerate(blocks):
+            tiles[m, :, : len(b)] = tile_rows(Ct[m, : len(b)].T, X.dtype)
+
     def run(lo, hi):
         codes = np.empty((hi - lo, M), dtype=np.int32)
         dist = np.empty(K, dtype=X.dtype)
         dist_i = dist.view(np.int32 if X.dtype == np.float32 else np.int64)
-        _pq_kernel(X[lo:hi], Ct, sq, starts, stops, codes, dist, dist_i)
+        if not tiled:
+            _pq_kernel(X[lo:hi], Ct, sq, starts, stops, codes, dist, dist_i)
+            out[lo:hi] = codes
+            return
+        A = np.empty((min(hi - lo, _BLOCK), width), dtype=X.dtype)
+        P = np.empty((len(A), K), dtype=X.dtype)
+        for s in range(lo, hi, _BLOCK):  # bounded scratch: blocks of items
+            e = min(hi, s + _BLOCK)
+            _pq_tiled_kernel(
+                X[s:e], tiles, sq, starts, stops, codes[s - lo : e - lo],
+                A[: e - s], P[: e - s], dist, dist_i,
+            )  # fmt: skip
         out[lo:hi] = codes
 
     run_blocks(run, X.shape[0], n_jobs, _BLOCK * 16)
@@ -573,8 +623,6 @@ def _tables(C, need_g):
     # 2⟨C_la, C_mk⟩ (scaling by 2 is exact); by the products kernel where
     # the M K codewords fill whole tiles (about twice as fast as BLAS here)
     if (M * K) % WIDTH == 0:
-        from skhash.quantization._products_kernel import products_kernel
-
         G = np.empty((M * K, M * K), dtype=dtype)
         products_kernel(2.0 * flat, tile_rows(flat, dtype), G)
     else:

@@ -354,3 +354,27 @@ def test_codes_at_every_magnitude_without_warnings():
                 warnings.simplefilter("error")
                 got = encode(X * f, C * f, kind=kind)
             assert_array_equal(got, ref, err_msg=f"{kind} at 1e{e}")
+
+
+@pytest.mark.parametrize("K", [64, 256])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_product_codes_from_tiles_match_the_reference(K, dtype):
+    # K a multiple of 64: the products kernel per block of dimensions (blocks
+    # of 7, 7 and 6 here, so the narrower one is padded), over several blocks
+    # of items and two threads: the numpy reference's codes, and exact ties
+    # (duplicated codewords) to the lower index
+    from skhash.quantization import product_blocks
+
+    rng = np.random.RandomState(K)
+    d, M = 20, 3
+    X = rng.randn(700, d).astype(dtype)
+    C = np.zeros((M, K, d), dtype=np.float32)
+    for m, b in enumerate(product_blocks(d, M)):
+        C[m][:, b] = rng.randn(K, len(b))
+    for n_jobs in (1, 2):
+        got = encode(X, C, kind="product", n_jobs=n_jobs)
+        assert_array_equal(got, _encode_numpy(X, C, kind="product"))
+    C[:, K // 2 :] = C[:, : K // 2]
+    got = encode(X, C, kind="product")
+    assert got.max() < K // 2
+    assert_array_equal(got, _encode_numpy(X, C, kind="product") % (K // 2))
