@@ -42,6 +42,21 @@ def _data(seed=0, n=N, n_bits=N_BITS, kind="additive"):
     )
 
 
+def _of_codes(codes, C, emb=None):
+    """Items of the additive ``codes`` of ``C`` (4 codebooks) whose embedding
+    is ``emb``, by default their reconstruction (every item then sits on its
+    code: many items share one distance)."""
+    emb = C[np.arange(4), codes].sum(axis=1) if emb is None else emb
+    return CodeSet(
+        embedding=emb,
+        bits=pack_bits(emb),
+        n_bits=D,
+        codes=codes,
+        codebooks=C,
+        codebook_kind="additive",
+    )
+
+
 def _split(seed, n_queries=200):
     """A database of N items and queries encoded with the same codebooks."""
     both = _data(seed, n=N + n_queries)
@@ -542,15 +557,7 @@ def test_scan_of_codes_ranks_many_equal_distances_by_index(rerank):
     db = _data(seed=32)
     codes = db.get("X", "codes")[np.random.RandomState(0).randint(6, size=N)]
     C = db.codebooks
-    emb = C[np.arange(4), codes].sum(axis=1)
-    db = CodeSet(
-        embedding=emb,
-        bits=pack_bits(emb),
-        n_bits=D,
-        codes=codes,
-        codebooks=C,
-        codebook_kind="additive",
-    )
+    db = _of_codes(codes, C)
     q = db[::50]
     est = _ivf(alpha=300, rerank=rerank, nprobe=2, nlist=4).fit(db)
     got = est.kneighbors(q)
@@ -580,15 +587,7 @@ def test_long_scans_keep_the_k_best_of_every_item(k, mode, rerank):
     mixed = rng.rand(n) < 0.3  # and some items of their own codes
     codes[mixed] = db.get("X", "codes")[mixed]
     C = db.codebooks
-    emb = C[np.arange(4), codes].sum(axis=1)
-    db = CodeSet(
-        embedding=emb,
-        bits=pack_bits(emb),
-        n_bits=D,
-        codes=codes,
-        codebooks=C,
-        codebook_kind="additive",
-    )
+    db = _of_codes(codes, C)
     est = _ivf(alpha=40, rerank=rerank, nlist=3).fit(db)
     ivf = est._ivf_cache["X"]
     q = db[::97]
@@ -610,14 +609,7 @@ def test_long_scans_keep_the_k_best_of_every_item(k, mode, rerank):
             ref = TwoStageRetriever(
                 alpha=1.0, n_neighbors=k, rerank=rerank, stage1="exhaustive"
             ).fit(db)
-            queries = CodeSet(
-                embedding=qe,
-                bits=pack_bits(qe),
-                n_bits=D,
-                codes=encode(qe, C, kind="additive"),
-                codebooks=C,
-                codebook_kind="additive",
-            )
+            queries = _of_codes(encode(qe, C, kind="additive"), C, emb=qe)
             r_d, r_i = ref.kneighbors(queries, n_neighbors=k + 1)
             for r in range(n_q):  # drop the skipped item where there is one
                 keep = r_i[r] != exclude[r]
