@@ -94,7 +94,8 @@ def _pq_tiled_kernel(X, tiles, sq, starts, stops, codes, A, P, dist, dist_i):
     ``tiles[m]`` holds block ``m``'s codewords as ``(K / W, width, W)``
     tiles (dimensions past the block zero), ``A`` ``(n, width)`` and ``P``
     ``(n, K)`` are scratch (``A``'s columns past the block zero: a product
-    of zeros at the end of a chain adds ``+0.0``, which changes no sum).
+    of zeros at the end of a chain adds ``+0.0``, which changes no sum's
+    value).
     """
     n = X.shape[0]
     M = tiles.shape[0]

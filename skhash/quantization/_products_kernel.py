@@ -26,7 +26,8 @@ def products_kernel(A, tiled, out):
     per register, where one row at a time waited on each addition's
     latency: float32 at 2,048 x 64 on one core 50-52 GMAC/s one row at a
     time, 86-93 four (the BLAS product: 53); float64 4.9 against 3.1 us a
-    row, two rows (four spill registers).
+    row with two rows (with four, the accumulators no longer fit the
+    registers).
     """
     if out.itemsize == 4:
         _products4(A, tiled, out)
