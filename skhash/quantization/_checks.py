@@ -88,17 +88,37 @@ def _check_X_distances(X, *others, name="X", span=_FLOAT32_SPAN):
     return X
 
 
-def _check_codebooks(codebooks):
-    """Codebooks as a float32 ``(M, K, d)`` array."""
+def _check_codebooks(codebooks, name="codebooks"):
+    """Codebooks as a finite float32 ``(M, K, d)`` array.
+
+    A NaN or infinite entry, or a finite one beyond float32's range (it
+    would become inf in the cast), is refused: it made ``encode`` return
+    codes silently (every distance to that codeword NaN or inf, so the
+    argmin fell elsewhere or on codeword 0) and the distances NaN."""
     codebooks = np.asarray(codebooks)
     if codebooks.ndim != 3:
         raise ValueError(
-            "codebooks must be a 3-D array of shape (n_codebooks, n_codewords, "
+            f"{name} must be a 3-D array of shape (n_codebooks, n_codewords, "
             f"n_features), got an array of shape {codebooks.shape}."
         )
-    if not np.issubdtype(codebooks.dtype, np.number):
+    if not np.issubdtype(codebooks.dtype, np.number) or np.iscomplexobj(codebooks):
         raise ValueError(
-            f"codebooks must be numeric, got an array of dtype {codebooks.dtype}."
+            f"{name} must be real numbers, got an array of dtype {codebooks.dtype}."
+        )
+    bad = ~np.isfinite(codebooks)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(
+            f"{name} contain {int(bad.sum())} NaN or infinite entries (the first "
+            f"at index {first}: {codebooks[first]}); pass finite codebooks, e.g. "
+            "a fitted quantizer's codebooks_ after a fit that did not diverge."
+        )
+    top = float(np.abs(codebooks).max()) if codebooks.size else 0.0
+    if top > np.finfo(np.float32).max:
+        raise ValueError(
+            f"{name} hold values up to {top:.3g}, beyond float32's range "
+            f"({np.finfo(np.float32).max:.3g}), in which they are used; rescale "
+            "the codebooks (and the data they encode) into it."
         )
     return np.ascontiguousarray(codebooks, dtype=np.float32)
 

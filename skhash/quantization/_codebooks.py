@@ -179,7 +179,7 @@ def update_codebooks(X, codes, n_codewords, *, kind, ridge=1e-3, previous=None):
             "per item of X."
         )
     if previous is not None:
-        previous = _check_codebooks(previous)
+        previous = _check_codebooks(previous, name="previous")
         if previous.shape != (n_codebooks, n_codewords, d):
             raise ValueError(
                 f"previous must have shape (n_codebooks, n_codewords, d) = "

@@ -998,6 +998,46 @@ rejects(
     "codebooks must be a 3-D array of shape (n_codebooks, n_codewords, "
     "n_features), got an array of shape (4, 8).",
 )
+_C_NAN = _C.copy()
+_C_NAN[1, 2, 3] = np.nan
+rejects(
+    _GQ,
+    "encode",
+    "NaN in the codebooks",
+    lambda ctx: encode(ctx.X_img, _C_NAN, kind="additive"),
+    ValueError,
+    "codebooks contain 1 NaN or infinite entries (the first at index (1, 2, 3): "
+    "nan); pass finite codebooks",
+)
+rejects(
+    _GQ,
+    "encode",
+    "float64 codebooks beyond float32's range",
+    lambda ctx: encode(ctx.X_img, _C.astype(np.float64) * 1e39, kind="additive"),
+    ValueError,
+    "codebooks hold values up to 2.55e+39, beyond float32's range (3.4e+38), in "
+    "which they are used; rescale the codebooks",
+)
+rejects(
+    _GQ,
+    "aqd",
+    "inf in the codebooks",
+    lambda ctx: aqd(
+        ctx.X_img, np.ones((N, 2), int), np.where(_C > 2, np.inf, _C), metric="ip"
+    ),
+    ValueError,
+    "NaN or infinite entries (the first at index",
+)
+rejects(
+    _GQ,
+    "update_codebooks",
+    "NaN in the previous codebooks",
+    lambda ctx: update_codebooks(
+        ctx.X_img, np.zeros((N, 2), int), 4, kind="additive", previous=_C_NAN
+    ),
+    ValueError,
+    "previous contain 1 NaN or infinite entries",
+)
 rejects(
     _GQ,
     "reconstruction_sqnorms",
