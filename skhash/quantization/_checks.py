@@ -114,7 +114,7 @@ def _check_codebooks(codebooks, name="codebooks"):
             "a fitted quantizer's codebooks_ after a fit that did not diverge."
         )
     top = float(np.abs(codebooks).max()) if codebooks.size else 0.0
-    if top > np.finfo(np.float32).max:
+    if top > float(np.finfo(np.float32).max):
         raise ValueError(
             f"{name} hold values up to {top:.3g}, beyond float32's range "
             f"({np.finfo(np.float32).max:.3g}), in which they are used; rescale "

@@ -21,36 +21,6 @@ from skhash.quantization._products import ordered_products, tile_rows
 __all__ = ["aqd", "lookup_tables", "reconstruction_sqnorms"]
 
 
-def rowwise_matmul(A, B):
-    """``A @ B`` computed one row of ``A`` at a time.
-
-    A BLAS matrix product picks its blocking (and so its rounding) from the
-    shapes of the whole call, so row ``i`` of ``A @ B`` can differ in the
-    last bits with the number of rows it was computed with. Search splits
-    the queries into chunks whose size depends on ``n_jobs``, the database
-    size and the shard: with one product per row, a query's exact cosines
-    (``rerank="exact"``) are the same bits however the queries were batched.
-    The look-up tables use :mod:`skhash.quantization._products` instead
-    (the same guarantee, without holding the GIL).
-
-    Parameters
-    ----------
-    A : ndarray of shape (n, d)
-        The rows.
-    B : ndarray of shape (d, k)
-        The matrix.
-
-    Returns
-    -------
-    out : ndarray of shape (n, k)
-        The product, in the result type of ``A`` and ``B``.
-    """
-    out = np.empty((A.shape[0], B.shape[1]), dtype=np.result_type(A, B))
-    for i in range(A.shape[0]):
-        np.matmul(A[i], B, out=out[i])
-    return out
-
-
 @validate_params(
     {"Q": ["array-like"], "codebooks": ["array-like"], "metric": [_METRICS]},
     prefer_skip_nested_validation=True,
