@@ -7,6 +7,8 @@ import numbers
 
 import numpy as np
 
+from skhash.utils._validation import check_real_float32
+
 __all__ = ["CodeSet", "pack_bits", "unpack_bits"]
 
 _PARTS = ("embedding", "bits", "codes")
@@ -329,14 +331,17 @@ class CodeSet:
                     f"codebook_kind must be one of {_KINDS}; got {kind!r}."
                 )
             return None, None
-        codebooks = np.array(codebooks, dtype=np.float32, copy=True)
+        codebooks = np.asarray(codebooks)
         if codebooks.ndim != 3 or 0 in codebooks.shape:
             raise ValueError(
                 f"codebooks must have shape (M, K, d) with M, K, d >= 1; got "
                 f"{codebooks.shape}."
             )
-        if not np.isfinite(codebooks).all():
-            raise ValueError("codebooks contain NaN or inf.")
+        codebooks = check_real_float32(
+            codebooks,
+            "codebooks",
+            "pass finite codebooks, e.g. a fitted learner's codebooks_.",
+        ).copy()  # the CodeSet's own copy, whatever was passed in
         if kind not in _KINDS:
             raise ValueError(
                 f"codebook_kind must be one of {_KINDS} when codebooks are given; "
@@ -352,13 +357,16 @@ class CodeSet:
         out = {}
         n_rows = {}
         if part.get("embedding") is not None:
-            emb = np.asarray(part["embedding"], dtype=np.float32)
+            emb = np.asarray(part["embedding"])
             if emb.ndim != 2:
                 raise ValueError(
                     f"embedding of modality {name!r} must be 2-D; got {emb.shape}."
                 )
-            if not np.isfinite(emb).all():
-                raise ValueError(f"embedding of modality {name!r} contains NaN or inf.")
+            emb = check_real_float32(
+                emb,
+                f"the embeddings of modality {name!r}",
+                "check the model that made them (a diverged fit?) or the inputs.",
+            )
             out["embedding"] = emb
             n_rows["embedding"] = emb.shape[0]
         if part.get("bits") is not None:

@@ -10,6 +10,8 @@ import numpy as np
 from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
+from skhash.utils._validation import check_real_float32
+
 __all__ = ["product_blocks"]
 
 _KINDS = StrOptions({"additive", "product"})
@@ -101,25 +103,17 @@ def _check_codebooks(codebooks, name="codebooks"):
             f"{name} must be a 3-D array of shape (n_codebooks, n_codewords, "
             f"n_features), got an array of shape {codebooks.shape}."
         )
-    if not np.issubdtype(codebooks.dtype, np.number) or np.iscomplexobj(codebooks):
+    if codebooks.dtype == np.bool_:
         raise ValueError(
             f"{name} must be real numbers, got an array of dtype {codebooks.dtype}."
         )
-    bad = ~np.isfinite(codebooks)
-    if bad.any():
-        first = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(
-            f"{name} contain {int(bad.sum())} NaN or infinite entries (the first "
-            f"at index {first}: {codebooks[first]}); pass finite codebooks, e.g. "
-            "a fitted quantizer's codebooks_ after a fit that did not diverge."
-        )
-    top = float(np.abs(codebooks).max()) if codebooks.size else 0.0
-    if top > float(np.finfo(np.float32).max):
-        raise ValueError(
-            f"{name} hold values up to {top:.3g}, beyond float32's range "
-            f"({np.finfo(np.float32).max:.3g}), in which they are used; rescale "
-            "the codebooks (and the data they encode) into it."
-        )
+    codebooks = check_real_float32(
+        codebooks,
+        name,
+        "pass finite codebooks, e.g. a fitted quantizer's codebooks_ after a fit "
+        "that did not diverge.",
+        rescale="rescale the codebooks (and the data they encode) into it.",
+    )
     return np.ascontiguousarray(codebooks, dtype=np.float32)
 
 

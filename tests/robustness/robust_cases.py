@@ -1020,6 +1020,14 @@ rejects(
 )
 rejects(
     _GQ,
+    "encode",
+    "complex codebooks",
+    lambda ctx: encode(ctx.X_img, _C * (1 + 1j), kind="additive"),
+    ValueError,
+    "codebooks must be real numbers, got an array of dtype complex",
+)
+rejects(
+    _GQ,
     "aqd",
     "inf in the codebooks",
     lambda ctx: aqd(
@@ -2167,7 +2175,25 @@ rejects(
     "NaN embedding",
     lambda ctx: CodeSet(embedding=with_value(ctx.X_img, np.nan)),
     ValueError,
-    "embedding of modality 'X' contains NaN or inf.",
+    "the embeddings of modality 'X' contain 1 NaN or infinite entries (the first "
+    "at index (3, 2): nan); check the model",
+)
+rejects(
+    GC,
+    "CodeSet",
+    "complex embedding",
+    lambda ctx: CodeSet(embedding=ctx.X_img * (1 + 1j)),
+    ValueError,
+    "the embeddings of modality 'X' must be real numbers, got an array of dtype "
+    "complex128; pass its real part",
+)
+rejects(
+    GC,
+    "CodeSet",
+    "embedding beyond float32",
+    lambda ctx: CodeSet(embedding=with_value(ctx.X_img, 1e39)),
+    ValueError,
+    "the embeddings of modality 'X' hold values up to 1e+39, beyond float32's range",
 )
 rejects(
     GC,
@@ -2256,7 +2282,18 @@ rejects(
         codebook_kind="additive",
     ),
     ValueError,
-    "codebooks contain NaN or inf.",
+    "codebooks contain 1 NaN or infinite entries (the first at index (0, 0, 0): "
+    "nan); pass finite codebooks",
+)
+rejects(
+    GC,
+    "CodeSet",
+    "complex codebooks",
+    lambda ctx: CodeSet(
+        codes=np.zeros((3, 2), int), codebooks=_C * 1j, codebook_kind="additive"
+    ),
+    ValueError,
+    "codebooks must be real numbers, got an array of dtype complex",
 )
 rejects(
     GC,
