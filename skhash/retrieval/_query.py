@@ -27,6 +27,7 @@ from skhash.retrieval import _ivf, _mih
 from skhash.retrieval._kernels import _CHUNK_BYTES, get_backend
 from skhash.utils._threads import map_threads
 from skhash.utils._threads import n_threads as _n_threads
+from skhash.utils._validation import check_real_float32
 
 #: Bytes of look-up tables and list keys per chunk of a scan of lists of
 #: codes, and the fewest queries per chunk (each chunk costs some Python).
@@ -138,7 +139,11 @@ class _QueryEngine:
             parts = {
                 "bits": None,
                 "codes": None,
-                "embedding": np.asarray(X, dtype=np.float32),
+                "embedding": check_real_float32(
+                    X,
+                    "the query embeddings X",
+                    "check the model that made them or the inputs.",
+                ),
             }
             n_bits, q_fingerprint = None, None
         n_q = next(len(v) for v in parts.values() if v is not None)

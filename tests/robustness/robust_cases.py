@@ -1266,6 +1266,18 @@ rejects(
 rejects(
     G,
     KN,
+    "query embeddings beyond float32",
+    _knn(
+        lambda c: with_value(c.X_img, 1e39),
+        direction=None,
+        retriever="retriever_plain",
+    ),
+    ValueError,
+    "the query embeddings X hold values up to 1e+39, beyond float32's range",
+)
+rejects(
+    G,
+    KN,
     "scipy sparse queries",
     _knn(lambda c: sp.csr_matrix(c.X_img), direction=None, retriever="retriever_plain"),
     TypeError,
