@@ -452,6 +452,7 @@ class NumbaBackend(NumpyBackend):
     """
 
     name = "numba"
+    _compiled_products = True
 
     def __init__(self, chunk_bytes=64 * 2**20, state_bytes=_STATE_BYTES, lazy=False):
         super().__init__(chunk_bytes=chunk_bytes)

@@ -130,20 +130,33 @@ def test_rerank_kernels_equal_plain_formulas():
     )
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
 @pytest.mark.parametrize("d", [1, 5, 8, 17, 64])
-def test_exact_cosines_do_not_depend_on_the_split(d):
+def test_exact_cosines_do_not_depend_on_the_split(d, backend):
     # a database split into shards, or queries into chunks, gives the same
     # bits: a BLAS product (even row by row) rounded an item's column by its
     # place in the call on an AVX-512 OpenBLAS kernel
     rng = np.random.RandomState(d)
-    be = NumpyBackend()
+    be = get_backend(backend)
     q, db = rng.randn(9, d).astype(np.float32), rng.randn(203, d).astype(np.float32)
+    db[7] = 0.0  # a zero vector: cosine 0 with everything
+    if backend == "numba":  # compiled now, not answered by the reference
+        from skhash.quantization._products import WIDTH, tile_rows
+        from skhash.quantization._products_kernel import products_kernel
+
+        tiles = tile_rows(db, np.float32)
+        products_kernel(q, tiles, np.empty((9, len(tiles) * WIDTH), np.float32))
     full = be.rerank_exact(q, db, None)
-    for a, b in [(0, 17), (17, 34), (3, 203), (1, 202), (101, 203), (5, 6)]:
+    assert full.dtype == np.float32 and full.shape == (9, 203)
+    assert not full[:, 7].any()
+    for a, b in [(0, 17), (17, 34), (3, 203), (1, 202), (101, 203), (5, 6), (64, 128)]:
         np.testing.assert_array_equal(be.rerank_exact(q, db[a:b], None), full[:, a:b])
         np.testing.assert_array_equal(
             be.rerank_exact(q[2:5], db[a:b].copy(), None), full[2:5, a:b]
         )
+    # both backends give the same bits (the compiled kernel and its reference)
+    ref = NumpyBackend().rerank_exact(q, db, None)
+    np.testing.assert_array_equal(full, ref)
 
 
 def test_get_backend_registry():
