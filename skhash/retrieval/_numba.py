@@ -396,7 +396,9 @@ class NumbaBackend(NumpyBackend):
 
     Returns exactly what :class:`~skhash.retrieval._kernels.NumpyBackend`
     returns (indices, distances and tie order), with :meth:`shortlist`,
-    :meth:`rerank_aqd` and :meth:`topk` compiled by numba; the other methods
+    :meth:`rerank_aqd` and :meth:`topk` compiled by numba, and
+    :meth:`rerank_exact` over the whole database on the compiled products
+    kernel (the bits of the numpy backend's reference); the other methods
     are the numpy ones. The kernels release the GIL, so
     :class:`~skhash.retrieval.TwoStageRetriever` runs them on ``n_jobs``
     threads.
