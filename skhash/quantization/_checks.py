@@ -103,7 +103,7 @@ def _check_codebooks(codebooks, name="codebooks"):
             f"{name} must be a 3-D array of shape (n_codebooks, n_codewords, "
             f"n_features), got an array of shape {codebooks.shape}."
         )
-    if codebooks.dtype == np.bool_:
+    if not np.issubdtype(codebooks.dtype, np.number) or np.iscomplexobj(codebooks):
         raise ValueError(
             f"{name} must be real numbers, got an array of dtype {codebooks.dtype}."
         )

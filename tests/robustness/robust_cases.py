@@ -1028,6 +1028,14 @@ rejects(
 )
 rejects(
     _GQ,
+    "encode",
+    "object-dtype codebooks",
+    lambda ctx: encode(ctx.X_img, _C.astype(object), kind="additive"),
+    ValueError,
+    "codebooks must be real numbers, got an array of dtype object.",
+)
+rejects(
+    _GQ,
     "aqd",
     "inf in the codebooks",
     lambda ctx: aqd(
