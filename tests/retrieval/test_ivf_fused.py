@@ -185,3 +185,63 @@ def test_selection_is_the_k_best_by_distance_then_id(n, k, values):
     _select(dist.copy(), ids.copy(), n, k, np.empty(256, np.int64), bd, bi)
     np.testing.assert_array_equal(bi[:k], ids[order])
     np.testing.assert_array_equal(bd[:k], dist[order])
+
+
+@pytest.mark.parametrize("mode", [0, 1, 2])
+@pytest.mark.parametrize("k", [1, 3, 50, 200])
+@pytest.mark.parametrize("n_codes", [3, 40, 5000])
+def test_adc_scan_is_the_k_best_of_every_scanned_item(mode, k, n_codes):
+    # _ivf_adc keeps its candidates in a bounded buffer, narrowed to the k
+    # best whenever it fills, with their k-th distance as a threshold: the
+    # result must still be the k best of all the probed lists' items by
+    # (distance, id), on up to 6,000 items a query (several narrowings), with
+    # many items sharing a code (ties at the threshold: n_codes=3 or 40),
+    # the excluded item skipped, lists of every length modulo 4; and on
+    # queries whose lists are few enough to be ranked at once
+    from skhash.retrieval._ivf_kernels import _ivf_adc
+
+    rng = np.random.RandomState(k + 11 * mode + n_codes)
+    n_books, n_words, nlist, n_q = 4, 16, 16, 6
+    sizes = rng.randint(400, 900, size=nlist)
+    sizes[:4] = [0, 1, 2, 3]
+    offsets = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
+    n = int(offsets[-1])
+    pool = rng.randint(n_words, size=(n_codes, n_books))
+    codes = pool[rng.randint(n_codes, size=n)].astype(np.uint8)
+    ids = rng.permutation(n).astype(np.int32)
+    # luts on a coarse grid: equal sums from different codes as well
+    luts = (rng.randint(-8, 8, size=(n_q, n_books, n_words)) / 4).astype(np.float32)
+    sq = (rng.randint(0, 16, size=n) / 2).astype(np.float32)
+    q_sq = rng.randint(0, 40, size=n_q).astype(np.float64)
+    # query 0 probes every list, query 1 the four shortest and one more
+    probes = [rng.permutation(nlist), rng.permutation([0, 1, 2, 3, 4])]
+    probes += [rng.permutation(nlist)[: rng.randint(1, nlist + 1)] for _ in range(4)]
+    lists = np.concatenate(probes).astype(np.int64)
+    ptr = np.concatenate(([0], np.cumsum([len(p) for p in probes])))
+    exclude = np.where(rng.rand(n_q) < 0.5, rng.randint(n, size=n_q), -1)
+    exclude = exclude.astype(np.int64)
+    out_idx = np.empty((n_q, k), np.int64)
+    out_dist = np.empty((n_q, k), np.float64)
+    _ivf_adc(luts, ptr, lists, offsets, ids, codes, mode, q_sq, sq, exclude, k,
+             out_idx, out_dist)  # fmt: skip
+    totals = [sizes[lists[ptr[q] : ptr[q + 1]]].sum() for q in range(n_q)]
+    assert max(totals) > 2 * _ivf_kernels._ADC_WHOLE  # narrowed more than once
+    assert min(totals) <= _ivf_kernels._ADC_WHOLE  # and ranked at once
+    for q in range(n_q):
+        probed = lists[ptr[q] : ptr[q + 1]]
+        rows = np.concatenate([np.arange(offsets[j], offsets[j + 1]) for j in probed])
+        rows = rows.astype(np.int64)
+        s = np.zeros(len(rows), np.float32)
+        for m in range(n_books):
+            s += luts[q, m, codes[rows, m]]
+        item = ids[rows].astype(np.int64)
+        s64 = s.astype(np.float64)
+        d = {0: -s64, 1: np.maximum(q_sq[q] - 2 * s64 + sq[item], 0.0),
+             2: np.maximum(q_sq[q] + s64, 0.0)}[mode]  # fmt: skip
+        keep = item != exclude[q]
+        d, item = d[keep], item[keep]
+        order = np.lexsort((item, d))[:k]
+        m = len(order)
+        np.testing.assert_array_equal(out_idx[q, :m], item[order])
+        np.testing.assert_array_equal(out_dist[q, :m], d[order])
+        assert (out_idx[q, m:] == -1).all() and np.isinf(out_dist[q, m:]).all()
