@@ -170,11 +170,17 @@ def nearest_kernel(X, tiled, sq, n_cols, out, best):
     so far in ``best`` (``_NEAREST_ROWS`` floats): no ``(rows, n_cols)``
     matrix of distances, which a BLAS product would write out and numpy's
     ``argmin`` read back from memory (the larger part of the time, with
-    thousands of lists).
+    thousands of lists). Four rows go through a tile side by side, as in
+    :func:`~skhash.quantization._products_kernel.products_kernel`: they
+    share each load of the tile, and their chains of additions are
+    independent, where one row at a time waited on each addition's latency.
     """
     n, d = X.shape
     n_tiles = tiled.shape[0]
-    acc = carray(stack_buffer(best, WIDTH), (WIDTH,))
+    a0 = carray(stack_buffer(best, WIDTH), (WIDTH,))
+    a1 = carray(stack_buffer(best, WIDTH), (WIDTH,))
+    a2 = carray(stack_buffer(best, WIDTH), (WIDTH,))
+    a3 = carray(stack_buffer(best, WIDTH), (WIDTH,))
     for s in range(0, n, _NEAREST_ROWS):
         e = min(n, s + _NEAREST_ROWS)
         for i in range(s, e):
@@ -184,27 +190,54 @@ def nearest_kernel(X, tiled, sq, n_cols, out, best):
             tt = tiled[t]
             base = t * WIDTH
             lim = min(WIDTH, n_cols - base)
-            for i in range(s, e):
+            i = s
+            while i + 4 <= e:
                 for x in range(WIDTH):
-                    acc[x] = 0.0
+                    a0[x] = 0.0
+                    a1[x] = 0.0
+                    a2[x] = 0.0
+                    a3[x] = 0.0
                 for j in range(d):
-                    a = X[i, j]
+                    v0, v1, v2, v3 = X[i, j], X[i + 1, j], X[i + 2, j], X[i + 3, j]
                     row = tt[j]
                     for x in range(WIDTH):
-                        acc[x] += a * row[x]
-                # the tile's distances, their minimum (vectorised), and only
-                # when it beats the row's best, where it is
-                mn = np.float32(np.inf)
+                        r = row[x]
+                        a0[x] += v0 * r
+                        a1[x] += v1 * r
+                        a2[x] += v2 * r
+                        a3[x] += v3 * r
+                _tile_best(a0, sq, base, lim, best, out, i, s)
+                _tile_best(a1, sq, base, lim, best, out, i + 1, s)
+                _tile_best(a2, sq, base, lim, best, out, i + 2, s)
+                _tile_best(a3, sq, base, lim, best, out, i + 3, s)
+                i += 4
+            for i in range(i, e):
                 for x in range(WIDTH):
-                    v = sq[base + x] - np.float32(2.0) * acc[x]
-                    acc[x] = v
-                    mn = min(mn, v)
-                if mn < best[i - s]:
-                    for x in range(lim):
-                        if acc[x] == mn:
-                            best[i - s] = mn
-                            out[i] = base + x
-                            break
+                    a0[x] = 0.0
+                for j in range(d):
+                    v0 = X[i, j]
+                    row = tt[j]
+                    for x in range(WIDTH):
+                        a0[x] += v0 * row[x]
+                _tile_best(a0, sq, base, lim, best, out, i, s)
+
+
+@njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _tile_best(acc, sq, base, lim, best, out, i, s):
+    """Row ``i``'s distances to one tile's columns from its products
+    ``acc``: their minimum (vectorised), and only when it beats the row's
+    best, where it is (the first of equal ones)."""
+    mn = np.float32(np.inf)
+    for x in range(WIDTH):
+        v = sq[base + x] - np.float32(2.0) * acc[x]
+        acc[x] = v
+        mn = min(mn, v)
+    if mn < best[i - s]:
+        for x in range(lim):
+            if acc[x] == mn:
+                best[i - s] = mn
+                out[i] = base + x
+                break
 
 
 @njit(cache=True, nogil=True, boundscheck=False, inline="always")
