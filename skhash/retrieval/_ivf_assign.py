@@ -67,7 +67,7 @@ def nearest(X, C, sq=None, *, compiled=True, n_jobs=1):
             prod += sq
             out[s : s + step] = np.argmin(prod, axis=1)
         return out
-    from skhash.retrieval._ivf_kernels import _NEAREST_ROWS, nearest_kernel
+    from skhash.retrieval._ivf_nearest import _NEAREST_ROWS, nearest_kernel
 
     padded = np.full(tiled.shape[0] * WIDTH, np.inf, dtype=np.float32)
     padded[: len(sq)] = sq  # the padding columns never win
