@@ -35,6 +35,27 @@ def products_kernel(A, tiled, out):
         _products2(A, tiled, out)
 
 
+@njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def tile_products4(A, i, tt, a0, a1, a2, a3):
+    """The products of rows ``i .. i + 3`` of ``A`` with the tile ``tt``
+    (``(d, WIDTH)``) into the accumulators ``a0 .. a3``, each one chain
+    over the dimensions in order (as :func:`products_kernel`)."""
+    for x in range(WIDTH):
+        a0[x] = 0.0
+        a1[x] = 0.0
+        a2[x] = 0.0
+        a3[x] = 0.0
+    for j in range(tt.shape[0]):
+        v0, v1, v2, v3 = A[i, j], A[i + 1, j], A[i + 2, j], A[i + 3, j]
+        row = tt[j]
+        for x in range(WIDTH):
+            r = row[x]
+            a0[x] += v0 * r
+            a1[x] += v1 * r
+            a2[x] += v2 * r
+            a3[x] += v3 * r
+
+
 @njit(cache=True, nogil=True, boundscheck=False)
 def _products4(A, tiled, out):
     """:func:`products_kernel`, four rows at a time."""
@@ -49,20 +70,7 @@ def _products4(A, tiled, out):
         base = t * WIDTH
         i = 0
         while i + 4 <= n:
-            for x in range(WIDTH):
-                a0[x] = 0.0
-                a1[x] = 0.0
-                a2[x] = 0.0
-                a3[x] = 0.0
-            for j in range(d):
-                v0, v1, v2, v3 = A[i, j], A[i + 1, j], A[i + 2, j], A[i + 3, j]
-                row = tt[j]
-                for x in range(WIDTH):
-                    r = row[x]
-                    a0[x] += v0 * r
-                    a1[x] += v1 * r
-                    a2[x] += v2 * r
-                    a3[x] += v3 * r
+            tile_products4(A, i, tt, a0, a1, a2, a3)
             for x in range(WIDTH):
                 out[i, base + x] = a0[x]
                 out[i + 1, base + x] = a1[x]

@@ -9,6 +9,7 @@ import numpy as np
 from numba import carray, njit
 
 from skhash.quantization._products import WIDTH
+from skhash.quantization._products_kernel import tile_products4
 from skhash.utils._numba_stack import stack_buffer
 
 #: Rows per block of :func:`nearest_kernel` (a block's rows and a tile of
@@ -53,20 +54,7 @@ def nearest_kernel(X, tiled, sq, n_cols, out, best):
             lim = min(WIDTH, n_cols - base)
             i = s
             while i + 4 <= e:
-                for x in range(WIDTH):
-                    a0[x] = 0.0
-                    a1[x] = 0.0
-                    a2[x] = 0.0
-                    a3[x] = 0.0
-                for j in range(d):
-                    v0, v1, v2, v3 = X[i, j], X[i + 1, j], X[i + 2, j], X[i + 3, j]
-                    row = tt[j]
-                    for x in range(WIDTH):
-                        r = row[x]
-                        a0[x] += v0 * r
-                        a1[x] += v1 * r
-                        a2[x] += v2 * r
-                        a3[x] += v3 * r
+                tile_products4(X, i, tt, a0, a1, a2, a3)
                 _tile_best(a0, sq, base, lim, best, out, i, s)
                 _tile_best(a1, sq, base, lim, best, out, i + 1, s)
                 _tile_best(a2, sq, base, lim, best, out, i + 2, s)
