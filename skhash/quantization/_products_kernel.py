@@ -60,7 +60,7 @@ def tile_products4(A, i, tt, a0, a1, a2, a3):
 def _products4(A, tiled, out):
     """:func:`products_kernel`, four rows at a time."""
     n = A.shape[0]
-    n_tiles, d, _ = tiled.shape
+    n_tiles = tiled.shape[0]
     a0 = carray(stack_buffer(out, WIDTH), (WIDTH,))
     a1 = carray(stack_buffer(out, WIDTH), (WIDTH,))
     a2 = carray(stack_buffer(out, WIDTH), (WIDTH,))
