@@ -188,7 +188,8 @@ def bench_product(n, repeat, faiss, rows):
     rows.append(res)
 
 
-def bench_fit_share(n_fit, epochs):
+def fit_hq_timed(n_fit, epochs, device="cpu"):
+    """A default-shaped HQHasher fit: (estimator, data, fit s, k-means s)."""
     import skhash.hashing._hq as hq_module
     from skhash import HQHasher
     from skhash.datasets import make_cross_modal
@@ -214,14 +215,18 @@ def bench_fit_share(n_fit, epochs):
             max_epochs=epochs,
             quantization_warmup=1,
             random_state=0,
-            device="cpu",
+            device=device,
         )
         t = time.perf_counter()
         est.fit(X, y)
         total = time.perf_counter() - t
     finally:
         hq_module.kmeans_codebooks = original
-    kmeans = float(sum(spent))
+    return est, X, total, float(sum(spent))
+
+
+def bench_fit_share(n_fit, epochs):
+    _, _, total, kmeans = fit_hq_timed(n_fit, epochs)
     # the default fit runs 20 epochs: the same init plus 20 epochs of the
     # measured average cost (training and codebook rounds)
     per_epoch = (total - kmeans) / epochs

@@ -264,6 +264,36 @@ def test_torch_path_product():
     assert_array_equal(got, encode(X, C, kind="product"))
 
 
+def test_torch_path_chunks_are_sized_by_bytes_and_do_not_change_codes(monkeypatch):
+    from skhash.quantization import _encode_torch
+
+    # the default size follows the temporaries' byte budget, within bounds
+    monkeypatch.setattr(_encode_torch, "_CHUNK", None)
+    big = _encode_torch.chunk_items(8, 256, "cpu")
+    assert big == _encode_torch._CHUNK_BYTES // (12 * 8 * 256)
+    assert _encode_torch.chunk_items(64, 4096, "cpu") == 1024
+    assert _encode_torch.chunk_items(1, 2, "cpu") == 1 << 20
+    X, C = _problem(n=300, d=8, M=3, K=16, seed=12)
+    whole = _torch_cpu(X, C, "additive")
+    monkeypatch.setattr(_encode_torch, "_CHUNK", 7)  # 43 chunks, the last of 6
+    assert_array_equal(_torch_cpu(X, C, "additive"), whole)
+    assert_array_equal(whole, encode(X, C, kind="additive"))
+
+
+def test_torch_path_takes_read_only_arrays_silently():
+    import warnings
+
+    X, C = _problem(n=50, d=8, M=3, K=16, seed=13)
+    init = np.random.RandomState(2).randint(16, size=(50, 3))
+    for a in (X, C, init):
+        a.setflags(write=False)  # as a CodeSet's embeddings are
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's non-writable-array warning
+        got = _torch_cpu(X, C, "additive", init_codes=init)
+    assert_array_equal(got, encode(X, C, kind="additive", init_codes=init))
+    assert not X.flags.writeable and not init.flags.writeable
+
+
 def test_device_argument_is_checked():
     X, C = _problem(n=10)
     with pytest.raises(ValueError, match=r"device='tpu' .*'cuda'"):
