@@ -3,7 +3,9 @@
 The stage 1 of :class:`~skhash.retrieval.TwoStageRetriever` with
 ``stage1="ivf"``, in the vocabulary of faiss's ``IndexIVF``: ``nlist``
 coarse centroids partition the database (each item in the list of its
-nearest centroid), and a query scans only the items of the ``nprobe``
+nearest centroid; from 1,024 lists of codes on, of its nearest centroid
+among the lists of its 8 nearest groups of lists, the groups of
+``quantizer_nprobe``), and a query scans only the items of the ``nprobe``
 lists whose centroids score best for it (and of the next ones, in that
 order, while they hold fewer items than the shortlist needs: ``L`` is never
 cut). Approximate: with ``nprobe <

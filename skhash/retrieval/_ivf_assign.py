@@ -72,9 +72,133 @@ def nearest(X, C, sq=None, *, compiled=True, n_jobs=1):
     padded = np.full(tiled.shape[0] * WIDTH, np.inf, dtype=np.float32)
     padded[: len(sq)] = sq  # the padding columns never win
 
+    vals = np.empty(X.shape[0], dtype=np.float32)
+
     def run(lo, hi):
         best = np.empty(max(_NEAREST_ROWS, WIDTH), dtype=np.float32)
-        nearest_kernel(X[lo:hi], tiled, padded, len(C), out[lo:hi], best)
+        nearest_kernel(X[lo:hi], tiled, padded, len(C), out[lo:hi], best, vals[lo:hi])
 
     run_blocks(run, X.shape[0], n_jobs, _THREAD_ROWS)
     return out
+
+
+def _smallest(keys, m):
+    """The ``m`` smallest entries of each row by (key, column), as their
+    columns in ascending order: ties at the ``m``-th key go to the lower
+    columns, so the set does not depend on how a partition breaks them."""
+    c, nl = keys.shape
+    if m >= nl:
+        return np.broadcast_to(np.arange(nl), (c, nl))
+    kth = np.partition(keys, m - 1, axis=1)[:, m - 1 : m]
+    less = keys < kth
+    eq = keys == kth
+    need = m - less.sum(axis=1, keepdims=True)
+    take = less | (eq & (np.cumsum(eq, axis=1) <= need))
+    return np.nonzero(take)[1].reshape(c, m)
+
+
+def _top_groups(X, G, gsq, empty, n_probe, compiled):
+    """Each row's ``n_probe`` groups of smallest ``‖g‖² − 2 ⟨x, g⟩`` (the
+    ordered inner products of :func:`nearest`), ties to the lower group;
+    groups without lists (``empty``) never. Ascending group ids."""
+    from skhash.quantization._products import ordered_products, tile_rows
+
+    keys = ordered_products(X, tile_rows(G, np.float32), len(G), compiled=compiled)
+    keys *= np.float32(-2.0)
+    keys += gsq
+    keys[:, empty] = np.inf
+    return _smallest(keys, n_probe)
+
+
+def nearest_grouped(X, C, sq, groups, n_probe, *, compiled=True, n_jobs=1):
+    """The nearest row of ``C`` to each row of ``X`` among the lists of the
+    row's ``n_probe`` nearest groups (see :data:`ASSIGN_GROUPS`).
+
+    The scores are those of :func:`nearest`, so a row's result is the first
+    centroid of smallest score among its candidates (ties to the lower
+    list id): it depends on the row alone, not on the rows it is assigned
+    with, the blocking or the threads; with ``n_probe`` at least the number
+    of groups it is :func:`nearest`'s.
+
+    Parameters
+    ----------
+    X, C, sq, compiled, n_jobs
+        As :func:`nearest` (``sq`` required).
+    groups : tuple of ndarray
+        ``(G, gsq, ptr, lists)``: the group centroids (float32, ``(n_groups,
+        d)``), their squared norms, and CSR ``ptr``, ``lists`` (group ``g``
+        holds lists ``lists[ptr[g]:ptr[g + 1]]``, ascending).
+    n_probe : int
+        Groups whose lists each row is scored against.
+
+    Returns
+    -------
+    nearest : ndarray of shape (n,), int64
+    """
+    from skhash.quantization._products import WIDTH, ordered_products, tile_rows
+
+    G, gsq, ptr, lists = groups
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    C = np.ascontiguousarray(C, dtype=np.float32)
+    sq = np.ascontiguousarray(sq, dtype=np.float32)
+    G = np.ascontiguousarray(G, dtype=np.float32)
+    gsq = np.ascontiguousarray(gsq, dtype=np.float32)
+    n, n_groups = X.shape[0], len(G)
+    empty = np.diff(ptr) == 0
+    if n == 0 or int(n_probe) >= n_groups - int(empty.sum()):
+        return nearest(X, C, sq, compiled=compiled, n_jobs=n_jobs)
+    n_probe = max(1, int(n_probe))
+    top = _top_groups(X, G, gsq, empty, n_probe, compiled)
+    if not compiled:  # the reference: every list scored, candidates kept
+        member = np.zeros((n_groups, len(C)), dtype=bool)
+        for g in range(n_groups):
+            member[g, lists[ptr[g] : ptr[g + 1]]] = True
+        out = np.empty(n, dtype=np.int64)
+        tiled = tile_rows(C, np.float32)
+        step = max(1, _REFERENCE_ENTRIES // max(1, len(C)))
+        for s in range(0, n, step):
+            prod = ordered_products(X[s : s + step], tiled, len(C), compiled=False)
+            prod *= np.float32(-2.0)
+            prod += sq
+            allowed = member[top[s : s + step]].any(axis=1)
+            prod[~allowed] = np.inf
+            out[s : s + step] = np.argmin(prod, axis=1)
+        return out
+    from skhash.retrieval._ivf_nearest import _NEAREST_ROWS, nearest_kernel
+
+    # (row, probe) pairs sorted by group: each group's rows run through the
+    # tiles of its own lists' centroids
+    flat = top.ravel()
+    # a stable sort of small integers (numpy's radix sort below 2**16)
+    key = flat.astype(np.int16 if n_groups < 2**15 else np.int64)
+    order = np.argsort(key, kind="stable")
+    bounds = np.searchsorted(flat[order], np.arange(n_groups + 1))
+    rows = X[order // n_probe]
+    local = np.empty(len(flat), dtype=np.int64)
+    vals = np.empty(len(flat), dtype=np.float32)
+
+    def run(lo, hi):
+        best = np.empty(max(_NEAREST_ROWS, WIDTH), dtype=np.float32)
+        for g in range(lo, hi):
+            a, b = bounds[g], bounds[g + 1]
+            members = lists[ptr[g] : ptr[g + 1]]
+            if a == b:
+                continue
+            tiled = tile_rows(C[members], np.float32)
+            padded = np.full(tiled.shape[0] * WIDTH, np.inf, dtype=np.float32)
+            padded[: len(members)] = sq[members]
+            nearest_kernel(
+                rows[a:b], tiled, padded, len(members), local[a:b], best, vals[a:b]
+            )
+            local[a:b] = members[local[a:b]]
+
+    run_blocks(run, n_groups, n_jobs, 1)
+    pair_vals = np.empty(len(flat), dtype=np.float32)
+    pair_ids = np.empty(len(flat), dtype=np.int64)
+    pair_vals[order] = vals
+    pair_ids[order] = local
+    pair_vals = pair_vals.reshape(n, n_probe)
+    pair_ids = pair_ids.reshape(n, n_probe)
+    low = pair_vals.min(axis=1, keepdims=True)
+    # the smallest score, and among equal ones the lower list id
+    return np.where(pair_vals == low, pair_ids, np.iinfo(np.int64).max).min(axis=1)

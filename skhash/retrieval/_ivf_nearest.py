@@ -18,9 +18,10 @@ _NEAREST_ROWS = 256
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
-def nearest_kernel(X, tiled, sq, n_cols, out, best):
+def nearest_kernel(X, tiled, sq, n_cols, out, best, vals):
     """``out[i]``: the column ``c < n_cols`` of the smallest
-    ``sq[c] - 2 ⟨X[i], B[c]⟩`` (the first of equal ones), for the rows of
+    ``sq[c] - 2 ⟨X[i], B[c]⟩`` (the first of equal ones), and ``vals[i]``
+    that smallest value, for the rows of
     ``B`` held in ``tiled`` (:func:`~skhash.quantization._products.tile_rows`)
     and their squared norms ``sq``, padded to whole tiles with ``inf``.
 
@@ -69,6 +70,8 @@ def nearest_kernel(X, tiled, sq, n_cols, out, best):
                     for x in range(WIDTH):
                         a0[x] += v0 * row[x]
                 _tile_best(a0, sq, base, lim, best, out, i, s)
+        for i in range(s, e):
+            vals[i] = best[i - s]
 
 
 @njit(cache=True, nogil=True, boundscheck=False, inline="always")

@@ -221,3 +221,42 @@ def test_lists_pickled_before_the_groups_still_search():
     old = pickle.loads(pickle.dumps(old))
     _same(old.kneighbors(q), ref)  # the groups rebuilt, with the product kind
     assert old._ivf_cache["X"].kind == "product"
+
+
+def test_build_assigns_among_the_nearest_groups_from_the_threshold(monkeypatch):
+    from skhash.retrieval import _ivf_lists
+    from skhash.retrieval._ivf_assign import nearest, nearest_grouped
+
+    db = _data(seed=9)  # 1,500 items
+    monkeypatch.setattr(_ivf_lists, "GROUPED_ASSIGN_MIN_NLIST", 30)
+    monkeypatch.setattr(_ivf_lists, "ASSIGN_GROUPS", 2)
+
+    def where(ivf):
+        out = np.empty(ivf.n_items, np.int64)
+        out[ivf.ids] = np.repeat(np.arange(ivf.nlist), np.diff(ivf.offsets))
+        return out
+
+    ivf = _ivf(nlist=36, rerank="aqd").fit(db)._ivf_cache["X"]
+    x = (db.codebooks[np.arange(4), db.get("X", "codes")]).sum(axis=1)
+    x = x.astype(np.float32)
+    groups = ivf._assign_groups()
+    expect = nearest_grouped(x, ivf.centroids, ivf.c_sqnorms, groups, 2)
+    np.testing.assert_array_equal(where(ivf), expect)
+    # 2 of 6 groups: some items leave the nearest of all lists, few
+    exact = nearest(x, ivf.centroids, ivf.c_sqnorms)
+    assert 0.7 < np.mean(where(ivf) == exact) < 1.0
+    # items added later are assigned the same way as in one build
+    grown = _ivf(nlist=36, rerank="aqd").fit(db[:1200])
+    grown.add(db[1200:])
+    grown.kneighbors(db[:3])  # the lists are extended at the next search
+    ivf2 = grown._ivf_cache["X"]
+    assert ivf2.n_train == 1200 and ivf2.n_items == 1500
+    expect2 = nearest_grouped(
+        x, ivf2.centroids, ivf2.c_sqnorms, ivf2._assign_groups(), 2
+    )
+    np.testing.assert_array_equal(where(ivf2), expect2)
+    # below the threshold: the nearest of all lists
+    monkeypatch.setattr(_ivf_lists, "GROUPED_ASSIGN_MIN_NLIST", 37)
+    ivf3 = _ivf(nlist=36, rerank="aqd").fit(db)._ivf_cache["X"]
+    assert ivf3._assign_groups() is None
+    np.testing.assert_array_equal(where(ivf3), exact)
