@@ -100,14 +100,20 @@ def _smallest(keys, m):
 def _top_groups(X, G, gsq, empty, n_probe, compiled):
     """Each row's ``n_probe`` groups of smallest ``‖g‖² − 2 ⟨x, g⟩`` (the
     ordered inner products of :func:`nearest`), ties to the lower group;
-    groups without lists (``empty``) never. Ascending group ids."""
+    groups without lists (``empty``) never (in no particular order)."""
     from skhash.quantization._products import ordered_products, tile_rows
 
     keys = ordered_products(X, tile_rows(G, np.float32), len(G), compiled=compiled)
     keys *= np.float32(-2.0)
     keys += gsq
     keys[:, empty] = np.inf
-    return _smallest(keys, n_probe)
+    if not compiled:
+        return _smallest(keys, n_probe)
+    from skhash.retrieval._ivf_nearest import top_groups_kernel
+
+    top = np.empty((len(X), n_probe), dtype=np.int64)
+    top_groups_kernel(keys, n_probe, top)
+    return top
 
 
 def nearest_grouped(X, C, sq, groups, n_probe, *, compiled=True, n_jobs=1):
@@ -164,41 +170,37 @@ def nearest_grouped(X, C, sq, groups, n_probe, *, compiled=True, n_jobs=1):
             prod[~allowed] = np.inf
             out[s : s + step] = np.argmin(prod, axis=1)
         return out
-    from skhash.retrieval._ivf_nearest import _NEAREST_ROWS, nearest_kernel
+    from skhash.retrieval import _ivf_nearest as kernels
 
-    # (row, probe) pairs sorted by group: each group's rows run through the
-    # tiles of its own lists' centroids
-    flat = top.ravel()
-    # a stable sort of small integers (numpy's radix sort below 2**16)
-    key = flat.astype(np.int16 if n_groups < 2**15 else np.int64)
-    order = np.argsort(key, kind="stable")
-    bounds = np.searchsorted(flat[order], np.arange(n_groups + 1))
-    rows = X[order // n_probe]
-    local = np.empty(len(flat), dtype=np.int64)
-    vals = np.empty(len(flat), dtype=np.float32)
+    # each group's lists' centroids in their own tiles, one after another
+    sizes = np.diff(ptr)
+    per = [
+        tile_rows(C[lists[ptr[g] : ptr[g + 1]]], np.float32) for g in range(n_groups)
+    ]
+    tile_ptr = np.zeros(n_groups + 1, dtype=np.int64)
+    np.cumsum([t.shape[0] for t in per], out=tile_ptr[1:])
+    tiles = np.concatenate(per)
+    sqpad = np.full(tiles.shape[0] * WIDTH, np.inf, dtype=np.float32)
+    for g in range(n_groups):
+        lo = tile_ptr[g] * WIDTH
+        sqpad[lo : lo + sizes[g]] = sq[lists[ptr[g] : ptr[g + 1]]]
+    # the (row, probe) pairs sorted by group: each group's rows run through
+    # the tiles of its own lists
+    bounds = np.empty(n_groups + 1, dtype=np.int64)
+    pairs = np.empty(top.size, dtype=np.int64)
+    kernels.bucket_pairs(top, n_groups, bounds, pairs)
+    local = np.empty(top.size, dtype=np.int64)
+    vals = np.empty(top.size, dtype=np.float32)
 
     def run(lo, hi):
-        best = np.empty(max(_NEAREST_ROWS, WIDTH), dtype=np.float32)
-        for g in range(lo, hi):
-            a, b = bounds[g], bounds[g + 1]
-            members = lists[ptr[g] : ptr[g + 1]]
-            if a == b:
-                continue
-            tiled = tile_rows(C[members], np.float32)
-            padded = np.full(tiled.shape[0] * WIDTH, np.inf, dtype=np.float32)
-            padded[: len(members)] = sq[members]
-            nearest_kernel(
-                rows[a:b], tiled, padded, len(members), local[a:b], best, vals[a:b]
-            )
-            local[a:b] = members[local[a:b]]
+        buf = np.empty((kernels._NEAREST_ROWS, X.shape[1]), dtype=np.float32)
+        best = np.empty(max(kernels._NEAREST_ROWS, WIDTH), dtype=np.float32)
+        kernels.grouped_kernel(
+            X, n_probe, pairs, bounds, tiles, tile_ptr, sqpad, sizes, lo, hi,
+            local, vals, buf, best,
+        )  # fmt: skip
 
     run_blocks(run, n_groups, n_jobs, 1)
-    pair_vals = np.empty(len(flat), dtype=np.float32)
-    pair_ids = np.empty(len(flat), dtype=np.int64)
-    pair_vals[order] = vals
-    pair_ids[order] = local
-    pair_vals = pair_vals.reshape(n, n_probe)
-    pair_ids = pair_ids.reshape(n, n_probe)
-    low = pair_vals.min(axis=1, keepdims=True)
-    # the smallest score, and among equal ones the lower list id
-    return np.where(pair_vals == low, pair_ids, np.iinfo(np.int64).max).min(axis=1)
+    out = np.empty(n, dtype=np.int64)
+    kernels.combine_pairs(pairs, local, vals, ptr, lists, n_probe, top, out)
+    return out

@@ -299,7 +299,7 @@ class InvertedLists:
         """The list of each item ``start .. stop - 1``: its nearest centroid
         (ties to the lower list id), among the lists of its
         ``ASSIGN_GROUPS`` nearest groups from ``GROUPED_ASSIGN_MIN_NLIST``
-        coded lists on (a tenth of the scores at 6,325 lists), in blocks of
+        coded lists on (about 11 % of the scores at 6,325 lists), in blocks of
         ``_ASSIGN_ENTRIES`` distances. Items with the same codes (learned
         codes share them often) are scored once; an item's list depends on
         its codes alone."""
@@ -307,7 +307,11 @@ class InvertedLists:
         rows = np.ascontiguousarray(rows[start:stop])
         if rows.shape[0] == 0:
             return np.empty(0, dtype=np.int64)
-        keys = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1])))
+        width = rows.dtype.itemsize * rows.shape[1]
+        # rows of 1-8 bytes sort as unsigned integers, several times faster
+        # than as raw bytes (the distinct rows are the same either way)
+        as_int = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+        keys = rows.view(as_int.get(width, np.dtype((np.void, width))))
         _, first, inverse = np.unique(
             keys.ravel(), return_index=True, return_inverse=True
         )
@@ -355,7 +359,9 @@ class InvertedLists:
             sizes = np.diff(self.offsets)
             lists[self.ids] = np.repeat(np.arange(self.nlist), sizes)
             lists[n_old:] = self.assign(bits, codes, n_old, n)
-            order = np.argsort(lists, kind="stable")
+            # stable: ids ascending within a list (a radix sort of int16)
+            small = np.int16 if self.nlist < 2**15 else np.int64
+            order = np.argsort(lists.astype(small), kind="stable")
             counts = np.bincount(lists, minlength=self.nlist)
             self.offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
             self.ids = order.astype(np.int32 if n < 2**31 else np.int64)

@@ -90,3 +90,127 @@ def _tile_best(acc, sq, base, lim, best, out, i, s):
                 best[i - s] = mn
                 out[i] = base + x
                 break
+
+
+# --------------------------------------------------------------------------- #
+# assignment among the lists of each row's nearest groups
+# --------------------------------------------------------------------------- #
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def top_groups_kernel(keys, n_probe, top):
+    """``top[i]``: the ``n_probe`` columns of smallest ``keys[i]`` by (key,
+    column), as the numpy ``_smallest`` chooses them (NaN counts as
+    ``inf``), in no particular order."""
+    n, n_groups = keys.shape
+    slot_v = np.empty(n_probe, dtype=np.float32)
+    for i in range(n):
+        # the first n_probe columns fill the slots, then any smaller key
+        # (an equal one comes from a later column: never) replaces the worst
+        for j in range(n_probe):
+            v = keys[i, j]
+            slot_v[j] = np.inf if v != v else v
+            top[i, j] = j
+        w = 0
+        for j in range(1, n_probe):
+            if slot_v[j] > slot_v[w] or (
+                slot_v[j] == slot_v[w] and top[i, j] > top[i, w]
+            ):
+                w = j
+        for c in range(n_probe, n_groups):
+            v = keys[i, c]
+            if v != v:
+                v = np.inf
+            if v < slot_v[w]:
+                slot_v[w] = v
+                top[i, w] = c
+                w = 0
+                for j in range(1, n_probe):
+                    if slot_v[j] > slot_v[w] or (
+                        slot_v[j] == slot_v[w] and top[i, j] > top[i, w]
+                    ):
+                        w = j
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def bucket_pairs(top, n_groups, bounds, pairs):
+    """The ``(row, probe)`` pairs ``p = row * n_probe + j`` sorted by their
+    group ``top.ravel()[p]`` (stable: by ``p`` within a group), with CSR
+    ``bounds`` (a counting sort)."""
+    flat = top.ravel()
+    for g in range(n_groups + 1):
+        bounds[g] = 0
+    for p in range(flat.shape[0]):
+        bounds[flat[p] + 1] += 1
+    for g in range(n_groups):
+        bounds[g + 1] += bounds[g]
+    fill = bounds[:n_groups].copy()
+    for p in range(flat.shape[0]):
+        g = flat[p]
+        pairs[fill[g]] = p
+        fill[g] += 1
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def grouped_kernel(
+    X,
+    n_probe,
+    pairs,
+    bounds,
+    tiles,
+    tile_ptr,
+    sqpad,
+    n_cols,
+    g_lo,
+    g_hi,
+    local,
+    vals,
+    buf,
+    best,
+):
+    """For the groups ``g_lo .. g_hi - 1``: each pair's row (``X[p //
+    n_probe]``, copied in blocks into ``buf``) against the tiles of the
+    group's lists (``tiles[tile_ptr[g]:tile_ptr[g + 1]]``, their squared
+    norms in ``sqpad``, ``n_cols[g]`` lists): :func:`nearest_kernel`'s
+    column (``local``, into the group's lists) and score (``vals``), in the
+    pairs' sorted order."""
+    d = X.shape[1]
+    for g in range(g_lo, g_hi):
+        a, b = bounds[g], bounds[g + 1]
+        t0, t1 = tile_ptr[g], tile_ptr[g + 1]
+        for s in range(a, b, _NEAREST_ROWS):
+            e = min(b, s + _NEAREST_ROWS)
+            for i in range(s, e):
+                r = pairs[i] // n_probe
+                for j in range(d):
+                    buf[i - s, j] = X[r, j]
+            nearest_kernel(
+                buf[: e - s],
+                tiles[t0:t1],
+                sqpad[t0 * WIDTH : t1 * WIDTH],
+                n_cols[g],
+                local[s:e],
+                best,
+                vals[s:e],
+            )
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def combine_pairs(pairs, local, vals, offsets, lists, n_probe, top, out):
+    """``out[row]``: the list of smallest score over the row's pairs (the
+    lower list id among equal ones); pair ``k`` in sorted order, of group
+    ``g``, scored the group's ``local[k]``-th list ``lists[offsets[g] +
+    local[k]]``."""
+    n = out.shape[0]
+    best_v = np.full(n, np.inf, dtype=np.float32)
+    for i in range(n):
+        out[i] = np.iinfo(np.int64).max
+    for k in range(pairs.shape[0]):
+        p = pairs[k]
+        i = p // n_probe
+        g = top[i, p - i * n_probe]
+        c = lists[offsets[g] + local[k]]
+        v = vals[k]
+        if v < best_v[i] or (v == best_v[i] and c < out[i]):
+            best_v[i] = v
+            out[i] = c

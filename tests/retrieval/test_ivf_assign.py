@@ -161,3 +161,16 @@ def test_grouped_ties_go_to_the_lower_list():
             assert c == held.min()
         split += len(held) == 2 and member[held[0]] != member[held[1]]
     assert split > 0  # ties across two groups were met
+
+
+@pytest.mark.parametrize("n_probe", [1, 2, 7, 19])
+def test_compiled_top_groups_are_the_smallest_by_key_then_group(n_probe):
+    from skhash.retrieval._ivf_assign import _smallest
+    from skhash.retrieval._ivf_nearest import top_groups_kernel
+
+    rng = np.random.RandomState(n_probe)
+    keys = rng.randint(0, 6, size=(500, 20)).astype(np.float32)  # many ties
+    keys[:50, 3] = np.inf  # as an empty group's
+    top = np.empty((500, n_probe), dtype=np.int64)
+    top_groups_kernel(keys, n_probe, top)
+    np.testing.assert_array_equal(np.sort(top, axis=1), _smallest(keys, n_probe))
