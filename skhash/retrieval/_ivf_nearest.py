@@ -97,6 +97,16 @@ def _tile_best(acc, sq, base, lim, best, out, i, s):
 # --------------------------------------------------------------------------- #
 
 
+@njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _worst_slot(slot_v, top, i, n_probe):
+    """The slot of largest (key, column) among row ``i``'s."""
+    w = 0
+    for j in range(1, n_probe):
+        if slot_v[j] > slot_v[w] or (slot_v[j] == slot_v[w] and top[i, j] > top[i, w]):
+            w = j
+    return w
+
+
 @njit(cache=True, nogil=True, boundscheck=False)
 def top_groups_kernel(keys, n_probe, top):
     """``top[i]``: the ``n_probe`` columns of smallest ``keys[i]`` by (key,
@@ -111,12 +121,7 @@ def top_groups_kernel(keys, n_probe, top):
             v = keys[i, j]
             slot_v[j] = np.inf if v != v else v
             top[i, j] = j
-        w = 0
-        for j in range(1, n_probe):
-            if slot_v[j] > slot_v[w] or (
-                slot_v[j] == slot_v[w] and top[i, j] > top[i, w]
-            ):
-                w = j
+        w = _worst_slot(slot_v, top, i, n_probe)
         for c in range(n_probe, n_groups):
             v = keys[i, c]
             if v != v:
@@ -124,12 +129,7 @@ def top_groups_kernel(keys, n_probe, top):
             if v < slot_v[w]:
                 slot_v[w] = v
                 top[i, w] = c
-                w = 0
-                for j in range(1, n_probe):
-                    if slot_v[j] > slot_v[w] or (
-                        slot_v[j] == slot_v[w] and top[i, j] > top[i, w]
-                    ):
-                        w = j
+                w = _worst_slot(slot_v, top, i, n_probe)
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
