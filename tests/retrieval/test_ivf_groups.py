@@ -223,11 +223,14 @@ def test_lists_pickled_before_the_groups_still_search():
     assert old._ivf_cache["X"].kind == "product"
 
 
-def test_build_assigns_among_the_nearest_groups_from_the_threshold(monkeypatch):
+@pytest.mark.parametrize("rerank,kind", CASES)
+def test_build_assigns_among_the_nearest_groups_from_the_threshold(
+    monkeypatch, rerank, kind
+):
     from skhash.retrieval import _ivf_lists
     from skhash.retrieval._ivf_assign import nearest, nearest_grouped
 
-    db = _data(seed=9)  # 1,500 items
+    db = _data(seed=9, kind=kind)  # 1,500 items
     monkeypatch.setattr(_ivf_lists, "GROUPED_ASSIGN_MIN_NLIST", 30)
     monkeypatch.setattr(_ivf_lists, "ASSIGN_GROUPS", 2)
 
@@ -236,7 +239,7 @@ def test_build_assigns_among_the_nearest_groups_from_the_threshold(monkeypatch):
         out[ivf.ids] = np.repeat(np.arange(ivf.nlist), np.diff(ivf.offsets))
         return out
 
-    ivf = _ivf(nlist=36, rerank="aqd").fit(db)._ivf_cache["X"]
+    ivf = _ivf(nlist=36, rerank=rerank).fit(db)._ivf_cache["X"]
     x = (db.codebooks[np.arange(4), db.get("X", "codes")]).sum(axis=1)
     x = x.astype(np.float32)
     groups = ivf._assign_groups()
@@ -246,7 +249,7 @@ def test_build_assigns_among_the_nearest_groups_from_the_threshold(monkeypatch):
     exact = nearest(x, ivf.centroids, ivf.c_sqnorms)
     assert 0.7 < np.mean(where(ivf) == exact) < 1.0
     # items added later are assigned the same way as in one build
-    grown = _ivf(nlist=36, rerank="aqd").fit(db[:1200])
+    grown = _ivf(nlist=36, rerank=rerank).fit(db[:1200])
     grown.add(db[1200:])
     grown.kneighbors(db[:3])  # the lists are extended at the next search
     ivf2 = grown._ivf_cache["X"]
@@ -257,6 +260,6 @@ def test_build_assigns_among_the_nearest_groups_from_the_threshold(monkeypatch):
     np.testing.assert_array_equal(where(ivf2), expect2)
     # below the threshold: the nearest of all lists
     monkeypatch.setattr(_ivf_lists, "GROUPED_ASSIGN_MIN_NLIST", 37)
-    ivf3 = _ivf(nlist=36, rerank="aqd").fit(db)._ivf_cache["X"]
+    ivf3 = _ivf(nlist=36, rerank=rerank).fit(db)._ivf_cache["X"]
     assert ivf3._assign_groups() is None
     np.testing.assert_array_equal(where(ivf3), exact)
