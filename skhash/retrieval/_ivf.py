@@ -66,7 +66,10 @@ in between), which lets two threads scale; elsewhere the chunks run
 then ``N_ITER`` Lloyd iterations) on a sample of at most
 ``TRAIN_POINTS_PER_LIST * nlist`` items drawn from the first ``n_train``
 items with a recorded seed; then every item is assigned in blocks (each
-distinct code scored once). Both score items against centroids with the
+distinct code scored once). From ``GROUPED_ASSIGN_MIN_NLIST`` lists on,
+both assign a row among the lists of its ``ASSIGN_GROUPS`` nearest groups
+of centroids (k-means groups of each Lloyd iteration's centroids; for the
+items, the groups of ``quantizer_nprobe``). Both score items against centroids with the
 ordered sums of :mod:`~skhash.retrieval._ivf_assign`, on ``n_jobs``
 threads, so a rebuild from the same seed and items gives the same lists
 whatever the threads. The lists are stored as CSR:

@@ -104,14 +104,22 @@ def _lloyd(X, n_clusters, rng, n_iter=N_ITER, n_jobs=1):
     coarse quantizers: initial centroids drawn among the rows (no k-means++,
     whose seeding cost more than the iterations here), then ``n_iter``
     Lloyd iterations (the nearest-centroid step is
-    :func:`~skhash.retrieval._ivf_assign.nearest`, on ``n_jobs`` threads);
-    a centroid left with no point keeps its place. Deterministic given
-    ``rng``, whatever ``n_jobs``."""
+    :func:`~skhash.retrieval._ivf_assign.nearest`, on ``n_jobs`` threads;
+    from ``GROUPED_ASSIGN_MIN_NLIST`` centroids on, the nearest among those
+    of each row's ``ASSIGN_GROUPS`` nearest groups of the iteration's
+    centroids, as the build assigns the items); a centroid left with no
+    point keeps its place. Deterministic given ``rng``, whatever
+    ``n_jobs``."""
     X = np.ascontiguousarray(X, dtype=np.float32)
     n, d = X.shape
     C = X[np.sort(rng.choice(n, n_clusters, replace=False))].copy()
     for _ in range(n_iter):
-        a = nearest(X, C, n_jobs=n_jobs)
+        if n_clusters >= GROUPED_ASSIGN_MIN_NLIST:
+            sq = np.einsum("kd,kd->k", C, C).astype(np.float32)
+            groups = _centroid_groups(C, rng)
+            a = nearest_grouped(X, C, sq, groups, ASSIGN_GROUPS, n_jobs=n_jobs)
+        else:
+            a = nearest(X, C, n_jobs=n_jobs)
         counts = np.bincount(a, minlength=n_clusters)
         full = counts > 0
         sums = np.stack(
@@ -120,6 +128,20 @@ def _lloyd(X, n_clusters, rng, n_iter=N_ITER, n_jobs=1):
         )
         C[full] = (sums[full] / counts[full, None]).astype(np.float32)
     return C
+
+
+def _centroid_groups(C, rng):
+    """``(G, gsq, ptr, lists)`` of :func:`~skhash.retrieval._ivf_assign.
+    nearest_grouped` for the centroids ``C``: ``round(sqrt(len(C)))``
+    k-means centroids of them (:func:`_lloyd`, seeded from ``rng``), and
+    each centroid in the group of its nearest (ties to the lower group)."""
+    n_groups = max(1, int(round(math.sqrt(len(C)))))
+    G = _lloyd(C, n_groups, rng)
+    gsq = np.einsum("gd,gd->g", G, G).astype(np.float32)
+    member = nearest(C, G, gsq)
+    ptr = np.zeros(n_groups + 1, dtype=np.int64)
+    np.cumsum(np.bincount(member, minlength=n_groups), out=ptr[1:])
+    return G, gsq, ptr, np.argsort(member, kind="stable").astype(np.int64)
 
 
 class InvertedLists:

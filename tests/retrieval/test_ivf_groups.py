@@ -262,4 +262,30 @@ def test_build_assigns_among_the_nearest_groups_from_the_threshold(
     monkeypatch.setattr(_ivf_lists, "GROUPED_ASSIGN_MIN_NLIST", 37)
     ivf3 = _ivf(nlist=36, rerank=rerank).fit(db)._ivf_cache["X"]
     assert ivf3._assign_groups() is None
-    np.testing.assert_array_equal(where(ivf3), exact)
+    np.testing.assert_array_equal(
+        where(ivf3), nearest(x, ivf3.centroids, ivf3.c_sqnorms)
+    )
+
+
+def test_kmeans_from_the_threshold_assigns_among_groups(monkeypatch):
+    from skhash.retrieval import _ivf_lists
+
+    rng = np.random.RandomState(5)
+    X = rng.randn(40, 8)[rng.randint(40, size=4000)] + 0.5 * rng.randn(4000, 8)
+    X = X.astype(np.float32)
+
+    def objective(C):
+        d = ((X[:, None, :] - C[None]) ** 2).sum(-1)
+        return d.min(axis=1).mean()
+
+    monkeypatch.setattr(_ivf_lists, "GROUPED_ASSIGN_MIN_NLIST", 10**9)
+    exact = _ivf_lists._lloyd(X, 64, np.random.RandomState(0))
+    monkeypatch.setattr(_ivf_lists, "GROUPED_ASSIGN_MIN_NLIST", 64)
+    monkeypatch.setattr(_ivf_lists, "ASSIGN_GROUPS", 2)  # of 8 groups
+    grouped = _ivf_lists._lloyd(X, 64, np.random.RandomState(0))
+    assert not np.array_equal(grouped, exact)  # the grouped steps ran
+    np.testing.assert_array_equal(
+        _ivf_lists._lloyd(X, 64, np.random.RandomState(0), n_jobs=2), grouped
+    )
+    # approximate steps, about the same clustering
+    assert objective(grouped) < 1.02 * objective(exact)
