@@ -82,6 +82,14 @@ def nearest(X, C, sq=None, *, compiled=True, n_jobs=1):
     return out
 
 
+def group_members(member, n_groups):
+    """CSR ``(ptr, lists)`` of the groups ``member`` puts the lists in:
+    group ``g`` holds ``lists[ptr[g]:ptr[g + 1]]``, ascending."""
+    ptr = np.zeros(n_groups + 1, dtype=np.int64)
+    np.cumsum(np.bincount(member, minlength=n_groups), out=ptr[1:])
+    return ptr, np.argsort(member, kind="stable").astype(np.int64)
+
+
 def _smallest(keys, m):
     """The ``m`` smallest entries of each row by (key, column), as their
     columns in ascending order: ties at the ``m``-th key go to the lower
@@ -118,7 +126,8 @@ def _top_groups(X, G, gsq, empty, n_probe, compiled):
 
 def nearest_grouped(X, C, sq, groups, n_probe, *, compiled=True, n_jobs=1):
     """The nearest row of ``C`` to each row of ``X`` among the lists of the
-    row's ``n_probe`` nearest groups (see :data:`ASSIGN_GROUPS`).
+    row's ``n_probe`` nearest groups (``ASSIGN_GROUPS`` of
+    :mod:`~skhash.retrieval._ivf_lists` in the build).
 
     The scores are those of :func:`nearest`, so a row's result is the first
     centroid of smallest score among its candidates (ties to the lower

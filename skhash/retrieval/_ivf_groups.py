@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from skhash.retrieval._ivf_assign import nearest
+from skhash.retrieval._ivf_assign import group_members, nearest
 
 __all__ = []  # private helpers of InvertedLists
 
@@ -49,10 +49,7 @@ def build_groups(ivf):
     codes = np.ascontiguousarray(codes, dtype=ivf.centroid_codes.dtype)
     coded = _decode(codes, ivf.codebooks)
     sq = np.einsum("gd,gd->g", coded, coded).astype(np.float32)
-    group = nearest(ivf.centroids, coded, sq)
-    ptr = np.zeros(n_groups + 1, dtype=np.int64)
-    np.cumsum(np.bincount(group, minlength=n_groups), out=ptr[1:])
-    lists = np.argsort(group, kind="stable").astype(np.int64)
+    ptr, lists = group_members(nearest(ivf.centroids, coded, sq), n_groups)
     return codes, sq, ptr, lists
 
 

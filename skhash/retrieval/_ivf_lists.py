@@ -9,7 +9,12 @@ import math
 
 import numpy as np
 
-from skhash.retrieval._ivf_assign import _smallest, nearest, nearest_grouped
+from skhash.retrieval._ivf_assign import (
+    _smallest,
+    group_members,
+    nearest,
+    nearest_grouped,
+)
 
 __all__ = ["InvertedLists", "default_nlist"]  # re-exported by _ivf
 
@@ -138,10 +143,7 @@ def _centroid_groups(C, rng):
     n_groups = max(1, int(round(math.sqrt(len(C)))))
     G = _lloyd(C, n_groups, rng)
     gsq = np.einsum("gd,gd->g", G, G).astype(np.float32)
-    member = nearest(C, G, gsq)
-    ptr = np.zeros(n_groups + 1, dtype=np.int64)
-    np.cumsum(np.bincount(member, minlength=n_groups), out=ptr[1:])
-    return G, gsq, ptr, np.argsort(member, kind="stable").astype(np.int64)
+    return (G, gsq, *group_members(nearest(C, G, gsq), n_groups))
 
 
 class InvertedLists:

@@ -149,8 +149,7 @@ class TwoStageRetriever(_QueryEngine, _IndexState, _Persistence, BaseEstimator):
         of the database. For ``rerank="aqd"`` / ``"aqd-l2"`` the lists
         partition the reconstructions of the quantization codes (from
         1,024 lists on, an item goes to its nearest centroid among the
-        lists of its 8 nearest groups of lists, about 11 % of the scores
-        at 6,325 lists; see ``quantizer_nprobe``), queries
+        lists of its 8 nearest groups, see ``quantizer_nprobe``), queries
         rank them by inner product / squared L2 of their embedding (which
         they then need even with ``alpha=0``), and *every* item of the
         probed lists is re-ranked (faiss's IVF-ADC: the probed lists are the
