@@ -396,7 +396,7 @@ def fused_scan(est, backend, q, rows, dst, k, n_short):
     ):
         return None
     from skhash.retrieval._ivf_groups import CANDIDATE_FACTOR
-    from skhash.retrieval._ivf_kernels import _ivf_scan
+    from skhash.retrieval._ivf_kernels import _ivf_scan, scan_words
     from skhash.retrieval._numba import _kernel_ready
 
     ivf = est._ivf_cache[dst]
@@ -444,7 +444,7 @@ def fused_scan(est, backend, q, rows, dst, k, n_short):
         CANDIDATE_FACTOR,
         ivf.offsets,
         ivf.ids,
-        ivf.list_codes,
+        scan_words(ivf.list_codes, n_words),
         mode,
     )
     k = int(k)

@@ -743,15 +743,16 @@ class InvertedLists:
             norm_shift=norm_shift,
         )
         if compiled:
-            from skhash.retrieval._ivf_kernels import _ivf_adc
+            from skhash.retrieval._ivf_kernels import _ivf_adc, scan_words
 
+            luts = np.ascontiguousarray(luts)
             _ivf_adc(
                 luts,
                 ptr,
                 lists,
                 self.offsets,
                 self.ids,
-                self.list_codes,
+                scan_words(self.list_codes, luts.shape[2]),
                 int(mode),
                 q_sq,
                 sqnorms,

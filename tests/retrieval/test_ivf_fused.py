@@ -54,9 +54,10 @@ def _unfused(est, *args, **kwargs):
         ivf_module.fused_scan = orig
 
 
-# (M, K): uint8 codes read 8 to a word; M not a multiple of 8; K below the
-# tables' tile width (padding dropped); uint16 codes
-@pytest.mark.parametrize("n_books,n_words", [(8, 32), (3, 16), (2, 300)])
+# (M, K): uint8 codes read 8 to a word (the list keys; and the scan's where
+# K = 256); M not a multiple of 8; K below the tables' tile width (padding
+# dropped); uint16 codes
+@pytest.mark.parametrize("n_books,n_words", [(8, 32), (8, 256), (3, 16), (2, 300)])
 @pytest.mark.parametrize("rerank", ["aqd", "aqd-l2"])
 @pytest.mark.parametrize("groups", [None, 2])
 def test_fused_scan_is_the_separate_kernels(n_books, n_words, rerank, groups, calls):
@@ -187,21 +188,24 @@ def test_selection_is_the_k_best_by_distance_then_id(n, k, values):
     np.testing.assert_array_equal(bd[:k], dist[order])
 
 
+@pytest.mark.parametrize("read", ["bytes", "words"])
 @pytest.mark.parametrize("mode", [0, 1, 2])
 @pytest.mark.parametrize("k", [1, 3, 50, 200])
 @pytest.mark.parametrize("n_codes", [3, 40, 5000])
-def test_adc_scan_is_the_k_best_of_every_scanned_item(mode, k, n_codes):
+def test_adc_scan_is_the_k_best_of_every_scanned_item(read, mode, k, n_codes):
     # _ivf_adc keeps its candidates in a bounded buffer, narrowed to the k
     # best whenever it fills, with their k-th distance as a threshold: the
     # result must still be the k best of all the probed lists' items by
     # (distance, id), on up to 6,000 items a query (several narrowings), with
     # many items sharing a code (ties at the threshold: n_codes=3 or 40),
     # the excluded item skipped, lists of every length modulo 4; and on
-    # queries whose lists are few enough to be ranked at once
-    from skhash.retrieval._ivf_kernels import _ivf_adc
+    # queries whose lists are few enough to be ranked at once; codes read
+    # one at a time, or 8 to a word (16 codebooks of 256 words: two words)
+    from skhash.retrieval._ivf_kernels import _ivf_adc, scan_words
 
     rng = np.random.RandomState(k + 11 * mode + n_codes)
-    n_books, n_words, nlist, n_q = 4, 16, 16, 6
+    n_books, n_words = (4, 16) if read == "bytes" else (16, 256)
+    nlist, n_q = 16, 6
     sizes = rng.randint(400, 900, size=nlist)
     sizes[:4] = [0, 1, 2, 3]
     offsets = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
@@ -222,8 +226,10 @@ def test_adc_scan_is_the_k_best_of_every_scanned_item(mode, k, n_codes):
     exclude = exclude.astype(np.int64)
     out_idx = np.empty((n_q, k), np.int64)
     out_dist = np.empty((n_q, k), np.float64)
-    _ivf_adc(luts, ptr, lists, offsets, ids, codes, mode, q_sq, sq, exclude, k,
-             out_idx, out_dist)  # fmt: skip
+    scanned = scan_words(codes, n_words)
+    assert scanned.dtype == (np.uint64 if read == "words" else np.uint8)
+    _ivf_adc(luts, ptr, lists, offsets, ids, scanned, mode, q_sq, sq, exclude,
+             k, out_idx, out_dist)  # fmt: skip
     totals = [sizes[lists[ptr[q] : ptr[q + 1]]].sum() for q in range(n_q)]
     assert max(totals) > 2 * _ivf_kernels._ADC_WHOLE  # narrowed more than once
     assert min(totals) <= _ivf_kernels._ADC_WHOLE  # and ranked at once
@@ -245,3 +251,39 @@ def test_adc_scan_is_the_k_best_of_every_scanned_item(mode, k, n_codes):
         np.testing.assert_array_equal(out_idx[q, :m], item[order])
         np.testing.assert_array_equal(out_dist[q, :m], d[order])
         assert (out_idx[q, m:] == -1).all() and np.isinf(out_dist[q, m:]).all()
+
+
+@pytest.mark.parametrize("n_books", [8, 16])
+@pytest.mark.parametrize("rerank", ["aqd", "aqd-l2"])
+def test_scan_reads_codes_as_words_with_the_same_results(n_books, rerank, monkeypatch):
+    # uint8 codes of 256-word codebooks, 8 or 16 of them, are scanned 8 to a
+    # uint64 word (one or two words an item): the same neighbours and the
+    # same distances as scanning them one code at a time, fused or not
+    both = _data(n_books, 256, n=2600)
+    db, q = both[:2500], both[2500:]
+    est = TwoStageRetriever(
+        alpha=300,
+        n_neighbors=20,
+        stage1="ivf",
+        nlist=16,
+        nprobe=3,
+        rerank=rerank,
+        backend="numba",
+        random_state=0,
+    ).fit(db)
+    read = []
+    scan_words = _ivf_kernels.scan_words
+
+    def spy(codes, n_words):
+        out = scan_words(codes, n_words)
+        read.append(out.dtype)
+        return out
+
+    monkeypatch.setattr(_ivf_kernels, "scan_words", spy)
+    fused, unfused = est.kneighbors(q), _unfused(est, q)
+    assert read == [np.dtype(np.uint64)] * 2  # both scans read words
+    monkeypatch.setattr(_ivf_kernels, "scan_words", lambda codes, n_words: codes)
+    for got in (fused, unfused):
+        want = est.kneighbors(q)
+        np.testing.assert_array_equal(got[1], want[1])
+        np.testing.assert_array_equal(got[0], want[0])
