@@ -395,8 +395,9 @@ def fused_scan(est, backend, q, rows, dst, k, n_short):
         or est._table_shifts(q, dst) is not None
     ):
         return None
+    from skhash.retrieval._adc_scan import scan_words
     from skhash.retrieval._ivf_groups import CANDIDATE_FACTOR
-    from skhash.retrieval._ivf_kernels import _ivf_scan, scan_words
+    from skhash.retrieval._ivf_kernels import _ivf_scan
     from skhash.retrieval._numba import _kernel_ready
 
     ivf = est._ivf_cache[dst]

@@ -743,7 +743,7 @@ class InvertedLists:
             norm_shift=norm_shift,
         )
         if compiled:
-            from skhash.retrieval._ivf_kernels import _ivf_adc, scan_words
+            from skhash.retrieval._adc_scan import _ivf_adc, scan_words
 
             luts = np.ascontiguousarray(luts)
             _ivf_adc(

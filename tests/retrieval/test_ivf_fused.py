@@ -12,7 +12,7 @@ import pytest
 
 from skhash import CodeSet, pack_bits
 from skhash.quantization import encode
-from skhash.retrieval import TwoStageRetriever, _ivf_kernels
+from skhash.retrieval import TwoStageRetriever, _adc_scan, _ivf_kernels
 from skhash.retrieval import _ivf as ivf_module
 
 
@@ -45,6 +45,10 @@ def calls(monkeypatch):
     return seen
 
 
+def _numba_ivf(**params):
+    return TwoStageRetriever(stage1="ivf", backend="numba", random_state=0, **params)
+
+
 def _unfused(est, *args, **kwargs):
     orig = ivf_module.fused_scan
     ivf_module.fused_scan = lambda *a, **k: None
@@ -63,17 +67,10 @@ def _unfused(est, *args, **kwargs):
 def test_fused_scan_is_the_separate_kernels(n_books, n_words, rerank, groups, calls):
     both = _data(n_books, n_words)
     db, q = both[:1200], both[1200:]  # 100 queries: several blocks
-    est = TwoStageRetriever(
-        alpha=60,
-        n_neighbors=10,
-        stage1="ivf",
-        nlist=25,
-        nprobe=2,
-        rerank=rerank,
+    est = _numba_ivf(
+        alpha=60, n_neighbors=10, nlist=25, nprobe=2, rerank=rerank,
         quantizer_nprobe=groups,
-        backend="numba",
-        random_state=0,
-    ).fit(db)
+    ).fit(db)  # fmt: skip
     for n_jobs in (None, 2):
         est.set_params(n_jobs=n_jobs)
         del calls[:]
@@ -165,7 +162,7 @@ def test_selection_is_the_k_best_by_distance_then_id(n, k, values):
     # and negative ones, with ids in no particular order; "sampled": the
     # smallest distances sit exactly at the sampled positions (every
     # floor(sqrt(n / k))-th), so the threshold must keep k of them itself
-    from skhash.retrieval._ivf_kernels import _select
+    from skhash.retrieval._adc_scan import _select
 
     if k > n:
         pytest.skip("the scan selects at most the items it has")
@@ -201,7 +198,7 @@ def test_adc_scan_is_the_k_best_of_every_scanned_item(read, mode, k, n_codes):
     # the excluded item skipped, lists of every length modulo 4; and on
     # queries whose lists are few enough to be ranked at once; codes read
     # one at a time, or 8 to a word (16 codebooks of 256 words: two words)
-    from skhash.retrieval._ivf_kernels import _ivf_adc, scan_words
+    from skhash.retrieval._adc_scan import _ivf_adc, scan_words
 
     rng = np.random.RandomState(k + 11 * mode + n_codes)
     n_books, n_words = (4, 16) if read == "bytes" else (16, 256)
@@ -231,8 +228,8 @@ def test_adc_scan_is_the_k_best_of_every_scanned_item(read, mode, k, n_codes):
     _ivf_adc(luts, ptr, lists, offsets, ids, scanned, mode, q_sq, sq, exclude,
              k, out_idx, out_dist)  # fmt: skip
     totals = [sizes[lists[ptr[q] : ptr[q + 1]]].sum() for q in range(n_q)]
-    assert max(totals) > 2 * _ivf_kernels._ADC_WHOLE  # narrowed more than once
-    assert min(totals) <= _ivf_kernels._ADC_WHOLE  # and ranked at once
+    assert max(totals) > 2 * _adc_scan._ADC_WHOLE  # narrowed more than once
+    assert min(totals) <= _adc_scan._ADC_WHOLE  # and ranked at once
     for q in range(n_q):
         probed = lists[ptr[q] : ptr[q + 1]]
         rows = np.concatenate([np.arange(offsets[j], offsets[j + 1]) for j in probed])
@@ -261,28 +258,21 @@ def test_scan_reads_codes_as_words_with_the_same_results(n_books, rerank, monkey
     # same distances as scanning them one code at a time, fused or not
     both = _data(n_books, 256, n=2600)
     db, q = both[:2500], both[2500:]
-    est = TwoStageRetriever(
-        alpha=300,
-        n_neighbors=20,
-        stage1="ivf",
-        nlist=16,
-        nprobe=3,
-        rerank=rerank,
-        backend="numba",
-        random_state=0,
-    ).fit(db)
+    est = _numba_ivf(
+        alpha=300, n_neighbors=20, nlist=16, nprobe=3, rerank=rerank
+    ).fit(db)  # fmt: skip
     read = []
-    scan_words = _ivf_kernels.scan_words
+    scan_words = _adc_scan.scan_words
 
     def spy(codes, n_words):
         out = scan_words(codes, n_words)
         read.append(out.dtype)
         return out
 
-    monkeypatch.setattr(_ivf_kernels, "scan_words", spy)
+    monkeypatch.setattr(_adc_scan, "scan_words", spy)
     fused, unfused = est.kneighbors(q), _unfused(est, q)
     assert read == [np.dtype(np.uint64)] * 2  # both scans read words
-    monkeypatch.setattr(_ivf_kernels, "scan_words", lambda codes, n_words: codes)
+    monkeypatch.setattr(_adc_scan, "scan_words", lambda codes, n_words: codes)
     for got in (fused, unfused):
         want = est.kneighbors(q)
         np.testing.assert_array_equal(got[1], want[1])
