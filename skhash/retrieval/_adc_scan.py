@@ -7,13 +7,11 @@ skhash.retrieval`` does not import numba."""
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from skhash.retrieval._numba import _sift_down, _worse
+from skhash.retrieval._numba import _code, _sift_down, _worse, code_words
 
 
 @njit(cache=True, nogil=True, boundscheck=False, inline="always")
@@ -193,14 +191,10 @@ def _sums4(lq, lf, codes, p):
             w2, w3 = codes[p + 2, wi], codes[p + 3, wi]
             lw = lf[2048 * wi :]
             for b in range(8):
-                s0 += lw[256 * b + (w0 & np.uint64(255))]
-                s1 += lw[256 * b + (w1 & np.uint64(255))]
-                s2 += lw[256 * b + (w2 & np.uint64(255))]
-                s3 += lw[256 * b + (w3 & np.uint64(255))]
-                w0 >>= np.uint64(8)
-                w1 >>= np.uint64(8)
-                w2 >>= np.uint64(8)
-                w3 >>= np.uint64(8)
+                s0 += lw[256 * b + _code(w0, b)]
+                s1 += lw[256 * b + _code(w1, b)]
+                s2 += lw[256 * b + _code(w2, b)]
+                s3 += lw[256 * b + _code(w3, b)]
     else:
         for m in range(lq.shape[0]):
             lm = lq[m]
@@ -220,8 +214,7 @@ def _sum1(lq, lf, codes, p):
             w = codes[p, wi]
             lw = lf[2048 * wi :]
             for b in range(8):
-                s += lw[256 * b + (w & np.uint64(255))]
-                w >>= np.uint64(8)
+                s += lw[256 * b + _code(w, b)]
     else:
         for m in range(lq.shape[0]):
             s += lq[m, codes[p, m]]
@@ -229,20 +222,11 @@ def _sum1(lq, lf, codes, p):
 
 
 def scan_words(codes, n_words):
-    """The codes :func:`_ivf_adc` scans: the rows of ``codes`` as uint64
-    words where it can read them so (uint8 codes of 256-word codebooks, a
-    multiple of 8 of them, C-contiguous, little-endian), else ``codes``."""
-    if (
-        codes.dtype == np.uint8
-        and n_words == 256
-        and codes.ndim == 2
-        and codes.shape[1] % 8 == 0
-        and codes.shape[1] > 0
-        and codes.flags.c_contiguous
-        and sys.byteorder == "little"
-    ):
-        return codes.view(np.uint64)
-    return codes
+    """The codes :func:`_ivf_adc` scans: the words of
+    :func:`~skhash.retrieval._numba.code_words` where the codebooks have
+    256 words (the tables' rows at constant offsets), else ``codes``."""
+    words = code_words(codes) if n_words == 256 else None
+    return codes if words is None else words
 
 
 @njit(cache=True, nogil=True, boundscheck=False)

@@ -398,7 +398,7 @@ def fused_scan(est, backend, q, rows, dst, k, n_short):
     from skhash.retrieval._adc_scan import scan_words
     from skhash.retrieval._ivf_groups import CANDIDATE_FACTOR
     from skhash.retrieval._ivf_kernels import _ivf_scan
-    from skhash.retrieval._numba import _kernel_ready
+    from skhash.retrieval._numba import _kernel_ready, code_words
 
     ivf = est._ivf_cache[dst]
     emb = np.ascontiguousarray(emb)
@@ -414,13 +414,9 @@ def fused_scan(est, backend, q, rows, dst, k, n_short):
     else:
         key_codes, key_sq, gptr, glists = ivf.groups()
     # uint8 codes are read 8 to a word, as the backend's rerank_aqd reads them
-    words = np.empty((0, 1), np.uint64)
-    if (
-        key_codes.dtype == np.uint8
-        and key_codes.shape[1] % 8 == 0
-        and key_codes.flags.c_contiguous
-    ):
-        words = key_codes.view(np.uint64)
+    words = code_words(key_codes)
+    if words is None:
+        words = np.empty((0, 1), np.uint64)
     sq = est._index[dst]["sqnorms"] if mode == 1 else np.zeros(1, np.float64)
     sq = np.asarray(sq)
     exclude = np.full(n_q, -1, np.int64) if rows is None else rows.astype(np.int64)

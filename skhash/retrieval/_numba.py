@@ -193,6 +193,21 @@ def _aqd_all(luts, codes, out):
 _LITTLE = sys.byteorder == "little"
 
 
+def code_words(codes):
+    """The rows of uint8 ``codes`` as uint64 words, 8 codes each (read
+    with :func:`_code`), where they are C-contiguous with a multiple of 8
+    codes a row; else None. The kernels then load each word once."""
+    if (
+        codes.dtype == np.uint8
+        and codes.ndim == 2
+        and codes.shape[1]
+        and codes.shape[1] % 8 == 0
+        and codes.flags.c_contiguous
+    ):
+        return codes.view(np.uint64)
+    return None
+
+
 @njit(cache=True, nogil=True, boundscheck=False, inline="always")
 def _code(word, b):
     """Byte ``b`` (in memory order) of a 64-bit word of uint8 codes."""
@@ -581,9 +596,7 @@ class NumbaBackend(NumpyBackend):
                 codes, dtype=codes.dtype if codes.dtype.kind == "u" else np.intp
             )
         luts, codes = _readonly(luts), _readonly(codes)
-        words = None  # uint8 codes 8 to a word: the kernels load each word once
-        if codes.dtype == np.uint8 and codes.shape[1] % 8 == 0 and codes.shape[1]:
-            words = codes.view(np.uint64)
+        words = code_words(codes)
         if cand_idx is None:
             out = np.empty((luts.shape[0], codes.shape[0]), dtype=np.float32)
             if words is None:
