@@ -61,6 +61,7 @@ N = 10^6, 64 bits, M = 8, alpha*N = 100), or pick a subset with
 
 import argparse
 import ctypes
+import hashlib
 import itertools
 import os
 import re
@@ -570,12 +571,31 @@ def _learned(args, n):
     items included), the queries the next ``--queries``, all encoded with
     ``transform`` (image modality; the search is img->img).
     """
+    import torch
+
+    from skhash import MultiModal
+    from skhash.datasets import make_cross_modal
+    from skhash.hashing import HQHasher
+
+    hq = HQHasher(
+        args.curve_bits,
+        n_codebooks=args.curve_codebooks,
+        n_codewords=K,
+        max_epochs=args.epochs,
+        quantization_warmup=1,
+        random_state=RANDOM_STATE,
+        n_jobs=1,
+    )
     cache = None
     if args.cache:
-        books = "" if args.curve_codebooks == 8 else f"_m{args.curve_codebooks}"
+        # the codes depend on every HQHasher parameter, defaults included: a
+        # key of the parameters' values, so that codes saved before a
+        # default changed are not read as the new learner's
+        params = repr(sorted(hq.get_params().items())).encode()
+        digest = hashlib.sha256(params).hexdigest()[:10]
         key = (
-            f"hq_n{n}_q{args.queries}_b{args.curve_bits}{books}_c{args.classes}_"
-            f"d{args.difficulty}_t{args.train}_e{args.epochs}.npz"
+            f"hq_n{n}_q{args.queries}_c{args.classes}_d{args.difficulty}_"
+            f"t{args.train}_{digest}.npz"
         )
         cache = os.path.join(args.cache, key)
         if os.path.exists(cache):
@@ -593,12 +613,6 @@ def _learned(args, n):
                 )
                 for w in ("db", "q")
             )
-    import torch
-
-    from skhash import MultiModal
-    from skhash.datasets import make_cross_modal
-    from skhash.hashing import HQHasher
-
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     X, y = make_cross_modal(
@@ -610,15 +624,6 @@ def _learned(args, n):
     img = X["img"]
     t1 = time.perf_counter()
     train = min(args.train, n)
-    hq = HQHasher(
-        args.curve_bits,
-        n_codebooks=args.curve_codebooks,
-        n_codewords=K,
-        max_epochs=args.epochs,
-        quantization_warmup=1,
-        random_state=RANDOM_STATE,
-        n_jobs=1,
-    )
     hq.fit(MultiModal(img=img[:train], txt=X["txt"][:train]), y[:train])
     t2 = time.perf_counter()
     parts = []
