@@ -34,7 +34,8 @@ import numpy as np
 from numba import njit
 
 from skhash.quantization._encode_kernels import _argmin64, _icm_direct_kernel
-from skhash.quantization._products_kernel import products_kernel
+from skhash.quantization._products_kernel import wide_products_kernel
+from skhash.utils._numba_stack import wide_vectors
 
 __all__ = ["encode_range", "quantize_tables"]
 
@@ -336,7 +337,7 @@ def encode_range(
     block is always a full one, the last zero-padded). Where ``C2tiles``
     holds ``C2aug``'s columns in whole tiles (``K`` a multiple of
     :data:`~skhash.quantization._products.WIDTH`), the product is
-    :func:`~skhash.quantization._products_kernel.products_kernel` (each
+    :func:`~skhash.quantization._products_kernel.wide_products_kernel` (each
     score one chain over the ``d + 1`` terms in order; about 1.7 times as
     fast as the BLAS product on a core where OpenBLAS picks its AVX2
     kernel, where the product took 2.7 of the encoder's 5.5 us an item at
@@ -367,8 +368,12 @@ def encode_range(
     Scratch: ``R`` (block, d + 1), ``P`` (M, block, K) and ``Pi`` its
     integer view, ``S`` (M, K) int32, ``t`` (d), ``seen`` (M) int64, ``kk``
     (K + 1) int32 ``arange``, ``stats`` (3) int64 counters (decisions,
-    exact re-scorings, ICM changes), ``rmax2`` (block) float64.
+    exact re-scorings, ICM changes), ``rmax2`` (block) float64. The loops
+    use 512-bit vectors where the CPU has them
+    (:func:`~skhash.utils._numba_stack.wide_vectors`), as the products
+    kernel's.
     """
+    wide_vectors()
     n, d = X.shape
     B = R.shape[0]
     M, K, _ = C.shape
@@ -389,7 +394,7 @@ def encode_range(
             for m in range(M):
                 Pm = P[m]
                 if tiled:
-                    products_kernel(R, C2tiles[m], Pm)
+                    wide_products_kernel(R, C2tiles[m], Pm)
                 else:
                     np.dot(R, C2aug[m], Pm)
                 Pim = Pi[m]
@@ -403,7 +408,7 @@ def encode_range(
         else:
             for m in range(M):
                 if tiled:
-                    products_kernel(R, C2tiles[m], P[m])
+                    wide_products_kernel(R, C2tiles[m], P[m])
                 else:
                     np.dot(R, C2aug[m], P[m])
             for i in range(nb):

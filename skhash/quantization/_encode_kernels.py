@@ -39,7 +39,8 @@ import numpy as np
 from numba import njit
 
 from skhash.quantization._products import WIDTH, tile_rows
-from skhash.quantization._products_kernel import products_kernel
+from skhash.quantization._products_kernel import wide_products_kernel
+from skhash.utils._numba_stack import wide_vectors
 from skhash.utils._threads import run_blocks
 
 __all__ = ["encode_additive", "encode_product", "table_bytes"]
@@ -86,7 +87,7 @@ def _pq_kernel(X, Ct, sq, starts, stops, codes, dist, dist_i):
 def _pq_tiled_kernel(X, tiles, sq, starts, stops, codes, A, P, dist, dist_i):
     """:func:`_pq_kernel` for ``K`` a multiple of ``WIDTH``: per block of
     dimensions, the products of all the items with the codewords by
-    :func:`~skhash.quantization._products_kernel.products_kernel` (the same
+    :func:`~skhash.quantization._products_kernel.wide_products_kernel` (the same
     chain over the block's dimensions in order, so the same bits, several
     items per pass over a tile held in registers), then per item the
     distances ``sq − 2⟨x, c⟩`` and their first minimum.
@@ -95,8 +96,10 @@ def _pq_tiled_kernel(X, tiles, sq, starts, stops, codes, A, P, dist, dist_i):
     tiles (dimensions past the block zero), ``A`` ``(n, width)`` and ``P``
     ``(n, K)`` are scratch (``A``'s columns past the block zero: a product
     of zeros at the end of a chain adds ``+0.0``, which changes no sum's
-    value).
+    value). 512-bit vectors where the CPU has them (as the products
+    kernel's).
     """
+    wide_vectors()
     n = X.shape[0]
     M = tiles.shape[0]
     K = P.shape[1]
@@ -108,7 +111,7 @@ def _pq_tiled_kernel(X, tiles, sq, starts, stops, codes, A, P, dist, dist_i):
                 A[i, j] = X[i, starts[m] + j]
             for j in range(w, A.shape[1]):
                 A[i, j] = 0.0
-        products_kernel(A, tiles[m], P)
+        wide_products_kernel(A, tiles[m], P)
         for i in range(n):
             for k in range(K):
                 dist[k] = sq[m, k] - 2.0 * P[i, k]
@@ -625,7 +628,7 @@ def _tables(C, need_g):
     # the M K codewords fill whole tiles (about twice as fast as BLAS here)
     if (M * K) % WIDTH == 0:
         G = np.empty((M * K, M * K), dtype=dtype)
-        products_kernel(2.0 * flat, tile_rows(flat, dtype), G)
+        wide_products_kernel(2.0 * flat, tile_rows(flat, dtype), G)
     else:
         G = np.ascontiguousarray((2.0 * flat) @ flat.T, dtype=dtype)
     Q, scales, gmax, nmax = quantize_tables(G, C)

@@ -10,7 +10,7 @@ from numba import carray, njit
 
 from skhash.quantization._products import WIDTH
 from skhash.quantization._products_kernel import tile_products4
-from skhash.utils._numba_stack import stack_buffer
+from skhash.utils._numba_stack import stack_buffer, wide_vectors
 
 #: Rows per block of :func:`nearest_kernel` (a block's rows and a tile of
 #: centroids stay in the caches while the block runs through the tiles).
@@ -37,7 +37,10 @@ def nearest_kernel(X, tiled, sq, n_cols, out, best, vals):
     :func:`~skhash.quantization._products_kernel.products_kernel`: they
     share each load of the tile, and their chains of additions are
     independent, where one row at a time waited on each addition's latency.
+    The loops use 512-bit vectors where the CPU has them
+    (:func:`~skhash.utils._numba_stack.wide_vectors`).
     """
+    wide_vectors()
     n, d = X.shape
     n_tiles = tiled.shape[0]
     a0 = carray(stack_buffer(best, WIDTH), (WIDTH,))
@@ -173,7 +176,9 @@ def grouped_kernel(
     group's lists (``tiles[tile_ptr[g]:tile_ptr[g + 1]]``, their squared
     norms in ``sqpad``, ``n_cols[g]`` lists): :func:`nearest_kernel`'s
     column (``local``, into the group's lists) and score (``vals``), in the
-    pairs' sorted order."""
+    pairs' sorted order. 512-bit vectors where the CPU has them (as
+    :func:`nearest_kernel`'s, which this one may inline)."""
+    wide_vectors()
     d = X.shape[1]
     for g in range(g_lo, g_hi):
         a, b = bounds[g], bounds[g + 1]
