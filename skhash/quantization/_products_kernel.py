@@ -52,9 +52,9 @@ def wide_products_kernel(A, tiled, out):
     """
     wide_vectors()
     if out.itemsize == 4:
-        _products4_wide(A, tiled, out)
+        _rows4(A, tiled, out)
     else:
-        _products2_wide(A, tiled, out)
+        _rows2(A, tiled, out)
 
 
 @njit(cache=True, nogil=True, boundscheck=False, inline="always")
@@ -85,29 +85,15 @@ def _products4(A, tiled, out):
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
-def _products4_wide(A, tiled, out):
-    """:func:`_products4` with 512-bit vectors where the CPU has them."""
-    wide_vectors()
-    _rows4(A, tiled, out)
-
-
-@njit(cache=True, nogil=True, boundscheck=False)
 def _products2(A, tiled, out):
     """:func:`products_kernel`, two rows at a time."""
     _rows2(A, tiled, out)
 
 
-@njit(cache=True, nogil=True, boundscheck=False)
-def _products2_wide(A, tiled, out):
-    """:func:`_products2` with 512-bit vectors where the CPU has them."""
-    wide_vectors()
-    _rows2(A, tiled, out)
-
-
 @njit(cache=True, nogil=True, boundscheck=False, inline="always")
 def _rows4(A, tiled, out):
-    """The body of :func:`_products4` (inlined into each kernel, which sets
-    its vector width)."""
+    """The body of :func:`_products4`, inlined there and into
+    :func:`wide_products_kernel` (a function's vector width is its own)."""
     n = A.shape[0]
     n_tiles = tiled.shape[0]
     a0 = carray(stack_buffer(out, WIDTH), (WIDTH,))

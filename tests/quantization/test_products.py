@@ -78,12 +78,9 @@ def test_wide_products_kernel_same_bits_and_wide_vectors(dtype):
     np.testing.assert_array_equal(
         out, ordered_products(A, tiles, 3 * WIDTH, compiled=False)
     )
-    four = dtype == np.float32
-    wide = PK._products4_wide if four else PK._products2_wide
-    plain = PK._products4 if four else PK._products2
+    plain = PK._products4 if dtype == np.float32 else PK._products2
     for kernel, marked in (
         (PK.wide_products_kernel, True),
-        (wide, True),
         (plain, False),
         (products_kernel, False),
     ):
@@ -91,7 +88,7 @@ def test_wide_products_kernel_same_bits_and_wide_vectors(dtype):
         fresh = njit(nogil=True, boundscheck=False)(kernel.py_func)
         fresh(A, tiles, out)
         assert (_WIDE in fresh.inspect_llvm(fresh.signatures[0])) == marked
-        if _host_has_avx512() and kernel is wide:
+        if _host_has_avx512() and marked:
             assert "zmm" in fresh.inspect_asm(fresh.signatures[0])
 
 
