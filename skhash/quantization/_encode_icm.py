@@ -338,10 +338,10 @@ def encode_range(
     holds ``C2aug``'s columns in whole tiles (``K`` a multiple of
     :data:`~skhash.quantization._products.WIDTH`), the product is
     :func:`~skhash.quantization._products_kernel.wide_products_kernel` (each
-    score one chain over the ``d + 1`` terms in order; about 1.7 times as
-    fast as the BLAS product on a core where OpenBLAS picks its AVX2
-    kernel, where the product took 2.7 of the encoder's 5.5 us an item at
-    8 x 256); else the BLAS product.
+    score one chain of fused multiply-adds over the ``d + 1`` terms in
+    order, as BLAS sums; about 1.7 times as fast as the BLAS product on a
+    core where OpenBLAS picks its AVX2 kernel, where the product took 2.7
+    of the encoder's 5.5 us an item at 8 x 256); else the BLAS product.
 
     Greedy start (``have_init`` False): for each codebook ``m`` in turn, the
     product, then per item the first minimum and the residual update; the

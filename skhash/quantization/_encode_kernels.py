@@ -87,10 +87,10 @@ def _pq_kernel(X, Ct, sq, starts, stops, codes, dist, dist_i):
 def _pq_tiled_kernel(X, tiles, sq, starts, stops, codes, A, P, dist, dist_i):
     """:func:`_pq_kernel` for ``K`` a multiple of ``WIDTH``: per block of
     dimensions, the products of all the items with the codewords by
-    :func:`~skhash.quantization._products_kernel.wide_products_kernel` (the same
-    chain over the block's dimensions in order, so the same bits, several
-    items per pass over a tile held in registers), then per item the
-    distances ``sq − 2⟨x, c⟩`` and their first minimum.
+    :func:`~skhash.quantization._products_kernel.wide_products_kernel` (the
+    chain over the block's dimensions in order, by fused multiply-adds,
+    several items per pass over a tile held in registers), then per item
+    the distances ``sq − 2⟨x, c⟩`` and their first minimum.
 
     ``tiles[m]`` holds block ``m``'s codewords as ``(K / W, width, W)``
     tiles (dimensions past the block zero), ``A`` ``(n, width)`` and ``P``

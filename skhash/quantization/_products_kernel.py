@@ -36,19 +36,30 @@ def products_kernel(A, tiled, out):
         _products2(A, tiled, out)
 
 
-@njit(cache=True, nogil=True, boundscheck=False)
+@njit(cache=True, nogil=True, boundscheck=False, fastmath={"contract"})
 def wide_products_kernel(A, tiled, out):
     """:func:`products_kernel` with 512-bit vectors where the CPU has them
-    (:func:`~skhash.utils._numba_stack.wide_vectors`), the same bits.
+    (:func:`~skhash.utils._numba_stack.wide_vectors`) and fused
+    multiply-adds: each entry is one chain over ``j`` in order, each step
+    ``fma(A[i, j], tiled[t, j, l], sum)`` rounded once (``fastmath`` with
+    only ``contract``: no reordering), where the CPU has FMA.
 
     Why two: on an Intel Xeon with AVX-512, where LLVM picks 256-bit vectors,
-    the wide kernel makes 53 against 33-37 GMAC/s on the encoder's blocks
-    (256 x 65 by 256 x 65), and the additive encoder ran 1.5 times as fast
-    with it; the search's look-up tables built with it did not make the
-    IVF search faster (0.92-1.04 times over 16 settings at 10**6, mean
-    0.99, two alternated runs; two such runs of one version differ by
-    0.94-1.10), so the search keeps :func:`products_kernel` as it was
-    tuned. The encoder's products use this one.
+    the wide kernel made 53 against 33-37 GMAC/s on the encoder's blocks
+    (256 x 65 by 256 x 65), and with fused multiply-adds 68 against 48 (the
+    additive encoder's greedy start waits on these products); the search's
+    look-up tables built with the wide kernel did not make the IVF search
+    faster (0.92-1.04 times over 16 settings at 10**6, mean 0.99, two
+    alternated runs; two such runs of one version differ by 0.94-1.10), so
+    the search keeps :func:`products_kernel` as it was tuned, the bits of
+    the numpy reference. The encoders' products and Gram tables use this
+    one: a chain of fused steps is within the error bound of the separate
+    ones (each step rounds once instead of twice), which the additive
+    encoder's integer ICM allows for; and it is how OpenBLAS computes a
+    product (on that Xeon its float32 and float64 results were the same
+    bits as this kernel's on 256 x 65 by 65 x 256), so there the greedy
+    start's scores are those of the numpy reference's BLAS products. A
+    row's entries depend on that row alone, whatever else is in the call.
     """
     wide_vectors()
     if out.itemsize == 4:

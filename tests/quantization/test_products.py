@@ -57,39 +57,71 @@ def test_empty_and_dtype_mismatch():
         ordered_products(np.ones((2, 4)), tiles, 3)
 
 
-def _host_has_avx512():
+def _host_features():
     binding.initialize_native_target()
-    return "+avx512f" in binding.get_host_cpu_features().flatten().split(",")
+    return set(binding.get_host_cpu_features().flatten().split(","))
+
+
+def _fma_chain32(A, B):
+    """float32 entries as one chain of fused multiply-adds over the
+    dimensions in order: ``round32(a b + s)`` (the product is exact in
+    float64, and the float64 sum of it and ``s`` rounds to the same float32
+    unless it lands on a float32 midpoint, which these data never do)."""
+    out = np.zeros((A.shape[0], B.shape[0]), dtype=np.float32)
+    for j in range(A.shape[1]):
+        prod = A[:, j, None].astype(np.float64) * B[None, :, j].astype(np.float64)
+        out = (prod + out.astype(np.float64)).astype(np.float32)
+    return out
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_wide_products_kernel_same_bits_and_wide_vectors(dtype):
-    # the encoder's products: the same bits as the search's kernel and the
-    # numpy reference; their own LLVM functions carry the 512-bit preference
-    # (LLVM picks 256-bit vectors on Intel cores with AVX-512 otherwise), and
-    # with AVX-512 their loops use it; the search's kernel keeps the default
+def test_wide_products_kernel_fused_chains_and_wide_vectors(dtype):
+    # the encoder's products: one chain of fused multiply-adds per entry,
+    # over the dimensions in order (where the CPU has FMA: else the search
+    # kernel's bits), whatever the batch; their own LLVM functions carry the
+    # 512-bit preference (LLVM picks 256-bit vectors on Intel cores with
+    # AVX-512 otherwise), and with AVX-512 their loops use it; the search's
+    # kernel keeps the default width and separate multiplies and adds
     rng = np.random.RandomState(3)
     A = (rng.randn(13, 33) * 10.0 ** rng.randint(-3, 4, (1, 33))).astype(dtype)
-    tiles = tile_rows(rng.randn(3 * WIDTH, 33), dtype)
+    B = rng.randn(3 * WIDTH, 33)
+    tiles = tile_rows(B, dtype)
     out, ref = (np.empty((13, 3 * WIDTH), dtype) for _ in range(2))
     PK.wide_products_kernel(A, tiles, out)
     products_kernel(A, tiles, ref)
-    np.testing.assert_array_equal(out, ref)
-    np.testing.assert_array_equal(
-        out, ordered_products(A, tiles, 3 * WIDTH, compiled=False)
-    )
+    host = _host_features()
+    if "+fma" in host:
+        assert (out != ref).any()  # the rounding differs: fused
+        if dtype == np.float32:
+            np.testing.assert_array_equal(out, _fma_chain32(A, B.astype(dtype)))
+    else:
+        np.testing.assert_array_equal(out, ref)
+    # within the bound of an in-order chain of d steps either way
+    exact = A.astype(np.longdouble) @ B.astype(dtype).T.astype(np.longdouble)
+    bound = 33 * np.finfo(dtype).eps * (np.abs(A) @ np.abs(B.astype(dtype)).T)
+    assert (np.abs(out - exact) <= bound).all()
+    # a row's entries do not depend on the others in the call
+    for rows in (slice(0, 1), slice(5, 9), slice(12, 13)):
+        part = np.empty((rows.stop - rows.start, 3 * WIDTH), dtype)
+        PK.wide_products_kernel(np.ascontiguousarray(A[rows]), tiles, part)
+        np.testing.assert_array_equal(part, out[rows])
     plain = PK._products4 if dtype == np.float32 else PK._products2
-    for kernel, marked in (
-        (PK.wide_products_kernel, True),
-        (plain, False),
-        (products_kernel, False),
+    for kernel, marked, fused in (
+        (PK.wide_products_kernel, True, True),
+        (plain, False, False),
+        (products_kernel, False, False),
     ):
-        # compiled afresh: a kernel loaded from numba's cache has no IR
-        fresh = njit(nogil=True, boundscheck=False)(kernel.py_func)
+        # compiled afresh, with the kernel's own fastmath flags: a kernel
+        # loaded from numba's cache has no IR
+        flags = {k: v for k, v in kernel.targetoptions.items() if k == "fastmath"}
+        fresh = njit(nogil=True, boundscheck=False, **flags)(kernel.py_func)
         fresh(A, tiles, out)
         assert (_WIDE in fresh.inspect_llvm(fresh.signatures[0])) == marked
-        if _host_has_avx512() and marked:
-            assert "zmm" in fresh.inspect_asm(fresh.signatures[0])
+        asm = fresh.inspect_asm(fresh.signatures[0])
+        if "+avx512f" in host and marked:
+            assert "zmm" in asm
+        if "+fma" in host:
+            assert ("vfmadd" in asm) == fused
 
 
 def test_wide_vectors_marks_only_its_kernel():
