@@ -128,6 +128,10 @@ def bench_additive(n, repeat, faiss, rows):
 
     t, c = _timed(fresh, repeat)
     add("skhash compiled greedy+ICM, tables rebuilt", t, c, n)
+    # the greedy start alone (its products are most of it): the rest of the
+    # default row's time is the ICM sweeps
+    t, c = _timed(lambda: encode(Xt, C, kind="additive", n_iter=0), repeat)
+    add("skhash compiled greedy only (n_iter=0)", t, c, n)
     n_small = min(n, 4000)
     for name, kw in (
         ("beam_width=4", {"beam_width": 4}),
