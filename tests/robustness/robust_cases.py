@@ -95,13 +95,14 @@ QUANTIZERS = ("ProductQuantizer", "AdditiveQuantizer")
 
 
 def make_learner(name, **params):
-    """A tiny CPU learner (one epoch, 16 hidden units, 8 bits / 4 codewords)."""
-    small = {
-        "hidden_layer_sizes": (16,),
-        "max_epochs": 1,
-        "device": "cpu",
-        "random_state": 0,
-    }
+    """A tiny CPU learner (one epoch, 16 hidden units, 8 bits / 4 codewords).
+
+    With a custom ``module`` the default towers' width is left at its
+    default: the module replaces those towers, and setting it would only
+    make the learner warn that it is ignored."""
+    small = {"max_epochs": 1, "device": "cpu", "random_state": 0}
+    if "module" not in params:
+        small["hidden_layer_sizes"] = (16,)
     small.update(params)
     if name == "HQHasher":
         small.setdefault("batch_size", 32)

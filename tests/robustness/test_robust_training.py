@@ -6,6 +6,7 @@ previous fit whole (same objects, same codes), never a mix of old and new.
 There is no ``warm_start`` or ``partial_fit``.
 """
 
+import inspect
 import re
 
 import pytest
@@ -203,11 +204,16 @@ def test_failed_refit_keeps_previous_fit_whole(name, fault, ctx):
     est = make_learner(name).fit(ctx.X, y)
     before = _fitted_state(est)
     codes = est.transform(ctx.X)
+    # the custom towers replace the default ones: their width back at its
+    # default, so that the learner has nothing to warn about
+    width = inspect.signature(type(est)).parameters["hidden_layer_sizes"].default
     if fault == "nan-loss":
-        est.set_params(module=PoisonTower, module__poison_at=1)
+        est.set_params(
+            module=PoisonTower, module__poison_at=1, hidden_layer_sizes=width
+        )
         expected = TrainingError
     elif fault == "interrupt-forward":
-        est.set_params(module=InterruptTower)
+        est.set_params(module=InterruptTower, hidden_layer_sizes=width)
         expected = KeyboardInterrupt
     else:
         est = _with_callback(est, InterruptAt("epoch", 1))
