@@ -50,7 +50,9 @@ fastest skhash configuration against the fastest faiss index of the same memory
 (up to about twice the codes' bytes per item, with the lists). Run: ``python
 benchmarks/bench_search.py --curves --n 1e5 1e6 --cache DIR`` (about 4 minutes
 at 10^5 and 12 at 10^6 on a shared 2-core machine; ``--cache`` keeps the
-learned codes for the next run; ``--plot FILE`` saves the curves).
+learned codes for the next run, under a key of the learner's parameters and
+of the package's training and encoding sources, so that a change to either
+regenerates them; ``--plot FILE`` saves the curves).
 
 Run: ``python benchmarks/bench_search.py`` (default grid, about 6 minutes),
 ``python benchmarks/bench_search.py --quick`` (the headline row only:
@@ -595,11 +597,12 @@ def _learned(args, n):
     )
     cache = None
     if args.cache:
-        # the codes depend on every HQHasher parameter, defaults included: a
-        # key of the parameters' values, so that codes saved before a
-        # default changed are not read as the new learner's
+        # the codes depend on every HQHasher parameter, defaults included,
+        # and on the code that trains and encodes: a key of the parameters'
+        # values and of the learner's sources, so that codes saved before a
+        # default or the training changed are not read as the new learner's
         params = repr(sorted(hq.get_params().items())).encode()
-        digest = hashlib.sha256(params).hexdigest()[:10]
+        digest = hashlib.sha256(params + _learner_sources_digest()).hexdigest()[:10]
         key = (
             f"hq_n{n}_q{args.queries}_c{args.classes}_d{args.difficulty}_"
             f"t{args.train}_{digest}.npz"
@@ -656,8 +659,11 @@ def _learned(args, n):
     t3 = time.perf_counter()
     if cache is not None:
         os.makedirs(args.cache, exist_ok=True)
+        # written beside, then renamed: an interrupted run leaves no
+        # truncated file under the key
+        tmp = f"{cache}.{os.getpid()}.tmp.npz"
         np.savez(
-            cache,
+            tmp,
             codebooks=hq.codebooks_,
             **{
                 f"{w}_{p}": c.get("X", part)
@@ -669,6 +675,7 @@ def _learned(args, n):
                 )
             },
         )
+        os.replace(tmp, cache)
     print(
         f"  data {t1 - t0:.0f} s, HQHasher fit on {train} items ({args.epochs} "
         f"epochs) {t2 - t1:.0f} s, transform of {n + args.queries} items "
@@ -676,6 +683,29 @@ def _learned(args, n):
         flush=True,
     )
     return db, queries
+
+
+def _learner_sources_digest():
+    """Digest of the package sources that train and encode (everything but
+    the search engine, which does not change the codes), and of the numpy
+    and torch versions."""
+    import torch
+
+    import skhash
+
+    root = os.path.dirname(skhash.__file__)
+    h = hashlib.sha256(f"{np.__version__} {torch.__version__}".encode())
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(
+            d for d in dirnames if d not in ("retrieval", "__pycache__")
+        )
+        for name in sorted(filenames):
+            if name.endswith(".py"):
+                path = os.path.join(dirpath, name)
+                h.update(os.path.relpath(path, root).encode())
+                with open(path, "rb") as f:
+                    h.update(f.read())
+    return h.digest()
 
 
 def _concentration(bits):
