@@ -204,6 +204,32 @@ class _EpochStates(Callback):
             self.state = self.learner._epoch_state(net, emb)
 
 
+class _CodebookRefresh(Callback):
+    """Base of the learners' codebook callbacks: the codebooks are refitted
+    on the embedded training set (``_refresh(net, X)``, of the subclass) at
+    the end of every epoch from epoch ``quantization_warmup`` on, and before
+    the first epoch of a fit whenever that epoch already trains with the
+    quantization loss: with ``quantization_warmup=0``, or on a warm start
+    whose earlier epochs (the copied history) passed the warm-up. The loss of
+    epoch ``e`` thus uses codebooks from the end of epoch ``e − 1``, for
+    every ``e > quantization_warmup``, whether the epochs ran in one fit or
+    in several warm-started ones."""
+
+    def _refresh(self, net, X):
+        raise NotImplementedError
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        lrn = self.learner
+        if lrn.lambda_q > 0 and len(net.history) >= lrn.quantization_warmup:
+            self._refresh(net, getattr(X, "X", X))  # skhash's item dataset
+
+    def on_epoch_end(self, net, dataset_train=None, **kwargs):
+        lrn = self.learner
+        if lrn.lambda_q == 0 or len(net.history) < lrn.quantization_warmup:
+            return
+        self._refresh(net, dataset_train.X)
+
+
 class _Criterion(nn.Module):
     """Base of the learners' criteria: accumulates named loss terms.
 

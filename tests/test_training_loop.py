@@ -187,6 +187,20 @@ def test_warm_start_continues_the_fitted_net(learner, data):
         more.set_params(hidden_layer_sizes=(8,)).fit(X, y)
 
 
+@pytest.mark.parametrize("learner", LEARNERS[:2], ids=IDS[:2])
+@pytest.mark.parametrize("warmup", [0, 1, 3])
+def test_warm_start_keeps_the_quantization_loss_past_the_warmup(learner, warmup, data):
+    # the loss of every epoch after the warm-up has the quantization term,
+    # whether the epochs run in one fit or in two warm-started ones
+    X, y = data
+    est = clone(learner).set_params(quantization_warmup=warmup, max_epochs=2)
+    est.set_params(warm_start=True).fit(X, y).fit(X, y)
+    on = [row["loss_q"] > 0 for row in est.history_]
+    assert on == [epoch > warmup for epoch in range(1, 5)]
+    straight = clone(learner).set_params(quantization_warmup=warmup, max_epochs=4)
+    assert [row["loss_q"] > 0 for row in straight.fit(X, y).history_] == on
+
+
 def test_fitted_structure_is_used_after_set_params(data):
     X, y = data
     hq = clone(LEARNERS[0]).fit(X, y)

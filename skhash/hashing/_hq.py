@@ -8,7 +8,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.utils._param_validation import Interval, StrOptions
-from skorch.callbacks import Callback
 
 from skhash._base import MAX_WIDTH, BaseCodeLearner, _Criterion
 from skhash._codes import CodeSet, pack_bits
@@ -19,6 +18,7 @@ from skhash._losses import (
     quantization_loss,
     similarity_matrix,
 )
+from skhash._training import _CodebookRefresh
 from skhash.quantization._codebooks import (
     decode,
     encode,
@@ -115,7 +115,7 @@ class _HQCriterion(_Criterion):
         return loss
 
 
-class _AlternateCodebooks(Callback):
+class _AlternateCodebooks(_CodebookRefresh):
     """Once per epoch: embed the training set, then alternate the closed-form
     codebook update and the code search a few rounds (HQ section 4.3)."""
 
@@ -165,18 +165,6 @@ class _AlternateCodebooks(Callback):
             m: torch.as_tensor(rec[i * n : (i + 1) * n], device=net.device)
             for i, m in enumerate(modalities)
         }
-
-    def on_train_begin(self, net, X=None, y=None, **kwargs):
-        # quantization_warmup=0: codebooks of the untrained towers, so that
-        # the quantization loss is on from the first epoch
-        if self.learner.lambda_q > 0 and self.learner.quantization_warmup == 0:
-            self._refresh(net, getattr(X, "X", X))  # skhash's item dataset
-
-    def on_epoch_end(self, net, dataset_train=None, **kwargs):
-        epoch = len(net.history)
-        if self.learner.lambda_q == 0 or epoch < self.learner.quantization_warmup:
-            return
-        self._refresh(net, dataset_train.X)
 
 
 @substitute

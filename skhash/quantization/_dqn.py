@@ -9,11 +9,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.utils._param_validation import Interval, StrOptions
-from skorch.callbacks import Callback
 
 from skhash._base import MAX_WIDTH, BaseCodeLearner, _Criterion
 from skhash._codes import CodeSet
 from skhash._losses import pairwise_cosine_loss, quantization_loss, similarity_matrix
+from skhash._training import _CodebookRefresh
 from skhash.quantization._codebooks import (
     decode,
     encode,
@@ -103,14 +103,15 @@ class _DQNCriterion(_Criterion):
         return loss
 
 
-class _ProductCodebooks(Callback):
+class _ProductCodebooks(_CodebookRefresh):
     """Fits the shared product codebooks on the embedded training set.
 
     k-means per subspace the first time, then ``_N_REFRESH_ROUNDS`` rounds of
-    exact code assignment and centroid update per refresh. Refreshed before
-    the first epoch when ``quantization_warmup == 0`` and at the end of every
-    epoch from epoch ``max(quantization_warmup, 1)`` on; the reconstructions
-    ``C h`` are handed to the criterion for the next epoch's loss.
+    exact code assignment and centroid update per refresh, when
+    :class:`~skhash._training._CodebookRefresh` says (before a first epoch
+    that trains with the quantization loss, and at the end of every epoch
+    from epoch ``quantization_warmup`` on); the reconstructions ``C h`` are
+    handed to the criterion for the next epoch's loss.
     """
 
     def __init__(self, learner, rng):
@@ -160,16 +161,6 @@ class _ProductCodebooks(Callback):
             m: torch.as_tensor(rec[i * n : (i + 1) * n], device=net.device)
             for i, m in enumerate(modalities)
         }
-
-    def on_train_begin(self, net, X=None, y=None, **kwargs):
-        if self.learner.lambda_q > 0 and self.learner.quantization_warmup == 0:
-            self._refresh(net, getattr(X, "X", X))  # skhash's item dataset
-
-    def on_epoch_end(self, net, dataset_train=None, **kwargs):
-        epoch = len(net.history)
-        if self.learner.lambda_q == 0 or epoch < self.learner.quantization_warmup:
-            return
-        self._refresh(net, dataset_train.X)
 
     def release(self, net):
         """Drop the per-item training state so that ``net_`` pickles small."""
