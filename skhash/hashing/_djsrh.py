@@ -217,8 +217,10 @@ class DJSRHHasher(BaseCodeLearner):
         ``{"img": "img_feat"}`` with ``X = MultiModal(img=pixels,
         img_feat=cnn_features, txt=...)``: the tower reads the raw images
         while the affinity uses frozen CNN features (the authors' setting).
-        Such side modalities get no tower and are not needed by
-        ``transform``. N-D items are flattened for the affinity.
+        Such side modalities get no tower, are not needed by
+        ``transform`` and are used as given (not standardised); a modality
+        the dict does not name uses its tower's input, as with
+        ``"inputs"``. N-D items are flattened for the affinity.
 
         With ``"cca"``, ``fit`` computes a closed-form, ridge-regularised
         linear CCA of the two modalities' training items (each covariance
@@ -660,7 +662,9 @@ class DJSRHHasher(BaseCodeLearner):
                 feats = feats.reshape(len(feats), -1)
             else:
                 feats = np.asarray(a, dtype=np.float32)
-                if source in ("inputs", "cca", "auto"):
+                # a modality a dict does not name uses its tower's input, as
+                # with "inputs": standardised like it
+                if source != "raw":
                     mean, scale = scaler[m]
                     shape = (1, -1) + (1,) * (feats.ndim - 2)
                     feats = (feats - mean.reshape(shape)) / scale.reshape(shape)

@@ -222,15 +222,25 @@ class _SpiedDJSRH(DJSRHHasher):
 
 
 @pytest.mark.parametrize("standardize", [True, False])
-def test_affinity_uses_the_towers_inputs(data, standardize):
+@pytest.mark.parametrize("source", ["inputs", "dict"])
+def test_affinity_uses_the_towers_inputs(data, standardize, source):
+    # "inputs", and with a dict the modalities it does not name: each tower's
+    # (standardised) input; a side modality as given
     X, _ = data
+    side = 3.0 * X["img"][:, ::-1] + 5.0
+    if source == "dict":
+        X = MultiModal(img=X["img"], txt=X["txt"], img_side=side)
+        source = {"img": "img_side"}
     est = _SpiedDJSRH(
-        standardize=standardize, affinity_features="inputs", random_state=0, **FAST
+        standardize=standardize, affinity_features=source, random_state=0, **FAST
     ).fit(X)
     for m in ("img", "txt"):
         mean, scale = est.scaler_[m]
+        expected = side if isinstance(source, dict) and m == "img" else X[m]
+        if expected is X[m]:
+            expected = (X[m] - mean) / scale
         np.testing.assert_allclose(
-            est.spy.features[m].numpy(), (X[m] - mean) / scale, rtol=1e-5, atol=1e-6
+            est.spy.features[m].numpy(), expected, rtol=1e-5, atol=1e-6
         )
     assert est.standardize or np.all(est.scaler_["img"][1] == 1)
     # the training inputs are not kept in the fitted network
