@@ -32,8 +32,10 @@ _EPS = 1e-12
 
 
 def _unit_rows(z):
-    """Rows of ``z`` scaled to unit L2 norm (float32)."""
-    norms = np.linalg.norm(z, axis=1, keepdims=True)
+    """Rows of ``z`` scaled to unit L2 norm (float32). The norms are taken in
+    float64: a float32 row past about ``1.8e19`` has an infinite float32
+    norm, and would become a row of zeros."""
+    norms = np.sqrt(np.einsum("ij,ij->i", z, z, dtype=np.float64))[:, None]
     return (z / np.maximum(norms, _EPS)).astype(np.float32, copy=False)
 
 

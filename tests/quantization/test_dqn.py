@@ -484,3 +484,16 @@ def test_bad_inputs_raise():
         DQNQuantizer(**FAST).fit(X)
     with pytest.raises(ValueError, match="single class"):
         DQNQuantizer(**FAST).fit(X, np.zeros(len(X)))
+
+
+def test_unit_rows_of_huge_and_zero_rows():
+    # the norm of a float32 row past ~1.8e19 overflows in float32; the
+    # unit rows must not collapse to zeros, and a zero row stays zero
+    from skhash.quantization._dqn import _unit_rows
+
+    z = np.array([[3e19, 4e19], [3.0, -4.0], [0.0, 0.0], [1e-30, 0.0]], np.float32)
+    out = _unit_rows(z)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out[:2], [[0.6, 0.8], [0.6, -0.8]], rtol=1e-6)
+    np.testing.assert_array_equal(out[2], [0.0, 0.0])
+    assert np.isfinite(out).all()
