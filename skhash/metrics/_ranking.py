@@ -203,6 +203,7 @@ def average_precision_from_ranking(
     >>> average_precision_from_ranking([[0, 1, 0, 1]], [2], variant="dcmh")
     array([0.5])
     """
+    _reject_bool(k, "k", 50)
     rel = check_array(ranked_relevance, dtype=None, input_name="ranked_relevance")
     _check_binary(rel, "ranked_relevance")
     numerator, found = _ap_numerator(rel.astype(np.float64))
@@ -216,6 +217,14 @@ def average_precision_from_ranking(
             )
         if n_rel.dtype.kind not in "iuf" or np.isnan(n_rel).any():
             raise ValueError(f"n_relevant must hold counts; got dtype {n_rel.dtype}.")
+        whole = n_rel == np.round(n_rel) if n_rel.dtype.kind == "f" else None
+        if whole is not None and not whole.all():
+            i = int(np.flatnonzero(~whole)[0])
+            raise ValueError(
+                f"n_relevant[{i}]={n_rel[i]} is not a whole number; n_relevant "
+                "counts the relevant database items of each query (see "
+                "skhash.metrics.n_relevant)."
+            )
         too_small = n_rel < found
         if too_small.any():
             i = int(np.flatnonzero(too_small)[0])

@@ -15,6 +15,8 @@ from numbers import Integral
 
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
+from skhash.metrics._relevance import _reject_bool
+
 __all__ = [
     "get_scorer",
     "get_scorer_names",
@@ -175,6 +177,7 @@ def make_map_scorer(k=50, *, direction=None, variant="djsrh"):
     >>> make_map_scorer(k=100, direction="img->txt")
     make_map_scorer(k=100, direction='img->txt')
     """
+    _reject_bool(k, "k", 50)
     return _RetrievalScorer(metric="map", k=k, direction=direction, variant=variant)
 
 
@@ -209,6 +212,7 @@ def make_precision_scorer(k=50, *, direction=None):
     >>> make_precision_scorer(k=10)
     make_precision_scorer(k=10, direction=None)
     """
+    _reject_bool(k, "k", 50)
     return _RetrievalScorer(
         metric="precision", k=k, direction=direction, variant="djsrh"
     )

@@ -2159,6 +2159,33 @@ rejects(
     ValueError,
     "k=True must be a positive int (bool is not accepted); pass e.g. k=50.",
 )
+for _name, _make in (
+    ("make_map_scorer", lambda ctx: make_map_scorer(k=True)),
+    ("make_precision_scorer", lambda ctx: make_precision_scorer(k=True)),
+    (
+        "average_precision_from_ranking",
+        lambda ctx: average_precision_from_ranking(
+            [[1, 0]], [1], variant="dcmh", k=True
+        ),
+    ),
+):
+    rejects(
+        GM,
+        _name,
+        "k=True",
+        _make,
+        ValueError,
+        "k=True must be a positive int (bool is not accepted); pass e.g. k=50.",
+    )
+rejects(
+    GM,
+    "average_precision_from_ranking",
+    "a fractional n_relevant",
+    lambda ctx: average_precision_from_ranking([[1, 0]], [1.5], variant="full"),
+    ValueError,
+    "n_relevant[0]=1.5 is not a whole number; n_relevant counts the relevant "
+    "database items of each query (see skhash.metrics.n_relevant).",
+)
 rejects(
     GM,
     "precision_recall_hamming",
