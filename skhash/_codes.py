@@ -13,6 +13,9 @@ __all__ = ["CodeSet", "pack_bits", "unpack_bits"]
 
 _PARTS = ("embedding", "bits", "codes")
 _KINDS = ("additive", "product")
+#: Largest number of codewords per codebook a CodeSet holds (codes are stored
+#: as uint8 up to 256 codewords, else uint16).
+MAX_CODEWORDS = 65536
 _ATTRS = ("n_bits", "codebooks", "codebook_kind")
 
 
@@ -172,9 +175,14 @@ class CodeSet:
         ``8 * bits.shape[1]``. The padding bits of the last byte are ignored
         by the search (cleared before any distance is computed).
     codebooks : array-like of shape (M, K, d), default=None
-        Shared codebooks; required with ``codes``.
+        Shared codebooks; required with ``codes``. At most 65,536 codewords
+        per codebook (codes are stored as uint8 up to 256, else uint16).
     codebook_kind : {"additive", "product"}, default=None
         How the codebooks combine; required with ``codebooks``.
+        ``"product"`` codebooks are block-diagonal: codebook ``m`` is zero
+        outside block ``m`` of ``product_blocks(d, M)``
+        (:func:`~skhash.quantization.product_blocks`; else a ValueError:
+        use ``"additive"`` for them).
     modality : str, default="X"
         Name of the single modality.
     model_fingerprint : str, default=None
@@ -337,6 +345,13 @@ class CodeSet:
                 f"codebooks must have shape (M, K, d) with M, K, d >= 1; got "
                 f"{codebooks.shape}."
             )
+        if codebooks.shape[1] > MAX_CODEWORDS:
+            raise ValueError(
+                f"codebooks have K={codebooks.shape[1]} codewords per codebook; "
+                f"at most {MAX_CODEWORDS:,} are supported (codes are stored as "
+                "uint16): use fewer codewords per codebook, e.g. more codebooks "
+                "of 256."
+            )
         codebooks = check_real_float32(
             codebooks,
             "codebooks",
@@ -347,6 +362,12 @@ class CodeSet:
                 f"codebook_kind must be one of {_KINDS} when codebooks are given; "
                 f"got {kind!r}."
             )
+        if kind == "product":
+            # the product distances (one block of dimensions per codebook)
+            # drop the cross terms of codebooks that overlap
+            from skhash.quantization._checks import _check_block_diagonal
+
+            _check_block_diagonal(codebooks)
         codebooks.flags.writeable = False
         return codebooks, kind
 
@@ -358,9 +379,10 @@ class CodeSet:
         n_rows = {}
         if part.get("embedding") is not None:
             emb = np.asarray(part["embedding"])
-            if emb.ndim != 2:
+            if emb.ndim != 2 or emb.shape[1] == 0:
                 raise ValueError(
-                    f"embedding of modality {name!r} must be 2-D; got {emb.shape}."
+                    f"embedding of modality {name!r} must be 2-D with at least "
+                    f"one column; got shape {emb.shape}."
                 )
             emb = check_real_float32(
                 emb,

@@ -51,9 +51,9 @@ def test_single_modality_contract(parts):
 
 def test_cross_modal_by_name(parts):
     emb, cb, codes = parts
-    a = CodeSet(embedding=emb, codes=codes, codebooks=cb, codebook_kind="product")
+    a = CodeSet(embedding=emb, codes=codes, codebooks=cb, codebook_kind="additive")
     b = CodeSet(
-        embedding=-emb, codes=codes[::-1], codebooks=cb, codebook_kind="product"
+        embedding=-emb, codes=codes[::-1], codebooks=cb, codebook_kind="additive"
     )
     both = CodeSet.from_modalities(img=a, txt=b)
     assert both.modalities == ("img", "txt")
@@ -62,7 +62,7 @@ def test_cross_modal_by_name(parts):
     with pytest.raises(AttributeError, match=r"codes\['img'\]\.bits"):
         both.bits
     other = CodeSet(
-        embedding=emb, codes=codes, codebooks=cb + 1, codebook_kind="product"
+        embedding=emb, codes=codes, codebooks=cb + 1, codebook_kind="additive"
     )
     with pytest.raises(ValueError, match="does not share the codebooks"):
         CodeSet.from_modalities(img=a, txt=other)
@@ -76,6 +76,18 @@ def test_validation(parts):
         CodeSet(codes=codes)
     with pytest.raises(ValueError, match=r"lie in \[0, 4\)"):
         CodeSet(codes=codes + 4, codebooks=cb, codebook_kind="additive")
+    # product codebooks overlap nowhere (their distances drop cross terms)
+    with pytest.raises(ValueError, match="not block-diagonal"):
+        CodeSet(codes=codes, codebooks=cb, codebook_kind="product")
+    block = np.array(cb)
+    block[0, :, 6:] = block[1, :, :6] = 0.0  # product_blocks(12, 2)
+    CodeSet(codes=codes, codebooks=block, codebook_kind="product")
+    # codes are stored as uint16: more codewords would wrap
+    big = np.zeros((1, 65537, 2), dtype=np.float32)
+    with pytest.raises(ValueError, match="at most 65,536 are supported"):
+        CodeSet(codes=np.full((2, 1), 65536), codebooks=big, codebook_kind="additive")
+    with pytest.raises(ValueError, match="at least one column"):
+        CodeSet(embedding=np.zeros((3, 0), dtype=np.float32))
     with pytest.raises(ValueError, match="packed uint8"):
         CodeSet(bits=np.ones((6, 2), dtype=np.int64))
     with pytest.raises(ValueError, match="n_bits=20 needs 3"):

@@ -47,4 +47,19 @@ def check_real_float32(a, name, fix, rescale="rescale them into it."):
                 f"{name} hold values up to {top:.3g}, beyond float32's range "
                 f"({_FLOAT32_MAX:.3g}), in which they are used; {rescale}"
             )
+        if a.dtype.itemsize > 4 and a.ndim:
+            # a row (along the last axis) of values all below float32's
+            # smallest number would silently become a row of zeros
+            out = np.asarray(a, dtype=np.float32)
+            lost = (a != 0).any(axis=-1) & ~(out != 0).any(axis=-1)
+            if lost.any():
+                first = tuple(int(i) for i in np.argwhere(lost)[0])
+                raise ValueError(
+                    f"{name} hold {int(lost.sum())} row(s) whose nonzero values "
+                    f"all lie below float32's smallest number (the first at "
+                    f"index {first}, largest magnitude "
+                    f"{float(np.abs(a[first]).max()):.3g}); in float32, in which "
+                    f"they are used, they would be rows of zeros; {rescale}"
+                )
+            return out
     return np.asarray(a, dtype=np.float32)

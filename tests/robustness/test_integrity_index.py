@@ -18,6 +18,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from skhash import CodeSet, pack_bits, unpack_bits
 from skhash.exceptions import IndexFormatError
 from skhash.metrics import n_relevant, ranked_relevance, relevance
+from skhash.quantization import product_blocks
 from skhash.retrieval import TwoStageRetriever, _schema
 
 N, M, K, D, N_BITS = 50, 3, 16, 8, 12
@@ -631,8 +632,15 @@ def test_the_fingerprint_follows_the_codes(tmp_path):
     assert DB.without("embedding").fingerprint == fp
     both = CodeSet.from_modalities(img=DB, txt=DB[::-1])
     assert both.fingerprint == fp and both["txt"].fingerprint == fp
-    product = _codes(codebooks=DB.codebooks, kind="product")
-    assert product.fingerprint != fp  # the kind is part of it
+    # the same codebooks made block-diagonal, as product codebooks must be
+    C = np.array(DB.codebooks)
+    for m, block in enumerate(product_blocks(C.shape[2], C.shape[0])):
+        keep = np.zeros(C.shape[2], dtype=bool)
+        keep[block] = True
+        C[m][:, ~keep] = 0.0
+    assert _codes(codebooks=C).fingerprint != fp
+    product = _codes(codebooks=C, kind="product")
+    assert product.fingerprint != _codes(codebooks=C).fingerprint  # the kind too
     assert CodeSet(bits=DB.bits, n_bits=N_BITS).fingerprint is None
     assert pickle.loads(pickle.dumps(DB)).fingerprint == fp
     est = _fitted()
