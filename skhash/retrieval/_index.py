@@ -102,6 +102,10 @@ def _index_entry(codes, m, rerank):
     if qcodes is not None:
         n_codewords = codes.codebooks.shape[1]
         dtype = np.uint8 if n_codewords <= 256 else np.uint16
+        # checked before the cast, which would wrap a code past the dtype
+        _check_code_range(
+            np.asarray(qcodes), n_codewords, f"the codes of modality {m!r}"
+        )
         qcodes = _owned(np.asarray(qcodes).astype(dtype, copy=False))
         _check_code_range(qcodes, n_codewords, f"the codes of modality {m!r}")
         entry["codes"] = qcodes
@@ -117,7 +121,7 @@ def _index_entry(codes, m, rerank):
                 f"{m!r} of X has none; pass a CodeSet with embeddings or "
                 "choose rerank='aqd'."
             )
-        entry["embedding"] = emb
+        entry["embedding"] = _owned(emb)  # not a view of the caller's array
     return entry
 
 

@@ -397,6 +397,9 @@ class TwoStageRetriever(_QueryEngine, _IndexState, _Persistence, BaseEstimator):
     def fit(self, X, y=None):
         """Index the database ``X``.
 
+        All or nothing: a fit that fails (bad input, an interrupt) leaves
+        the estimator as it was, unfitted or with its previous index.
+
         Parameters
         ----------
         X : CodeSet or array-like of shape (n_samples, d)
@@ -421,6 +424,17 @@ default=None
         >>> TwoStageRetriever().fit(rng.randn(30, 4)).n_samples_fit_
         30
         """
+        # all or nothing: a fit that fails (a bad y, bad parts, an
+        # interrupt) leaves the estimator as it was, unfitted or fitted
+        before = dict(self.__dict__)
+        try:
+            return self._fit(X, y)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+
+    def _fit(self, X, y):
         get_backend(self.backend)
         if isinstance(X, CodeSet):
             if hasattr(self, "n_features_in_"):
@@ -449,9 +463,12 @@ default=None
                 )
         index = {m: _index_entry(codes, m, self.rerank) for m in codes.modalities}
         has_bits = any("bits" in e for e in index.values())
+        # n_substrings against n_bits only where MIH may search, nlist
+        # against N only where lists are built (on bits)
+        uses_mih = has_bits and self.stage1 in ("mih", "auto")
         if self.stage1 != "ivf":
-            _mih.check_params(self, codes.n_bits if has_bits else None)
-        _ivf.check_params(self, n)
+            _mih.check_params(self, codes.n_bits if uses_mih else None)
+        _ivf.check_params(self, n if has_bits else None)
         self._store = None
         self._set_index(
             index,

@@ -211,6 +211,75 @@ def test_n_jobs_zero_is_refused_clearly_before_fit_sets_anything(stage1):
     np.testing.assert_array_equal(est.kneighbors(q)[1], ref[1])
 
 
+@pytest.mark.parametrize("first", ["unfitted", "array", "codes"])
+@pytest.mark.parametrize("second", ["array", "codes"])
+def test_a_failed_fit_leaves_the_retriever_as_it_was(first, second):
+    # every check of fit (here y's length) runs before anything is set: a
+    # failed refit keeps the previous index whole, a failed first fit
+    # leaves the estimator unfitted
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(30, 5), rng.randint(3, size=30)
+    db, q = _data(12, "additive", seed=4)
+    est = TwoStageRetriever(n_neighbors=3)
+    if first == "array":
+        est.fit(X, y)
+    elif first == "codes":
+        est.fit(db)
+    before = dict(vars(est))
+    bad = rng.randn(30, 7) if second == "array" else db
+    with pytest.raises(ValueError, match="one row per indexed item"):
+        est.fit(bad, y[:3])
+    assert vars(est).keys() == before.keys()
+    assert all(vars(est)[k] is v for k, v in before.items())
+    if first == "unfitted":
+        with pytest.raises(NotFittedError):
+            est.kneighbors(X[:2])
+    elif first == "array":
+        assert est.n_features_in_ == 5
+        assert est.kneighbors(X[:2], return_distance=False).shape == (2, 3)
+    else:
+        assert not hasattr(est, "n_features_in_")
+        assert est.kneighbors(q, return_distance=False).shape == (len(q), 3)
+
+
+def test_the_index_does_not_share_the_callers_embeddings():
+    rng = np.random.RandomState(1)
+    X = rng.randn(20, 4).astype(np.float32)
+    queries = X[:3].copy()
+    est = TwoStageRetriever(n_neighbors=5).fit(X)
+    ref = est.kneighbors(queries)
+    X[:] = rng.randn(20, 4)  # the caller reuses its array
+    X[0, 0] = np.nan
+    got = est.kneighbors(queries)
+    np.testing.assert_array_equal(got[1], ref[1])
+    np.testing.assert_array_equal(got[0], ref[0])
+
+
+def test_float64_rows_below_float32_are_refused():
+    # float64 values all below float32's smallest number would be rows of
+    # zeros (every cosine alike): refused, as values beyond its range are
+    X = np.random.RandomState(2).randn(10, 4)
+    X[3] *= 1e-50
+    with pytest.raises(ValueError, match="below float32's smallest number"):
+        TwoStageRetriever(n_neighbors=3).fit(X)
+    est = TwoStageRetriever(n_neighbors=3).fit(X[[0, 1, 2, 4, 5]])
+    with pytest.raises(ValueError, match="below float32's smallest number"):
+        est.kneighbors(X[[3]])
+
+
+def test_stage_options_are_checked_only_where_they_are_used():
+    # n_substrings is used by MIH (stage1 "mih" or "auto") and nlist by the
+    # lists built on bits: neither refuses a fit that does not use it
+    db, q = _data(40, "additive", seed=4)  # one substring of 40 bits: too wide
+    TwoStageRetriever(n_neighbors=3, stage1="exhaustive", n_substrings=1).fit(db)
+    with pytest.raises(ValueError, match="n_substrings"):
+        TwoStageRetriever(n_neighbors=3, stage1="mih", n_substrings=1).fit(db)
+    X = np.random.RandomState(0).randn(10, 4)
+    TwoStageRetriever(n_neighbors=3, stage1="ivf", nlist=50).fit(X)
+    with pytest.raises(ValueError, match="nlist"):
+        TwoStageRetriever(n_neighbors=3, stage1="ivf", nlist=50).fit(db[:10])
+
+
 @pytest.mark.parametrize("factor", [1e20, 1e30, 1e-20, 1e-30])
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
 def test_exact_cosine_search_is_scale_free_at_any_finite_magnitude(factor, backend):
