@@ -3,7 +3,9 @@
 The arrays indexed per modality (packed bits, quantization codes, squared
 norms of additive reconstructions, embeddings: :func:`_index_entry`, which
 copies whatever a caller could still write to), the search plan each
-modality's parts allow (:func:`_plan`, shown as ``search_plan_``), and the
+modality's parts allow (:func:`_plan`, shown as ``search_plan_``), the
+checks of the items :meth:`add <skhash.retrieval.TwoStageRetriever.add>`
+appends against the index (:func:`_new_items`), and the
 mixin :class:`_IndexState`, which sets the fitted attributes and the
 look-up-table codebooks from those arrays, at fit, :meth:`add
 <skhash.retrieval.TwoStageRetriever.add>` and :meth:`load
@@ -13,10 +15,14 @@ look-up-table codebooks from those arrays, at fit, :meth:`add
 from __future__ import annotations
 
 import numpy as np
+from sklearn.utils.validation import validate_data
 
+from skhash._codes import CodeSet
+from skhash._constants import SINGLE_MODALITY
 from skhash.quantization import reconstruction_sqnorms
 from skhash.quantization._checks import _peak
 from skhash.quantization._distances import codebook_shift, shift_codebooks
+from skhash.retrieval import _schema
 from skhash.retrieval._query import (
     _check_code_range,
     _clean_bits,
@@ -69,6 +75,80 @@ class _IndexState:
             rerank=self._fit_rerank,
             fingerprint=self.codebooks_fingerprint_,
         )
+
+
+def _new_items(est, X, y):
+    """The arrays :meth:`~skhash.retrieval.TwoStageRetriever.add` appends,
+    by name (``"<modality>.<part>"`` and ``"y"``), the widened dtypes of
+    the stored ones they need, and the number of new items: every check of
+    the new items against the fitted index, before anything is written."""
+    if isinstance(X, CodeSet):
+        codes = X
+    else:
+        if not hasattr(est, "n_features_in_"):
+            raise ValueError(
+                "This index was fit on a CodeSet; add items as a CodeSet "
+                f"with the modalities {est.modalities_}."
+            )
+        X = validate_data(
+            est,
+            X,
+            reset=False,
+            dtype=[np.float32, np.float64],
+            ensure_min_samples=0,
+        )
+        codes = CodeSet(embedding=X, modality=SINGLE_MODALITY)
+    n_new = len(codes)
+    if set(codes.modalities) != set(est.modalities_):
+        raise ValueError(
+            f"X holds the modalities {codes.modalities} but the index holds "
+            f"{est.modalities_}; add items with the same modalities."
+        )
+    if est.n_bits_ is not None and codes.n_bits != est.n_bits_:
+        raise ValueError(
+            f"X has n_bits={codes.n_bits} but the index was built with "
+            f"n_bits={est.n_bits_}; encode the new items with the same hasher."
+        )
+    est._check_model(codes, "The new items X")
+    if est.codebooks_ is not None and (
+        codes.codebooks is None or codes.fingerprint != est.codebooks_fingerprint_
+    ):
+        raise ValueError(
+            "X was quantized with other codebooks than the indexed items "
+            f"(fingerprint {codes.fingerprint} instead of "
+            f"{est.codebooks_fingerprint_}); encode the new items with the "
+            "same quantizer."
+        )
+    if (est.y_ is None) != (y is None):
+        raise ValueError(
+            "y must be given exactly when the index holds labels: the index "
+            f"{'has' if est.y_ is not None else 'has no'} labels, and y is "
+            f"{'None' if y is None else 'given'}."
+        )
+    dtypes = {}
+    if y is not None:
+        y = _schema.check_y(y, ensure_min_samples=0)
+        if y.shape[0] != n_new or y.shape[1:] != est.y_.shape[1:]:
+            raise ValueError(
+                f"y must have one row per new item, shaped like the indexed "
+                f"labels {est.y_.shape[1:]}: X has {n_new} items but y has "
+                f"shape {y.shape}."
+            )
+        dtypes["y"] = _schema.merged_label_dtype(est.y_, y)
+    new = {}
+    for m in est.modalities_:
+        entry = _index_entry(codes, m, est._fit_rerank)
+        if set(entry) != set(est._index[m]):
+            raise ValueError(
+                f"Modality {m!r} of X carries the parts {sorted(entry)} but "
+                f"the index stores {sorted(est._index[m])}; pass the same "
+                "parts as at fit."
+            )
+        for p, a in entry.items():
+            new[f"{m}.{p}"] = a
+    if y is not None:
+        new["y"] = y
+    return new, dtypes, n_new
 
 
 def _describe(stage1, stage2):

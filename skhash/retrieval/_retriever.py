@@ -25,7 +25,7 @@ from skhash._constants import SINGLE_MODALITY
 from skhash.metrics import harmonic_mean, n_relevant, ranked_relevance
 from skhash.metrics._ranking import _check_label_compat
 from skhash.retrieval import _ivf, _mih, _schema, _storage
-from skhash.retrieval._index import _index_entry, _IndexState
+from skhash.retrieval._index import _index_entry, _IndexState, _new_items
 from skhash.retrieval._kernels import get_backend, register_backend
 from skhash.retrieval._persistence import _Persistence
 from skhash.retrieval._query import _QueryEngine
@@ -559,72 +559,7 @@ default=None
         True
         """
         check_is_fitted(self)
-        if isinstance(X, CodeSet):
-            codes = X
-        else:
-            if not hasattr(self, "n_features_in_"):
-                raise ValueError(
-                    "This index was fit on a CodeSet; add items as a CodeSet "
-                    f"with the modalities {self.modalities_}."
-                )
-            X = validate_data(
-                self,
-                X,
-                reset=False,
-                dtype=[np.float32, np.float64],
-                ensure_min_samples=0,
-            )
-            codes = CodeSet(embedding=X, modality=SINGLE_MODALITY)
-        n_new = len(codes)
-        if set(codes.modalities) != set(self.modalities_):
-            raise ValueError(
-                f"X holds the modalities {codes.modalities} but the index holds "
-                f"{self.modalities_}; add items with the same modalities."
-            )
-        if self.n_bits_ is not None and codes.n_bits != self.n_bits_:
-            raise ValueError(
-                f"X has n_bits={codes.n_bits} but the index was built with "
-                f"n_bits={self.n_bits_}; encode the new items with the same hasher."
-            )
-        self._check_model(codes, "The new items X")
-        if self.codebooks_ is not None and (
-            codes.codebooks is None or codes.fingerprint != self.codebooks_fingerprint_
-        ):
-            raise ValueError(
-                "X was quantized with other codebooks than the indexed items "
-                f"(fingerprint {codes.fingerprint} instead of "
-                f"{self.codebooks_fingerprint_}); encode the new items with the "
-                "same quantizer."
-            )
-        if (self.y_ is None) != (y is None):
-            raise ValueError(
-                "y must be given exactly when the index holds labels: the index "
-                f"{'has' if self.y_ is not None else 'has no'} labels, and y is "
-                f"{'None' if y is None else 'given'}."
-            )
-        dtypes = {}
-        if y is not None:
-            y = _schema.check_y(y, ensure_min_samples=0)
-            if y.shape[0] != n_new or y.shape[1:] != self.y_.shape[1:]:
-                raise ValueError(
-                    f"y must have one row per new item, shaped like the indexed "
-                    f"labels {self.y_.shape[1:]}: X has {n_new} items but y has "
-                    f"shape {y.shape}."
-                )
-            dtypes["y"] = _schema.merged_label_dtype(self.y_, y)
-        new = {}
-        for m in self.modalities_:
-            entry = _index_entry(codes, m, self._fit_rerank)
-            if set(entry) != set(self._index[m]):
-                raise ValueError(
-                    f"Modality {m!r} of X carries the parts {sorted(entry)} but "
-                    f"the index stores {sorted(self._index[m])}; pass the same "
-                    "parts as at fit."
-                )
-            for p, a in entry.items():
-                new[f"{m}.{p}"] = a
-        if y is not None:
-            new["y"] = y
+        new, dtypes, n_new = _new_items(self, X, y)
         if n_new == 0:  # validated, nothing to append: the index is unchanged
             return self
         store = getattr(self, "_store", None)
