@@ -221,7 +221,11 @@ class HQHasher(BaseCodeLearner):
         --validation --sweep-lambda-q``, 32 bits, Wiki and two synthetic
         sets): 1e-3 gave the best two-stage MAP@50 on each, with a Hamming
         ranking within 0.3 % of λ_q = 0's or above it; 0.01 and 0.1 lost up
-        to 2 % and 4 % of the Hamming MAP, 1 lost 6–24 %.
+        to 2 % and 4 % of the Hamming MAP, 1 lost 6–24 %. Far beyond that the
+        quantization term outweighs the similarity: on ``make_cross_modal``
+        (1,000 training items, 32 bits, 4 × 16 codebooks, 10 epochs) the
+        Hamming MAP@50 (img→txt / txt→img) was .86 / .82 at λ_q = 0, .57 /
+        .52 at 10 and .45 / .43 at 100.
     quantization_warmup : int, default=5
         Epochs before the quantization loss switches on: the codebooks are
         first fitted at the end of epoch ``quantization_warmup`` and the
