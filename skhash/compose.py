@@ -13,6 +13,7 @@ from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from skhash._inputs import _LearnerInputs
 from skhash._modalities import SINGLE_MODALITY, MultiModal, as_modalities
 
 __all__ = ["ModalityTransformer"]
@@ -212,7 +213,17 @@ class ModalityTransformer(TransformerMixin, _BaseComposition):
             Xt = Xt.toarray() if self.densify else Xt.tocsr()
         return Xt
 
-    def _output(self, out, plain):
+    @staticmethod
+    def _passed_names(names, fitted):
+        """The column names that pass through: of the passthrough modalities
+        (a transformer's output has columns of its own)."""
+        return {
+            m: v
+            for m, v in names.items()
+            if _is_special(fitted.get(m), ("passthrough",))
+        }
+
+    def _output(self, out, plain, names=None):
         if not out:
             raise ValueError(
                 "Every modality was dropped; ModalityTransformer has nothing to "
@@ -221,7 +232,10 @@ class ModalityTransformer(TransformerMixin, _BaseComposition):
             )
         if plain:
             return next(iter(out.values()))
-        return MultiModal(**out)
+        result = MultiModal(**out)
+        # names carried over for the next step's own checks
+        result._feature_names = {m: v for m, v in (names or {}).items() if m in out}
+        return result
 
     # -- fit / transform ---------------------------------------------------
     @_fit_context(
@@ -245,7 +259,20 @@ default=None
             A ``MultiModal`` for a ``MultiModal`` input, else the transformed
             array.
         """
+        # all or nothing: a failed fit leaves the transformer as it was
+        before = dict(self.__dict__)
+        try:
+            return self._fit_transform(X, y)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+
+    def _fit_transform(self, X, y):
         transformers = self._validate_transformers()
+        if isinstance(X, dict) and not sp.issparse(X):
+            X = as_modalities(X)
+        names_in = X._feature_names if isinstance(X, MultiModal) else {}
         arrays, plain = self._check_input(X, reset=True)
         named = dict(transformers)
         missing = [name for name in named if name not in arrays]
@@ -271,13 +298,15 @@ default=None
                     Xt = est.fit(a, y).transform(a)
                 fitted[name] = est
                 out[name] = self._finish(name, Xt, n_rows)
-        result = self._output(out, plain)
+        result = self._output(out, plain, self._passed_names(names_in, fitted))
         order = [name for name, _ in transformers] + [
             name for name in arrays if name not in named
         ]
         self.transformers_ = [(name, fitted[name]) for name in order]
         self.modalities_ = tuple(arrays)
         self.n_features_per_modality_ = {name: a.shape[1] for name, a in arrays.items()}
+        if names_in:  # the column names of the modalities given as DataFrames
+            self.feature_names_in_ = {m: v.copy() for m, v in names_in.items()}
         return result
 
     def fit(self, X, y=None):
@@ -313,6 +342,12 @@ default=None
             As for :meth:`fit_transform`.
         """
         check_is_fitted(self)
+        if isinstance(X, dict) and not sp.issparse(X):
+            X = as_modalities(X)
+            # scikit-learn's feature-name checks, per modality, as the
+            # learners make them
+            _LearnerInputs._check_feature_names(self, X)
+        names_in = X._feature_names if isinstance(X, MultiModal) else {}
         arrays, plain = self._check_input(X, reset=False)
         unknown = [name for name in arrays if name not in self.modalities_]
         if unknown:
@@ -343,7 +378,7 @@ default=None
                 out[name] = self._finish(name, a, n_rows)
             else:
                 out[name] = self._finish(name, trans.transform(a), n_rows)
-        return self._output(out, plain)
+        return self._output(out, plain, self._passed_names(names_in, fitted))
 
     @property
     def named_transformers_(self):

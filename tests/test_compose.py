@@ -136,3 +136,53 @@ def test_in_a_pipeline_with_a_learner():
         assert pipe.get_params()["modalitytransformer__txt__norm"] == "l2"
     finally:
         torch.set_num_threads(n)
+
+
+def test_column_names_are_checked_and_passed_through():
+    pd = pytest.importorskip("pandas")
+    img = pd.DataFrame(IMG, columns=[f"i{j}" for j in range(4)])
+    txt = pd.DataFrame(TXT, columns=[f"t{j}" for j in range(6)])
+    prep = ModalityTransformer([("img", StandardScaler())]).fit(
+        MultiModal(img=img, txt=txt)
+    )
+    assert list(prep.feature_names_in_) == ["img", "txt"]
+    assert_array_equal(prep.feature_names_in_["txt"], txt.columns)
+    # reordered columns are refused, as by the learners (they used to be
+    # transformed silently, column for column)
+    for swapped in (
+        MultiModal(img=img[img.columns[::-1]], txt=txt),
+        MultiModal(img=img, txt=txt[txt.columns[::-1]]),
+    ):
+        with pytest.raises(ValueError, match="columns are in another order"):
+            prep.transform(swapped)
+    # the passthrough modality keeps its names for the next step's checks
+    out = prep.transform(MultiModal(img=img, txt=txt))
+    assert set(out.feature_names) == {"txt"}
+    assert_array_equal(out.feature_names["txt"], txt.columns)
+    assert_allclose(out["img"], StandardScaler().fit_transform(IMG))
+
+
+class _Failing(StandardScaler):
+    def fit_transform(self, X, y=None):
+        raise RuntimeError("refit failed")
+
+
+@pytest.mark.parametrize("plain", [True, False])
+def test_a_failed_refit_leaves_the_transformer_as_it_was(plain):
+    # the refit fails after the input checks had reset n_features_in_ (a
+    # plain array) or deleted it (a MultiModal): all is restored
+    first = IMG if plain else MultiModal(X=IMG)
+    prep = ModalityTransformer([("X", StandardScaler())]).fit(first)
+    fitted = {k: v for k, v in vars(prep).items() if k.endswith("_")}
+    assert "n_features_in_" in fitted or not plain
+    prep.set_params(X=_Failing())
+    wider = np.ones((3, 7)) if plain else MultiModal(X=np.ones((3, 7)))
+    with pytest.raises(RuntimeError, match="refit failed"):
+        prep.fit(wider)
+    after = {k: v for k, v in vars(prep).items() if k.endswith("_")}
+    assert after.keys() == fitted.keys()
+    assert all(after[k] is v for k, v in fitted.items())
+    assert_allclose(
+        np.asarray(prep.transform(first) if plain else prep.transform(first)["X"]),
+        StandardScaler().fit_transform(IMG),
+    )
