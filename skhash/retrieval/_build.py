@@ -10,6 +10,7 @@ from tqdm.auto import tqdm
 
 from skhash._codes import CodeSet
 from skhash.retrieval._retriever import TwoStageRetriever
+from skhash.retrieval._schema import merged_label_dtype
 from skhash.retrieval._shard_manifest import (
     _MANIFEST,
     _SHARD_PARAMS,
@@ -238,7 +239,14 @@ class _ShardBuffer:
                 for p in _PARTS
                 if X.get(m, p) is not None
             }
-            meta = ("codes", X.modalities, X.n_bits, X.codebooks, X.codebook_kind)
+            meta = (
+                "codes",
+                X.modalities,
+                X.n_bits,
+                X.codebooks,
+                X.codebook_kind,
+                X.model_fingerprint,
+            )
         elif isinstance(X, dict):
             raise TypeError(
                 "A batch is raw features of several modalities (a "
@@ -260,6 +268,8 @@ class _ShardBuffer:
                 self._y = np.empty((self.size, *y.shape[1:]), dtype=y.dtype)
         else:
             self._check_like(parts, meta, y)
+            if y is not None:
+                self._widen_labels(y)
         c = len(X)
         for key, a in parts.items():
             self._arrays[key][self.n : self.n + c] = a
@@ -283,6 +293,12 @@ class _ShardBuffer:
                 "n_bits, widths or codebooks); every batch must come from the "
                 "same learner and quantizer."
             )
+        if meta[0] == "codes" and meta[5] != self._meta[5]:
+            raise ValueError(
+                f"A batch was encoded by another model (model_fingerprint "
+                f"{meta[5]!r}) than the first one ({self._meta[5]!r}); every "
+                "batch must come from the same fitted learner."
+            )
         if (y is None) != (self._y is None) or (
             y is not None and y.shape[1:] != self._y.shape[1:]
         ):
@@ -291,13 +307,23 @@ class _ShardBuffer:
                 "none must."
             )
 
+    def _widen_labels(self, y):
+        """Store the labels exactly, as the single index's ``add``: in a
+        wider dtype of the same family when ``y`` needs one (longer strings,
+        a wider int), or a ValueError (2.7 into int labels)."""
+        dtype = merged_label_dtype(self._y[: self.n], y)
+        if dtype != self._y.dtype:
+            wider = np.empty(self._y.shape, dtype=dtype)
+            wider[: self.n] = self._y[: self.n]
+            self._y = wider
+
     def take(self):
         """The buffered items as (X, y) views; the buffer is then emptied."""
         n, self.n = self.n, 0
         y = None if self._y is None else self._y[:n]
         if self._meta[0] == "array":
             return self._arrays["X"][:n], y
-        _, modalities, n_bits, codebooks, kind = self._meta
+        _, modalities, n_bits, codebooks, kind, model = self._meta
         per = []
         for m in modalities:
             got = {p: self._arrays.get((m, p)) for p in _PARTS}
@@ -309,6 +335,7 @@ class _ShardBuffer:
                     codebooks=codebooks if has_codes else None,
                     codebook_kind=kind if has_codes else None,
                     modality=m,
+                    model_fingerprint=model,
                 )
             )
         if len(per) == 1:

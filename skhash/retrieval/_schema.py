@@ -355,6 +355,7 @@ def verify_checksums(meta, arrays, where):
 
 def check_y(y, ensure_min_samples=1):
     """Labels of indexed items: one type, no NaN, a storable dtype."""
+    given = y
     y = _as_label_array(y, "y")
     y = check_array(
         y,
@@ -363,6 +364,8 @@ def check_y(y, ensure_min_samples=1):
         input_name="y",
         ensure_min_samples=ensure_min_samples,
     )
+    if isinstance(given, np.ndarray) and np.may_share_memory(y, given):
+        y = y.copy()  # the index's own labels, not a view of the caller's
     return y
 
 

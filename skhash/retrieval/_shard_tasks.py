@@ -54,7 +54,9 @@ def _shard_info(shard):
         "rerank": shard.rerank,
         "has_y": y is not None,
         "y_tail": () if y is None else tuple(y.shape[1:]),
+        "y_dtype": None if y is None else y.dtype.str,
         "n_features_in": getattr(shard, "n_features_in_", None),
+        "model_fingerprint": getattr(shard, "model_fingerprint_", None),
     }
 
 
@@ -68,7 +70,9 @@ def _info_of(est):
         "rerank": est._fit_rerank,
         "has_y": est._has_y,
         "y_tail": tuple(est._y_tail),
+        "y_dtype": est._y_dtype,
         "n_features_in": getattr(est, "n_features_in_", None),
+        "model_fingerprint": getattr(est, "model_fingerprint_", None),
     }
 
 
@@ -100,6 +104,12 @@ def _check_same_index(ref, info, what, adding=False):
     ):
         raise ValueError(
             f"{what} was quantized with other codebooks than the indexed items; {fix}."
+        )
+    if info.get("model_fingerprint") != ref.get("model_fingerprint"):
+        raise ValueError(
+            f"{what} was encoded by another model (model_fingerprint "
+            f"{info.get('model_fingerprint')!r}) than the index "
+            f"({ref.get('model_fingerprint')!r}); {fix}."
         )
     if info["plan"] != ref["plan"] or info["rerank"] != ref["rerank"]:
         raise ValueError(

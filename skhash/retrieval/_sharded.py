@@ -26,6 +26,7 @@ from skhash.metrics import (
     ranked_relevance,
 )
 from skhash.metrics._ranking import _check_label_compat
+from skhash.retrieval import _schema
 from skhash.retrieval._retriever import TwoStageRetriever
 from skhash.retrieval._scoring import _NEEDS_N_RELEVANT, _mean_ap, _score_plan
 from skhash.retrieval._shard_manifest import _SHARD_PARAMS
@@ -260,6 +261,9 @@ class ShardedRetriever(_ShardRunner, _ShardPersistence, BaseEstimator):
     def fit(self, X, y=None):
         """Split the database ``X`` into shards and index each on a worker.
 
+        All or nothing: a fit that fails leaves the estimator as it was,
+        unfitted or with its previous shards.
+
         Parameters
         ----------
         X : CodeSet or array-like of shape (n_samples, d)
@@ -281,6 +285,15 @@ default=None
         >>> ShardedRetriever(n_shards=4).fit(rng.randn(30, 4)).shard_sizes_
         array([8, 8, 7, 7])
         """
+        before = dict(self.__dict__)
+        try:
+            return self._fit(X, y)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+
+    def _fit(self, X, y):
         if isinstance(X, CodeSet) and hasattr(self, "n_features_in_"):
             del self.n_features_in_
         X = self._check_database(X, reset=True)
@@ -313,7 +326,7 @@ default=None
     def _check_y(y, n):
         if y is None:
             return None
-        y = check_array(y, ensure_2d=False, dtype=None, input_name="y")
+        y = _schema.check_y(y)  # the single index's label checks
         if y.ndim not in (1, 2) or y.shape[0] != n:
             raise ValueError(
                 f"y must have one row per indexed item: X has {n} items but "
@@ -358,6 +371,14 @@ default=None
         self._shards = list(shards)
         self._has_y = ref["has_y"]
         self._y_tail = ref["y_tail"]
+        # the widest of the shards' label dtypes (add widens the last shard's
+        # and makes new shards with it; the others keep theirs)
+        self._y_dtype = (
+            np.result_type(*[np.dtype(info["y_dtype"]) for info in infos]).str
+            if ref["has_y"]
+            else None
+        )
+        self.model_fingerprint_ = ref.get("model_fingerprint")
         self.shard_sizes_ = sizes
         self.shard_offsets_ = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(
             np.int64
@@ -428,6 +449,11 @@ default=None
                 f"y must be shaped like the indexed labels (n, "
                 f"{', '.join(map(str, self._y_tail))}); got {y.shape}."
             )
+        if y is not None:
+            # as the single index: labels are stored exactly or refused, in
+            # a dtype that holds the indexed ones too
+            old = np.empty((0, *self._y_tail), dtype=self._y_dtype)
+            y = y.astype(_schema.merged_label_dtype(old, y), copy=False)
         cap = self.max_shard_size
         room = n_new if cap is None else max(0, cap - int(self.shard_sizes_[-1]))
         room = min(room, n_new)
@@ -720,7 +746,10 @@ default=None
         labels = self._run_on_shards(
             _labels_at, args, ids, [self._shards[s] for s in ids]
         )
-        out = np.empty((flat.size, *self._y_tail), dtype=labels[0].dtype)
+        # the shards' label dtypes may differ (an add widens only some):
+        # the widest holds every label exactly
+        dtype = np.result_type(*[lab.dtype for lab in labels])
+        out = np.empty((flat.size, *self._y_tail), dtype=dtype)
         for pick, lab in zip(picks, labels):
             out[pick] = lab
         return out

@@ -3,6 +3,7 @@ and over a real dask.distributed LocalCluster of 2 worker processes."""
 
 import json
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -386,6 +387,100 @@ def test_build_rejects_mixed_batches_and_leaves_no_manifest(tmp_path):
     assert not os.path.exists(tmp_path / "i" / "manifest.json")
     with pytest.raises(ValueError, match="shard_size"):
         build_sharded_index([good], tmp_path / "j", shard_size=0)
+
+
+def _bits(seed, n=20, model=None):
+    rng = np.random.RandomState(seed)
+    return CodeSet(
+        bits=rng.randint(256, size=(n, 2)).astype(np.uint8),
+        n_bits=16,
+        model_fingerprint=model,
+    )
+
+
+def test_labels_are_stored_exactly_across_shards(tmp_path):
+    # longer strings added to the last shard and to new ones: every label
+    # read back whole (they were cut to the first shard's dtype), and the
+    # scores equal the single index's; 2.7 into int labels is refused
+    db, more = _bits(0), _bits(1, n=12)
+    y, y_more = np.array(list("ab") * 10), np.array(["bxx", "axx"] * 6)
+    single = TwoStageRetriever(n_neighbors=5).fit(db, y).add(more, y_more)
+    sharded = ShardedRetriever(n_shards=2, max_shard_size=10, n_neighbors=5)
+    sharded.fit(db, y).add(more, y_more)
+    assert sharded.n_shards_ == 4
+    assert_array_equal(sharded._labels_of(np.arange(32)), single.y_)
+    queries, y_q = _bits(2, n=6), np.array(["bxx", "a", "b"] * 2)
+    for metric in ("map", "precision"):
+        assert sharded.score(queries, y_q, metric=metric) == single.score(
+            queries, y_q, metric=metric
+        )
+    ints = ShardedRetriever(n_shards=2).fit(db, np.arange(20))
+    with pytest.raises(ValueError, match="2.7, which is not a whole number"):
+        ints.add(more, np.full(12, 2.7))
+    # build_sharded_index widens its buffer alike
+    batches = [(db, y), (more, y_more)]
+    path = build_sharded_index(
+        iter(batches), tmp_path / "b", shard_size=15, progress=False
+    )
+    built = ShardedRetriever.load(path)
+    assert_array_equal(built._labels_of(np.arange(32)), single.y_)
+    with pytest.raises(ValueError, match="not a whole number"):
+        build_sharded_index(
+            iter([(db, np.arange(20)), (more, np.full(12, 2.7))]), tmp_path / "c",
+            shard_size=15, progress=False,
+        )  # fmt: skip
+
+
+def test_codes_of_another_model_are_refused(tmp_path):
+    # bits-only codes carry only the model fingerprint: add, load and the
+    # build refuse another model's (the index then refused every query)
+    a, b = _bits(0, model="a" * 16), _bits(1, model="b" * 16)
+    est = ShardedRetriever(n_shards=2, max_shard_size=20).fit(a)
+    assert est.model_fingerprint_ == "a" * 16
+    with pytest.raises(ValueError, match="encoded by another model"):
+        est.add(b)
+    assert est.n_samples_fit_ == 20
+    with pytest.raises(ValueError, match="encoded by another model"):
+        build_sharded_index(iter([a, b]), tmp_path / "i", shard_size=15, progress=False)
+    assert not os.path.exists(tmp_path / "i" / "manifest.json")
+    path = build_sharded_index(
+        iter([a, a]), tmp_path / "j", shard_size=15, progress=False
+    )
+    assert ShardedRetriever.load(path).model_fingerprint_ == "a" * 16
+    # a shard copied from another model's index is refused at load
+    other = build_sharded_index(
+        iter([b, b]), tmp_path / "k", shard_size=15, progress=False
+    )
+    victim = sorted(d for d in os.listdir(path) if d.startswith("shard-"))[1]
+    shutil.rmtree(os.path.join(path, victim))
+    shutil.copytree(os.path.join(other, victim), os.path.join(path, victim))
+    with pytest.raises(ValueError, match="encoded by another model"):
+        ShardedRetriever.load(path)
+
+
+def test_a_failed_fit_leaves_the_sharded_index_as_it_was(data):
+    db, queries, y = data
+    est = ShardedRetriever(n_shards=3).fit(db, y)
+    ref = est.kneighbors(queries, direction="img->txt")
+    fitted = {k: v for k, v in vars(est).items() if k.endswith("_")}
+    for bad in (np.random.RandomState(0).randn(30, 8), db):
+        with pytest.raises(ValueError, match="one row per indexed item"):
+            est.fit(bad, y[:3])
+        after = {k: v for k, v in vars(est).items() if k.endswith("_")}
+        assert after.keys() == fitted.keys()
+        assert all(after[k] is v for k, v in fitted.items())
+        _assert_same(est.kneighbors(queries, direction="img->txt"), ref)
+
+
+def test_the_index_holds_its_own_labels(data):
+    db, queries, y = data
+    y = y.copy()
+    single = TwoStageRetriever().fit(db, y)
+    sharded = ShardedRetriever(n_shards=3).fit(db, y)
+    before = single.score(queries, y[:9]), sharded.score(queries, y[:9])
+    y_q = y[:9].copy()
+    y[:] = 99  # the caller reuses its array
+    assert (single.score(queries, y_q), sharded.score(queries, y_q)) == before
 
 
 # ---------------------------------------------------------------------- #
