@@ -31,7 +31,19 @@ def _final_step_and_input(estimator, X):
     """Return the last step of a pipeline and X transformed by the others.
 
     An estimator without ``steps`` is its own final step and sees X unchanged.
+    A fitted search (``GridSearchCV`` and the like, as in nested
+    cross-validation) is scored by its refitted ``best_estimator_``, as its
+    own ``score`` would be.
     """
+    if hasattr(estimator, "cv_results_") and hasattr(estimator, "estimator"):
+        best = getattr(estimator, "best_estimator_", None)
+        if best is None:
+            raise ValueError(
+                f"{type(estimator).__name__} was fitted with refit=False, so it "
+                "has no best_estimator_ for a retrieval scorer to score; pass "
+                "refit=True (or the name of the metric to refit on)."
+            )
+        estimator = best
     steps = getattr(estimator, "steps", None)
     if steps is None:
         _check_retriever(estimator, estimator)

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
-from sklearn.base import BaseEstimator
-from sklearn.model_selection import GridSearchCV, KFold
+from sklearn.base import BaseEstimator, clone
+from sklearn.model_selection import GridSearchCV, KFold, cross_validate
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils._param_validation import InvalidParameterError
@@ -142,6 +142,28 @@ def test_grid_search_with_make_map_scorer():
         assert_allclose(search.cv_results_[f"split{i}_test_score"][0], expected)
     # A shifted database ranks worse than the exact one on these clusters.
     assert search.best_params_ == {"search__shift": 0.0}
+
+
+def test_nested_cross_validation_scores_the_best_estimator():
+    # cross_validate(GridSearchCV(...), scoring=<a retrieval scorer>): the
+    # outer scorer scores the search's refitted best estimator (it sent the
+    # retriever's arguments to GridSearchCV.score, which refused them)
+    X, y = _data()
+    inner = GridSearchCV(
+        _pipeline(), {"search__shift": [0.0, 3.0]}, scoring=make_map_scorer(k=5), cv=2
+    )
+    outer = cross_validate(
+        inner, X, y, scoring=make_map_scorer(k=10), cv=2, error_score="raise"
+    )
+    assert np.all((outer["test_score"] >= 0) & (outer["test_score"] <= 1))
+    search = clone(inner).fit(X[:30], y[:30])
+    scorer = make_map_scorer(k=10)
+    assert scorer(search, X[30:], y[30:]) == scorer(
+        search.best_estimator_, X[30:], y[30:]
+    )
+    no_refit = clone(inner).set_params(refit=False).fit(X[:30], y[:30])
+    with pytest.raises(ValueError, match="refit=False"):
+        scorer(no_refit, X[30:], y[30:])
 
 
 def test_grid_search_with_named_scorer():
