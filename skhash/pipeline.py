@@ -11,6 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn import get_config
 from sklearn import pipeline as _skpipeline
+from sklearn.utils.metadata_routing import process_routing
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
@@ -409,7 +410,19 @@ class Pipeline(_skpipeline.Pipeline):
         """
         X, y = self._read_call("score", arrays, X, y)
         if get_config().get("enable_metadata_routing", False):
-            return super().score(X, y, sample_weight=sample_weight, **params)
+            # routed as scikit-learn's Pipeline.score, except that an absent
+            # sample_weight is not routed: a retriever's score takes none,
+            # and routing sample_weight=None refused every call (and so
+            # GridSearchCV without scoring=)
+            check_is_fitted(self)
+            if sample_weight is not None:
+                params["sample_weight"] = sample_weight
+            routed = process_routing(self, "score", **params)
+            Xt = X
+            for _, name, step in self._iter(with_final=False):
+                Xt = step.transform(Xt, **routed[name].transform)
+            final_name, final = self.steps[-1]
+            return final.score(Xt, y, **routed[final_name].score)
         check_is_fitted(self)
         Xt = self._transform_head(X)
         if sample_weight is not None:
@@ -432,7 +445,9 @@ class Pipeline(_skpipeline.Pipeline):
         *arrays : array-like, MultiModal, None or int
             The queries: one ``X`` (``MultiModal`` or plain array), one array
             per modality, or None (query the indexed items themselves, each
-            excluding itself). A trailing int is ``n_neighbors``.
+            excluding itself). A trailing int is ``n_neighbors``. One plain
+            array with ``direction="a->b"``, ``a`` one of ``modalities``, is
+            the queries of modality ``a``.
         X : MultiModal, array-like or None, optional
             The queries by keyword.
         n_neighbors : int, default=None
@@ -466,10 +481,26 @@ class Pipeline(_skpipeline.Pipeline):
             Xt = None
         else:
             Xq, _ = self._read_call("kneighbors", arrays, X, _MISSING, takes_y=False)
-            Xt = self._transform_head(Xq)
+            Xt = self._transform_head(self._query_modality(Xq, direction))
         return self.steps[-1][1].kneighbors(
             Xt, n_neighbors, direction=direction, return_distance=return_distance
         )
+
+    def _query_modality(self, X, direction):
+        """One plain array of queries and ``direction="a->b"``: the queries
+        are of the modality ``a`` (``pipe.kneighbors(Q_img, 10,
+        direction="img->txt")``)."""
+        names = self._modality_names()
+        if (
+            names is None
+            or X is None
+            or _is_container(X)
+            or not isinstance(direction, str)
+            or "->" not in direction
+        ):
+            return X
+        source = direction.split("->", 1)[0].strip()
+        return self._pack((source,), (X,)) if source in names else X
 
     def __getitem__(self, ind):
         out = super().__getitem__(ind)

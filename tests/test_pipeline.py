@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import sklearn
 import torch
 from numpy.testing import assert_array_equal
 from sklearn.base import BaseEstimator, clone
@@ -334,3 +335,33 @@ def test_memory_with_positional_call(data, tmp_path):
     second = clone(pipe).set_params(search__alpha=0).fit(X, y).score(Q, yq)
     assert CountingHQ.n_fits == 1
     assert 0 <= first <= 1 and 0 <= second <= 1
+
+
+def test_score_and_grid_search_with_metadata_routing(data):
+    # with routing on, an absent sample_weight is not routed to a retriever
+    # that takes none (every score call failed, and so GridSearchCV without
+    # scoring=); the score is the one without routing
+    X_tr, y_tr, X_te, y_te = data
+    pipe = _pipe().fit(X_tr, y_tr)
+    expected = pipe.score(X_te, y_te)
+    with sklearn.config_context(enable_metadata_routing=True):
+        assert pipe.score(X_te, y_te) == expected
+        search = GridSearchCV(_pipe(), {"search__alpha": [0, 20]}, cv=2).fit(X_tr, y_tr)
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+
+
+def test_kneighbors_of_one_array_takes_the_direction_s_source(data):
+    # the user guide's call: one plain array of queries of the modality the
+    # direction starts from
+    X_tr, y_tr, X_te, _ = data
+    pipe = _pipe().fit(X_tr, y_tr)
+    for src, dst in (("img", "txt"), ("txt", "img")):
+        direction = f"{src}->{dst}"
+        got = pipe.kneighbors(X_te[src], 10, direction=direction, return_distance=False)
+        want = pipe.kneighbors(
+            MultiModal(**{src: X_te[src]}), 10, direction=direction,
+            return_distance=False,
+        )  # fmt: skip
+        assert_array_equal(got, want)
+    with pytest.raises(ValueError, match="pass a MultiModal"):
+        pipe.kneighbors(X_te["img"], 10)  # no direction: which modality?
