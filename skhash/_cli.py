@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import os
 import platform
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -27,31 +30,62 @@ class _Data:
         self.X_query, self.y_query = X_query, y_query
 
 
-def load_dataset(spec):
+#: the ``LOADER:`` prefixes of ``--dataset``; anything else is a path
+LOADERS = ("mirflickr", "nuswide", "npz")
+
+
+def load_dataset(spec, *, n_query="default", n_train="default"):
     """Read ``--dataset``: a loader name, or a path to a .npz or .mat file.
 
     ``wiki`` is the shipped Wiki benchmark. ``mirflickr:PATH`` and
     ``nuswide:PATH`` read the .mat files of those datasets (see
     :func:`skhash.datasets.load_mirflickr`); a bare ``.mat`` path or folder is
-    read as MIRFlickr-25K. A ``.npz`` holds ``X_img``, ``X_txt``, ``y`` (or a
-    multi-label ``Y``), ``train_idx`` and ``test_idx`` (the training part is
-    the database, the test part the queries), as the shipped ``wiki.npz``.
+    read as MIRFlickr-25K. A ``.npz`` (a path ending in ``.npz``, or any path
+    after ``npz:``) holds ``X_img``, ``X_txt``, ``y`` (or a multi-label
+    ``Y``), ``train_idx`` and ``test_idx`` (the training part is the
+    database, the test part the queries), as the shipped ``wiki.npz``. Only
+    these prefixes are split off: any other ``:`` belongs to the path.
+
+    ``n_query`` and ``n_train`` (``--n-query``, ``--n-train``) set the split
+    of the .mat datasets, as in :func:`skhash.datasets.load_mirflickr`; the
+    other datasets come with their split.
     """
     from skhash import MultiModal
     from skhash.datasets import load_mirflickr, load_nuswide, load_wiki
 
+    loader, path = None, spec
+    prefix, sep, rest = spec.partition(":")
+    if sep and prefix in LOADERS:
+        loader, path = prefix, rest
+    if not path:
+        raise SystemExit(f"--dataset {spec!r}: no path after {loader}:.")
+    p = Path(path)
+    is_mat = loader in ("mirflickr", "nuswide") or (
+        loader is None and spec != "wiki" and (p.suffix == ".mat" or p.is_dir())
+    )
+    if not is_mat and (n_query != "default" or n_train != "default"):
+        raise SystemExit(
+            f"--dataset {spec!r}: --n-query and --n-train set the split of the "
+            ".mat datasets (mirflickr, nuswide); this one comes with its split "
+            "(a .npz: its train_idx and test_idx)."
+        )
     if spec == "wiki":
         w = load_wiki()
         return _Data(
             "wiki", w.X_train, w.y_train, w.X_train, w.y_train, w.X_test, w.y_test
         )
-    loader, _, path = spec.partition(":")
-    if not path:
-        loader, path = None, spec
-    p = Path(path)
-    if loader in ("mirflickr", "nuswide") or p.suffix == ".mat" or p.is_dir():
+    if is_mat:
         load = load_nuswide if loader == "nuswide" else load_mirflickr
-        b = load(p)
+        try:
+            b = load(p, n_query=n_query, n_train=n_train)
+        except (FileNotFoundError, ValueError, ImportError) as exc:
+            hint = ""
+            if str(exc).startswith(("n_query=", "n_train=")):
+                hint = (
+                    " On the command line, set the split with --n-query N (the "
+                    "number of queries) and --n-train N or --n-train all."
+                )
+            raise SystemExit(f"--dataset {spec!r}: {exc}{hint}") from exc
         return _Data(
             f"{loader or 'mirflickr'}:{p.name}",
             b.X[b.train_idx],
@@ -61,8 +95,8 @@ def load_dataset(spec):
             b.X[b.query_idx],
             b.Y[b.query_idx],
         )
-    if p.suffix == ".npz":
-        if not p.exists():
+    if loader == "npz" or p.suffix == ".npz":
+        if not p.is_file():
             raise SystemExit(f"--dataset: no such file {str(p)!r}.")
         with np.load(p, allow_pickle=False) as f:
             missing = [
@@ -80,9 +114,24 @@ def load_dataset(spec):
             tr, te = f["train_idx"], f["test_idx"]
         return _Data(p.name, X[tr], y[tr], X[tr], y[tr], X[te], y[te])
     raise SystemExit(
-        f"--dataset {spec!r}: use 'wiki', 'mirflickr:PATH', 'nuswide:PATH', or a "
-        ".npz/.mat path."
+        f"--dataset {spec!r}: use 'wiki', 'mirflickr:PATH', 'nuswide:PATH', "
+        "'npz:PATH', or a .npz/.mat path."
     )
+
+
+def _check_bits(methods, bits):
+    """Refuse code lengths the learners cannot honour, before any training."""
+    bad = [b for b in bits if isinstance(b, bool) or not isinstance(b, int) or b < 1]
+    if bad:
+        raise ValueError(f"code lengths must be positive integers; got {bad}.")
+    if "DQN" in methods:
+        odd = [b for b in bits if b % 8]
+        if odd:
+            raise ValueError(
+                f"DQN codes are whole bytes (n_bits // 8 codebooks of 256 "
+                f"codewords), so it cannot train {', '.join(map(str, odd))} bits; "
+                "use multiples of 8, or leave DQN out (--methods)."
+            )
 
 
 def _learner(method, n_bits, *, epochs, seed):
@@ -97,7 +146,8 @@ def _learner(method, n_bits, *, epochs, seed):
         return HQHasher(n_bits, **common)
     if method == "DQN":
         # n_bits = n_codebooks * log2(256): one byte per codebook
-        return DQNQuantizer(max(1, n_bits // 8), n_codewords=256, **common)
+        _check_bits(("DQN",), (n_bits,))
+        return DQNQuantizer(n_bits // 8, n_codewords=256, **common)
     if method == "DJSRH":
         return DJSRHHasher(n_bits, **common)
     raise ValueError(f"unknown method {method!r}; choose from {METHODS}.")
@@ -173,7 +223,8 @@ def run_benchmark(
     methods : sequence of str
         Among ``"lossless"``, ``"HQ"``, ``"DQN"``, ``"DJSRH"``.
     bits : sequence of int
-        Code lengths.
+        Code lengths: positive, and multiples of 8 when DQN is among the
+        methods (one byte per DQN codebook).
     epochs : int, default=None
         Override every learner's ``max_epochs``.
     seed : int, default=0
@@ -194,6 +245,7 @@ def run_benchmark(
 
     from skhash.metrics import harmonic_mean
 
+    _check_bits(methods, bits)
     tasks = [(m, b) for b in bits for m in methods]
     rows, models = [], {}
     bar = tqdm(
@@ -354,6 +406,62 @@ def _plot(results, data, path):
     plt.close(fig)
 
 
+def _write_atomic(path, text):
+    """Write ``text`` to ``path`` through a temporary file and a rename.
+
+    An error or an interrupt never leaves a half-written file, and an
+    existing file survives a failed write.
+    """
+    path = Path(path)
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
+    # created like open(path, "w") would (0o666 less the umask)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _int_arg(low, what, high=None):
+    """An argparse ``type``: an integer in ``[low, high]``, else a usage error."""
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be {what}; got {text!r}")
+        return value
+
+    return parse
+
+
+def _n_train_arg(text):
+    if text == "all":
+        return text
+    return _int_arg(1, "a positive integer or 'all'")(text)
+
+
+def _check_out_path(parser, option, path):
+    parent = path.parent
+    if not parent.is_dir():
+        parser.error(
+            f"argument {option}: the folder {str(parent)!r} of {str(path)!r} does "
+            "not exist; create it first or pick another path."
+        )
+    if path.is_dir():
+        parser.error(f"argument {option}: {str(path)!r} is a folder; give a file name.")
+
+
 def main(argv=None):
     """Entry point of ``python -m skhash`` and the ``skhash`` script.
 
@@ -381,23 +489,45 @@ def main(argv=None):
     b.add_argument(
         "--dataset",
         default="wiki",
-        help="'wiki', 'mirflickr:PATH', 'nuswide:PATH' or a .npz/.mat path",
+        help="'wiki', 'mirflickr:PATH', 'nuswide:PATH', 'npz:PATH' or a .npz/.mat path",
+    )
+    b.add_argument(
+        "--n-query",
+        type=_int_arg(1, "a positive integer"),
+        default=None,
+        metavar="N",
+        help="queries of a .mat dataset (default: the loader's, 2000 for "
+        "MIRFlickr-25K, 2100 for NUS-WIDE)",
+    )
+    b.add_argument(
+        "--n-train",
+        type=_n_train_arg,
+        default=None,
+        metavar="N",
+        help="training items of a .mat dataset, taken from the database, or "
+        "'all' (default: the loader's, 10000 for MIRFlickr-25K, 10500 for "
+        "NUS-WIDE)",
     )
     b.add_argument(
         "--bits",
-        type=int,
+        type=_int_arg(1, "a positive integer"),
         nargs="+",
         default=None,
-        help="code lengths (default 16 32 64 128; --quick: 32)",
+        help="code lengths (default 16 32 64 128; --quick: 32); multiples of 8 "
+        "with DQN",
     )
     b.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     b.add_argument(
         "--epochs",
-        type=int,
+        type=_int_arg(1, "a positive integer"),
         default=None,
         help="override every learner's max_epochs (--quick: 5)",
     )
-    b.add_argument("--seed", type=int, default=0)
+    b.add_argument(
+        "--seed",
+        type=_int_arg(0, "an integer in [0, 2**32 - 1]", high=2**32 - 1),
+        default=0,
+    )
     b.add_argument(
         "--quick",
         action="store_true",
@@ -412,13 +542,27 @@ def main(argv=None):
     b.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
+    # everything that can be checked before (possibly hours of) training
     bits = args.bits or ([32] if args.quick else [16, 32, 64, 128])
+    try:
+        _check_bits(args.methods, bits)
+    except ValueError as exc:
+        b.error(f"argument --bits: {exc}")
+    for option, path in (("--output", args.output), ("--plot", args.plot)):
+        if path is not None:
+            _check_out_path(b, option, path)
+    if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
+        b.error("argument --plot: needs matplotlib: pip install skhash[plot]")
     epochs = args.epochs if args.epochs is not None else (5 if args.quick else None)
     alphas = (
         (0.0, 0.05, 1.0) if args.quick else (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
     )
     t0 = time.perf_counter()
-    data = load_dataset(args.dataset)
+    data = load_dataset(
+        args.dataset,
+        n_query="default" if args.n_query is None else args.n_query,
+        n_train={None: "default", "all": None}.get(args.n_train, args.n_train),
+    )
     results = run_benchmark(
         data,
         methods=args.methods,
@@ -435,9 +579,7 @@ def main(argv=None):
         f"\ntotal {total:.0f} s; learners' defaults, random_state={args.seed}, "
         f"epochs={'default' if epochs is None else epochs}, 1 torch thread"
     )
-    if args.plot:
-        _plot(results, data, args.plot)
-        print(f"curves written to {args.plot}")
+    # the results first: a failing plot must not lose them
     if args.output:
         import skhash
 
@@ -452,6 +594,9 @@ def main(argv=None):
             python=platform.python_version(),
             machine=platform.machine(),
         )
-        args.output.write_text(json.dumps(payload, indent=2))
+        _write_atomic(args.output, json.dumps(payload, indent=2))
         print(f"results written to {args.output}")
+    if args.plot:
+        _plot(results, data, args.plot)
+        print(f"curves written to {args.plot}")
     return 0
