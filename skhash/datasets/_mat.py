@@ -6,12 +6,14 @@
 from __future__ import annotations
 
 import os
+import warnings
 from numbers import Integral
 from pathlib import Path
 
 import numpy as np
 import scipy.io
 import scipy.sparse as sp
+from scipy.io.matlab import MatReadError
 from sklearn.utils import Bunch, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
@@ -102,7 +104,8 @@ def _read_mat(path, keys):
             names = [k for k in f.keys() if not k.startswith("#")]
             found = {k: _hdf5_variable(h5py, path, f[k], k) for k in keys if k in f}
         return found, names
-    except (ValueError, TypeError, OSError) as exc:
+    except (MatReadError, ValueError, TypeError, OSError) as exc:
+        # MatReadError (empty or truncated file) is no ValueError subclass
         raise ValueError(f"{path} is not a readable MATLAB .mat file: {exc}") from exc
     return {k: data[k] for k in keys if k in data}, names
 
@@ -190,6 +193,28 @@ def _get(files, key, alternatives=None, *, required=True):
     )
 
 
+def _check_labels_orientation(labels, labels_where, text, text_where):
+    """Blame 'LAll' when it, rather than 'YAll', disagrees on the item count.
+
+    The item count is taken from the labels; when the text's rows disagree
+    with it but match the labels' columns (and the text does not itself look
+    transposed), the labels are stored one item per column.
+    """
+    n_text = text.shape[0] if text.ndim >= 1 else None
+    if n_text is None or n_text == labels.shape[0]:
+        return
+    text_transposed = text.ndim == 2 and text.shape[1] == labels.shape[0]
+    if labels.shape[1] == n_text and not text_transposed:
+        raise ValueError(
+            f"{labels_where}: variable 'LAll' has shape {labels.shape}, but "
+            f"{text_where} holds {n_text} items in 'YAll'. 'LAll' looks "
+            f"transposed (one item per column, {labels.shape[0]} labels x "
+            f"{labels.shape[1]} items); the published files store one item per "
+            f"row, (n_items, n_labels) in MATLAB orientation: save it as "
+            f"LAll.T (MATLAB: LAll')."
+        )
+
+
 def _check_rows(array, n, where, key, labels_where):
     if array.shape[0] == n:
         return
@@ -242,6 +267,7 @@ def _load(dataset, path, *, layout, images, n_query, n_train, random_state):
     n = Y.shape[0]
 
     text, text_where, _ = _get(files, _TEXT)
+    _check_labels_orientation(labels, labels_where, text, text_where)
     _check_rows(text, n, text_where, "YAll", labels_where)
     X_txt = _as_features(text, text_where, "YAll")
     read[_TEXT] = text_where
@@ -268,6 +294,19 @@ def _load(dataset, path, *, layout, images, n_query, n_train, random_state):
         X_img = pixels.reshape(n, -1).astype(np.float32)
         image_kind = "pixels"
         read[_PIXELS] = where
+
+    n_unlabeled = int(np.count_nonzero(~Y.any(axis=1)))
+    if n_unlabeled:
+        warnings.warn(
+            f"{labels_where}: {n_unlabeled} of the {n} items have no label (all-zero "
+            "rows of 'LAll'); the supervised learners refuse them (every item "
+            "needs a label for the pairwise similarity). Drop them from the "
+            "split with keep = data.Y.any(axis=1), then e.g. "
+            "train_idx = data.train_idx[keep[data.train_idx]] (likewise "
+            "query_idx and database_idx).",
+            UserWarning,
+            stacklevel=4,  # _load, load_*, validate_params, the caller
+        )
 
     n_query = spec["n_query"] if n_query == "default" else n_query
     n_train = spec["n_train"] if n_train == "default" else n_train
@@ -396,7 +435,11 @@ _DOC_COMMON = """
         database's items), ``image_kind`` ("features", "pixels" or None),
         ``image_shape`` (height, width, channels for pixels, else None),
         ``layout``, ``files`` (the file of each variable read) and
-        ``DESCR``.
+        ``DESCR``. Items without any label (all-zero rows of 'LAll', common
+        in NUS-WIDE) are kept, with a ``UserWarning``: the supervised
+        learners refuse them, so drop them from the split, e.g. with
+        ``keep = data.Y.any(axis=1)`` and
+        ``data.train_idx[keep[data.train_idx]]``.
 
     Raises
     ------
@@ -404,8 +447,10 @@ _DOC_COMMON = """
         When ``path`` or a needed file is missing (the message lists the
         paths looked for).
     ValueError
-        When a file lacks a variable, or a variable has the wrong shape or
-        number of rows (the message names the file and the variable).
+        When a file is not a readable .mat file (empty or truncated, e.g. an
+        interrupted download), lacks a variable, or a variable has the wrong
+        shape or number of rows (the message names the file and the
+        variable).
     ImportError
         For a MATLAB v7.3 (HDF5) file without the optional h5py installed.
 """

@@ -280,3 +280,49 @@ def test_v73_hdf5_files(tmp_path, arrays):
     assert sp.issparse(data.X_txt)
     data.X_txt = data.X_txt.toarray()
     _check_content(data, arrays)
+
+
+@pytest.mark.parametrize(
+    "content", [b"", b"MATLAB 5.0 MAT-file"], ids=["0-byte", "cut"]
+)
+def test_empty_or_truncated_file_is_a_value_error_naming_it(tmp_path, content):
+    # an interrupted download: scipy's MatReadError is no ValueError subclass
+    path = tmp_path / "FLICKR-25K.mat"
+    path.write_bytes(content)
+    with pytest.raises(
+        ValueError, match=r"FLICKR-25K\.mat is not a readable MATLAB \.mat file"
+    ):
+        load_mirflickr(path, n_query=5)
+
+
+def test_transposed_labels_blame_labels(tmp_path, arrays):
+    path = _write_single(tmp_path / "f.mat", arrays, LAll=arrays["LAll"].T)
+    with pytest.raises(ValueError) as info:
+        load_mirflickr(path, n_query=5)
+    message = str(info.value)
+    assert "variable 'LAll' has shape (5, 30)" in message
+    assert "holds 30 items in 'YAll'" in message
+    assert "'LAll' looks transposed" in message and "LAll.T" in message
+    # the text is still blamed when it is the odd one out
+    path = _write_single(tmp_path / "t.mat", arrays, YAll=arrays["YAll"].T)
+    with pytest.raises(ValueError, match="variable 'YAll'.*looks transposed"):
+        load_mirflickr(path, n_query=5)
+
+
+def test_unlabeled_items_warn_with_the_fix(tmp_path, arrays):
+    L = arrays["LAll"].copy()
+    L[::3] = 0
+    path = _write_single(tmp_path / "f.mat", arrays, LAll=L)
+    with pytest.warns(UserWarning) as record:
+        data = load_mirflickr(path, n_query=5, n_train=None)
+    (warning,) = [w for w in record if "no label" in str(w.message)]
+    message = str(warning.message)
+    assert "10 of the 30 items have no label" in message
+    assert "'LAll'" in message and "keep = data.Y.any(axis=1)" in message
+    assert warning.filename == __file__  # points at the caller
+    # the items are kept, and the suggested filter drops them from the split
+    assert data.Y.shape == (30, 5)
+    keep = data.Y.any(axis=1)
+    train_idx = data.train_idx[keep[data.train_idx]]
+    assert len(train_idx) == len(data.train_idx) - np.sum(~keep[data.train_idx])
+    assert data.Y[train_idx].any(axis=1).all()
