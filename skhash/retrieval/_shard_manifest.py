@@ -86,6 +86,18 @@ def _read_manifest(path):
         or not isinstance(meta.get("params"), dict)
     ):
         raise ValueError(f"{file!r} is damaged: its shard list is not valid.")
+    # save and build name the shards in order (a listed twice, reordered or
+    # dropped shard would load as another index)
+    if shards != [_shard_dir(s) for s in range(len(shards))]:
+        raise ValueError(
+            f"{file!r} is damaged: its shards are not shard-00000, shard-00001, "
+            "... in order. Save or build the index again."
+        )
+    if meta.get("n_samples_fit") != sum(sizes):
+        raise ValueError(
+            f"{file!r} is damaged: n_samples_fit={meta.get('n_samples_fit')!r} "
+            f"but its shards hold {sum(sizes)} items. Save or build it again."
+        )
     unknown = set(meta["params"]) - set(_saved_params())
     if unknown:
         raise ValueError(f"{file!r} has unknown parameters {sorted(unknown)}.")

@@ -79,7 +79,7 @@ class _ShardPersistence:
         return path
 
     @classmethod
-    def load(cls, path, client=None, *, mmap_mode="r"):
+    def load(cls, path, client=None, *, mmap_mode="r", verify=False):
         """Open a sharded index saved with :meth:`save` or built on disk.
 
         Each shard is opened by :meth:`TwoStageRetriever.load` on the worker
@@ -97,6 +97,10 @@ class _ShardPersistence:
         mmap_mode : {"r", "c", None}, default="r"
             How each shard maps its files (``None`` reads them into memory).
             ``"r+"`` is refused: shards are never grown on disk in place.
+        verify : bool, default=False
+            Check every shard's arrays against the checksums its ``save``
+            wrote, as :meth:`TwoStageRetriever.load` does (it reads every
+            byte once); a flipped byte then raises instead of loading.
 
         Returns
         -------
@@ -126,12 +130,12 @@ class _ShardPersistence:
         dirs = [os.path.join(path, d) for d in meta["shards"]]
         params = est._shard_params()
         if client is None:
-            shards = [_load_shard(d, mmap_mode, params) for d in dirs]
+            shards = [_load_shard(d, mmap_mode, params, verify) for d in dirs]
             infos = [_shard_info(s) for s in shards]
         else:
             shards = est._submit_all(
                 _load_shard,
-                [(d, mmap_mode, params) for d in dirs],
+                [(d, mmap_mode, params, verify) for d in dirs],
                 workers=est._workers(),
             )
             infos = est._gather(

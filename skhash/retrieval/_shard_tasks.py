@@ -28,8 +28,8 @@ def _fit_shard_from(params, data):
     return _fit_shard(params, X, y)
 
 
-def _load_shard(path, mmap_mode, params):
-    shard = TwoStageRetriever.load(path, mmap_mode=mmap_mode)
+def _load_shard(path, mmap_mode, params, verify=False):
+    shard = TwoStageRetriever.load(path, mmap_mode=mmap_mode, verify=verify)
     return shard.set_params(**params)
 
 

@@ -285,17 +285,38 @@ def test_load_refuses_incomplete_or_changed_index(data, tmp_path):
     path = ShardedRetriever(n_shards=2).fit(db, y).save(tmp_path / "index")
     manifest = os.path.join(path, "manifest.json")
     meta = json.loads(open(manifest).read())
-    meta["sizes"] = [31, 31]
+    good = dict(meta)
+    meta["sizes"], meta["n_samples_fit"] = [31, 31], 62
     with open(manifest, "w") as f:
         json.dump(meta, f)
     with pytest.raises(ValueError, match="changed after it was written"):
         ShardedRetriever.load(path)
-    meta["sizes"] = [31, 30]
-    meta["shards"] = ["shard-00000", "../elsewhere"]
+    # a shard listed twice, the shards reordered, one dropped, the total
+    # changed: each would load as another index
+    for shards, sizes, total in (
+        (["shard-00000", "../elsewhere"], [31, 30], 61),
+        (["shard-00000", "shard-00000"], [31, 31], 62),
+        (["shard-00001", "shard-00000"], [30, 31], 61),
+        (["shard-00001"], [30], 30),
+        (["shard-00000", "shard-00001"], [31, 30], 60),
+    ):
+        meta.update(shards=shards, sizes=sizes, n_samples_fit=total)
+        with open(manifest, "w") as f:
+            json.dump(meta, f)
+        with pytest.raises(ValueError, match="damaged"):
+            ShardedRetriever.load(path)
     with open(manifest, "w") as f:
-        json.dump(meta, f)
-    with pytest.raises(ValueError, match="damaged"):
-        ShardedRetriever.load(path)
+        json.dump(good, f)
+    ShardedRetriever.load(path, verify=True)
+    # a flipped byte inside a shard: loads unverified, refused with verify
+    npy = os.path.join(path, "shard-00001", "img.bits.npy")
+    raw = bytearray(open(npy, "rb").read())
+    raw[-1] ^= 0x80  # a valid bit (the padding bits are the low ones)
+    with open(npy, "wb") as f:
+        f.write(raw)
+    ShardedRetriever.load(path)
+    with pytest.raises(Exception, match="checksum"):
+        ShardedRetriever.load(path, verify=True)
     os.remove(manifest)
     with pytest.raises(ValueError, match="no manifest.json"):
         ShardedRetriever.load(path)
