@@ -15,6 +15,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from skhash._inputs import _LearnerInputs
 from skhash._modalities import SINGLE_MODALITY, MultiModal, as_modalities
+from skhash.utils._atomic import all_or_nothing
 
 __all__ = ["ModalityTransformer"]
 
@@ -259,15 +260,9 @@ default=None
             A ``MultiModal`` for a ``MultiModal`` input, else the transformed
             array.
         """
-        # all or nothing: a failed fit leaves the transformer as it was
-        before = dict(self.__dict__)
-        try:
-            return self._fit_transform(X, y)
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(before)
-            raise
+        return self._fit_transform(X, y)
 
+    @all_or_nothing  # a failed fit leaves the transformer as it was
     def _fit_transform(self, X, y):
         transformers = self._validate_transformers()
         if isinstance(X, dict) and not sp.issparse(X):

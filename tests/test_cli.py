@@ -57,23 +57,7 @@ def test_benchmark_prints_table_and_writes_json(npz_path, tmp_path, capsys):
 def test_benchmark_plot(npz_path, tmp_path):
     pytest.importorskip("matplotlib")
     png = tmp_path / "curves.png"
-    main(
-        [
-            "benchmark",
-            "--dataset",
-            str(npz_path),
-            "--bits",
-            "8",
-            "--epochs",
-            "1",
-            "--methods",
-            "HQ",
-            "--no-progress",
-            "--plot",
-            str(png),
-            "--quick",
-        ]
-    )
+    main(_toy_args(npz_path, "--plot", str(png), "--quick"))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

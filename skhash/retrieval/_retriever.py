@@ -30,6 +30,7 @@ from skhash.retrieval._kernels import get_backend, register_backend
 from skhash.retrieval._persistence import _Persistence
 from skhash.retrieval._query import _QueryEngine
 from skhash.retrieval._scoring import _NEEDS_N_RELEVANT, _mean_ap, _score_plan
+from skhash.utils._atomic import all_or_nothing
 from skhash.utils._threads import n_threads
 
 __all__ = ["TwoStageRetriever"]
@@ -424,16 +425,9 @@ default=None
         >>> TwoStageRetriever().fit(rng.randn(30, 4)).n_samples_fit_
         30
         """
-        # all or nothing: a fit that fails (a bad y, bad parts, an
-        # interrupt) leaves the estimator as it was, unfitted or fitted
-        before = dict(self.__dict__)
-        try:
-            return self._fit(X, y)
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(before)
-            raise
+        return self._fit(X, y)
 
+    @all_or_nothing
     def _fit(self, X, y):
         get_backend(self.backend)
         if isinstance(X, CodeSet):

@@ -47,6 +47,7 @@ from skhash.retrieval._shard_tasks import (
     _stack,
     _top,
 )
+from skhash.utils._atomic import all_or_nothing
 
 __all__ = ["ShardedRetriever"]
 
@@ -285,14 +286,9 @@ default=None
         >>> ShardedRetriever(n_shards=4).fit(rng.randn(30, 4)).shard_sizes_
         array([8, 8, 7, 7])
         """
-        before = dict(self.__dict__)
-        try:
-            return self._fit(X, y)
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(before)
-            raise
+        return self._fit(X, y)
 
+    @all_or_nothing
     def _fit(self, X, y):
         if isinstance(X, CodeSet) and hasattr(self, "n_features_in_"):
             del self.n_features_in_
