@@ -248,6 +248,12 @@ def _as_features(array, where, key):
 # the loaders
 # --------------------------------------------------------------------------- #
 def _load(dataset, path, *, layout, images, n_query, n_train, random_state):
+    for name, value in (("n_query", n_query), ("n_train", n_train)):
+        if isinstance(value, (bool, np.bool_)):
+            raise ValueError(
+                f"{name}={value!r} must be a positive int (bool is not "
+                f"accepted); pass e.g. {name}=2000, or leave the default."
+            )
     spec = _DATASETS[dataset]
     files, layout = _find_layout(path, spec, layout)
 

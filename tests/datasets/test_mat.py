@@ -150,6 +150,9 @@ def test_default_split_is_seeded(tmp_path, arrays):
         load_mirflickr(path)  # DCMH's 2,000 queries need the real data
     with pytest.raises(ValueError, match="n_train=40 exceeds the 24"):
         load_mirflickr(path, n_query=6, n_train=40)
+    for bad in ({"n_query": True}, {"n_query": 6, "n_train": True}):
+        with pytest.raises(ValueError, match="bool is not accepted"):
+            load_mirflickr(path, **bad)
 
 
 def test_sparse_text_is_kept_sparse(tmp_path, arrays):
