@@ -90,6 +90,23 @@ def _check_X_distances(X, *others, name="X", span=_FLOAT32_SPAN):
     return X
 
 
+def _check_codebook_range(X, name="X"):
+    """Refuse a float64 ``X`` with values beyond float32's range: codebooks
+    are float32, and its centroids would become inf in the cast (k-means,
+    the codebook update); ``encode`` itself handles such data in float64."""
+    if X.dtype.itemsize > 4 and X.size:
+        top = max(float(X.max()), -float(X.min()))
+        limit = float(np.finfo(np.float32).max)
+        if top > limit:
+            raise ValueError(
+                f"{name} holds values up to {top:.3g}, beyond float32's range "
+                f"({limit:.3g}), in which codebooks are stored: their codewords "
+                f"would be infinite. Rescale {name} into it (e.g. divide by its "
+                "largest magnitude)."
+            )
+    return X
+
+
 def _check_codebooks(codebooks, name="codebooks"):
     """Codebooks as a finite float32 ``(M, K, d)`` array.
 
@@ -98,10 +115,18 @@ def _check_codebooks(codebooks, name="codebooks"):
     codes silently (every distance to that codeword NaN or inf, so the
     argmin fell elsewhere or on codeword 0) and the distances NaN."""
     codebooks = np.asarray(codebooks)
-    if codebooks.ndim != 3:
+    if codebooks.ndim != 3 or 0 in codebooks.shape:
         raise ValueError(
             f"{name} must be a 3-D array of shape (n_codebooks, n_codewords, "
-            f"n_features), got an array of shape {codebooks.shape}."
+            f"n_features), each at least 1, got an array of shape "
+            f"{codebooks.shape}."
+        )
+    if codebooks.shape[1] > _MAX_CODEWORDS:
+        raise ValueError(
+            f"{name} have {codebooks.shape[1]} codewords per codebook; at most "
+            f"{_MAX_CODEWORDS:,} are supported (codes are stored as uint16, "
+            "and a larger code would wrap): use fewer codewords per codebook, "
+            "e.g. more codebooks of 256."
         )
     if not np.issubdtype(codebooks.dtype, np.number) or np.iscomplexobj(codebooks):
         raise ValueError(

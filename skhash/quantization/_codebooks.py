@@ -33,6 +33,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from skhash.quantization._checks import (
     _KINDS,
     _MAX_CODEWORDS,
+    _check_codebook_range,
     _check_codebooks,
     _check_codes,
     _check_width,
@@ -42,6 +43,7 @@ from skhash.quantization._checks import (
 )
 from skhash.quantization._encode import encode
 from skhash.quantization._kmeans import kmeans_codebooks
+from skhash.utils._atomic import all_or_nothing
 
 # encode, kmeans_codebooks and product_blocks are re-exported: the learners
 # import them from here
@@ -164,7 +166,7 @@ def update_codebooks(X, codes, n_codewords, *, kind, ridge=1e-3, previous=None):
     >>> bool(quantization_error(X, codes, C_new) <= quantization_error(X, codes, C))
     True
     """
-    X = _check_X(X)
+    X = _check_codebook_range(_check_X(X))
     n, d = X.shape
     codes = np.asarray(codes)
     if codes.ndim != 2:
@@ -412,6 +414,7 @@ class ProductQuantizer(_BaseQuantizer):
         self.random_state = random_state
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @all_or_nothing  # a failed refit keeps the previous fit
     def fit(self, X, y=None):
         """Learn the codebooks by k-means on each block.
 
@@ -528,6 +531,7 @@ class AdditiveQuantizer(_BaseQuantizer):
         return {"n_iter": self.n_icm_iter}
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @all_or_nothing  # a failed refit keeps the previous fit
     def fit(self, X, y=None):
         """Learn the codebooks.
 

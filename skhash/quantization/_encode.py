@@ -55,7 +55,8 @@ def encode(
     """Assign each item the codes that best reconstruct it.
 
     - ``kind="product"``: the exact nearest codeword in each block.
-    - ``kind="additive"`` with one codebook: exhaustive nearest codeword.
+    - ``kind="additive"`` with one codebook: exhaustive nearest codeword
+      (``init_codes`` are then not needed, and ignored).
     - ``kind="additive"`` with several codebooks: greedy residual encoding (or
       ``init_codes``), then ``n_iter`` sweeps of iterated conditional modes
       (ICM): for each codebook in turn, pick the codeword minimising
@@ -143,6 +144,10 @@ def encode(
     X, codebooks, init_codes, out_dtype = _check_encode_args(
         X, codebooks, kind, init_codes
     )
+    if kind == "additive" and codebooks.shape[0] == 1:
+        # one codebook: the exhaustive nearest codeword, whatever the start
+        # (given codes were returned unchanged: no ICM step with one codebook)
+        init_codes = None
     n_jobs = n_threads(n_jobs)
     if device is not None and device != "cpu":
         if ils_iters > 0 and kind == "additive":
@@ -242,6 +247,8 @@ def _encode_numpy(X, codebooks, *, kind, n_iter=3, init_codes=None):
         X, codebooks, kind, init_codes
     )
     n_codebooks = codebooks.shape[0]
+    if kind == "additive" and n_codebooks == 1:
+        init_codes = None  # the exhaustive nearest codeword (see encode)
     n = X.shape[0]
     C = codebooks.astype(X.dtype, copy=False)
     sqnorms = np.einsum("mkd,mkd->mk", C, C)

@@ -12,6 +12,7 @@ from sklearn.utils._param_validation import Interval, validate_params
 from skhash.quantization._checks import (
     _KINDS,
     _MAX_CODEWORDS,
+    _check_codebook_range,
     _check_X_distances,
     product_blocks,
 )
@@ -158,7 +159,7 @@ def kmeans_codebooks(
     >>> bool(np.all(C[0, :, 2:] == 0))
     True
     """
-    X = _check_X_distances(X)
+    X = _check_codebook_range(_check_X_distances(X))
     rng = check_random_state(random_state)
     n, d = X.shape
     if max_points_per_centroid is not None:

@@ -17,6 +17,7 @@ from skhash.quantization._codebooks import (
     quantization_error,
     update_codebooks,
 )
+from skhash.utils._atomic import all_or_nothing
 
 __all__ = ["OPQ"]
 
@@ -163,6 +164,7 @@ class OPQ(TransformerMixin, BaseEstimator):
         self.random_state = random_state
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @all_or_nothing  # a failed refit keeps the previous fit
     def fit(self, X, y=None):
         """Learn the rotation and the product codebooks.
 

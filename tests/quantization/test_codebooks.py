@@ -468,3 +468,36 @@ def test_error_invalid_parameters():
         AdditiveQuantizer(n_codewords=0).fit(_data())
     with pytest.raises(ValueError, match="3-D array"):
         decode([[0]], np.zeros((4, 5)))
+
+
+def test_codebooks_of_data_beyond_float32_are_refused_clearly():
+    # finite float64 data past float32's range: its float32 codewords would
+    # be infinite (k-means and the update returned inf codebooks)
+    X = np.random.RandomState(0).randn(60, 4) * 1e39
+    for kind in KINDS:
+        with pytest.raises(ValueError, match="beyond float32's range"):
+            kmeans_codebooks(X, 2, 4, kind=kind, random_state=0)
+        codes = np.zeros((60, 2), dtype=np.uint8)
+        with pytest.raises(ValueError, match="beyond float32's range"):
+            update_codebooks(X, codes, 4, kind=kind)
+    for est in (ProductQuantizer(2, 4), AdditiveQuantizer(2, 4)):
+        with pytest.raises(ValueError, match="beyond float32's range"):
+            est.fit(X)
+
+
+@pytest.mark.parametrize("make", [ProductQuantizer, AdditiveQuantizer, "opq"])
+def test_a_failed_refit_keeps_the_previous_fit(make):
+    # the refit fails after validate_data reset n_features_in_ (fewer
+    # features than codebooks): the previous fit is kept whole
+    if make == "opq":
+        from skhash.quantization import OPQ as make
+    X = np.random.RandomState(0).randn(80, 6)
+    est = make(3, 4, random_state=0).fit(X)
+    before = {k: v for k, v in vars(est).items() if k.endswith("_")}
+    codes = est.transform(X)
+    with pytest.raises(ValueError):
+        est.fit(X[:, :2] if make is not AdditiveQuantizer else X[:, :0])
+    after = {k: v for k, v in vars(est).items() if k.endswith("_")}
+    assert after.keys() == before.keys()
+    assert all(after[k] is v for k, v in before.items())
+    assert_array_equal(est.transform(X), codes)

@@ -408,3 +408,32 @@ def test_product_codes_from_tiles_match_the_reference(K, dtype):
     got = encode(X, C, kind="product")
     assert got.max() < K // 2
     assert_array_equal(got, _encode_numpy(X, C, kind="product") % (K // 2))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_one_codebook_with_given_codes_is_the_nearest_codeword(dtype):
+    # with one codebook no ICM step runs: given codes were returned as they
+    # were, however far from the nearest codeword
+    X, C = _problem(M=1, K=32, dtype=dtype)
+    nearest = np.argmin(
+        ((X[:, None, :].astype(np.float64) - C[0][None].astype(np.float64)) ** 2).sum(
+            -1
+        ),
+        axis=1,
+    )
+    start = ((nearest + 1) % 32)[:, None]
+    for fn in (encode, _encode_numpy):
+        got = fn(X, C, kind="additive", init_codes=start)
+        assert_array_equal(got[:, 0], nearest)
+        assert_array_equal(got, fn(X, C, kind="additive"))
+
+
+def test_more_codewords_than_uint16_holds_are_refused():
+    # a code of 65536 or more would wrap in the uint16 codes
+    X = np.zeros((2, 1), np.float32)
+    C = np.zeros((1, 65537, 1), np.float32)
+    for kind in ("additive", "product"):
+        with pytest.raises(ValueError, match="at most 65,536 are supported"):
+            encode(X, C, kind=kind)
+    with pytest.raises(ValueError, match="each at least 1"):
+        encode(X, np.zeros((1, 0, 1), np.float32), kind="additive")
