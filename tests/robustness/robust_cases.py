@@ -997,7 +997,7 @@ rejects(
     lambda ctx: lookup_tables(ctx.X_img, _C[0], metric="ip"),
     ValueError,
     "codebooks must be a 3-D array of shape (n_codebooks, n_codewords, "
-    "n_features), got an array of shape (4, 8).",
+    "n_features), each at least 1, got an array of shape (4, 8).",
 )
 _C_NAN = _C.copy()
 _C_NAN[1, 2, 3] = np.nan
