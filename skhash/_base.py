@@ -14,7 +14,6 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNet
-from skorch.callbacks import Checkpoint
 from skorch.dataset import ValidSplit
 from skorch.helper import predefined_split
 from torch import nn
@@ -235,7 +234,7 @@ class BaseCodeLearner(
                     )
             towers[name] = tower
         module = MultiTower(towers, scalers=scaler)
-        module.materialize(input_shapes)
+        module.materialize(input_shapes, n_outputs=n_out)
         return module
 
     def _make_net(
@@ -308,14 +307,7 @@ class BaseCodeLearner(
             ("epochs_done", epochs_done if epochs_done is not None else _EpochsDone()),
             *user,
         ]
-        checkpoints = [
-            cb[1] if isinstance(cb, tuple) else cb
-            for cb in user
-            if isinstance(cb[1] if isinstance(cb, tuple) else cb, Checkpoint)
-            and (cb[1] if isinstance(cb, tuple) else cb).load_best
-        ]
-        if checkpoints:
-            callbacks.append(("epoch_states", _EpochStates(self, checkpoints)))
+        callbacks.append(("epoch_states", _EpochStates(self)))
         optimizer_params = {
             f"optimizer__{k}": v for k, v in self._routed("optimizer__").items()
         }
@@ -540,8 +532,11 @@ class BaseCodeLearner(
                 )
                 if type(self.net_.optimizer_) is type(net.optimizer_):
                     with contextlib.suppress(ValueError, KeyError):
+                        # a copy: load_state_dict keeps the very tensors it is
+                        # given, which training would then change in the
+                        # previous fit's optimizer (a failed fit changed it)
                         net.optimizer_.load_state_dict(
-                            self.net_.optimizer_.state_dict()
+                            copy.deepcopy(self.net_.optimizer_.state_dict())
                         )
                 net.history_ = copy.deepcopy(self.history_)
                 self._warm_start(net)
@@ -561,7 +556,12 @@ class BaseCodeLearner(
                 net.partial_fit(train_ds, None)
             finally:
                 self._stop_training(net)
-        n_rows = len(net.history) - n_before
+        # rows at the end of training, before a restoring callback reloaded a
+        # shorter history
+        rows = (
+            epochs_done.n_rows if epochs_done.n_rows is not None else len(net.history)
+        )
+        n_rows = rows - n_before
         if epochs_done.n_done < n_rows or n_rows < 1:
             # skorch swallowed a KeyboardInterrupt (in the last epoch too,
             # whose row is already in the history): re-raise it

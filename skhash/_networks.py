@@ -162,14 +162,20 @@ class MultiTower(nn.Module):
             X = (X - mean.reshape(shape)) / scale.reshape(shape)
         return X
 
-    def materialize(self, input_shapes):
+    def materialize(self, input_shapes, n_outputs=None):
         """Run a dry batch through towers with lazy layers, so that their
-        parameters exist before an optimizer is built on them.
+        parameters exist before an optimizer is built on them; with
+        ``n_outputs``, through every tower, checking its output width.
 
         Parameters
         ----------
         input_shapes : dict of str to tuple of int
             Shape of one item of each modality.
+        n_outputs : int or None, default=None
+            The width every tower must return, ``(batch, n_outputs)``: a
+            ValueError names the tower otherwise (a wrong width trained
+            silently into codes of another length, or failed only at
+            ``transform``).
 
         Returns
         -------
@@ -186,13 +192,23 @@ class MultiTower(nn.Module):
         torch.Size([4, 9])
         """
         for name, tower in self.towers.items():
-            if not any(isinstance(m, LazyModuleMixin) for m in tower.modules()):
+            lazy = any(isinstance(m, LazyModuleMixin) for m in tower.modules())
+            if not lazy and n_outputs is None:
                 continue
             was_training = tower.training
-            tower.eval()
+            tower.eval()  # no dropout, no change to batch-norm statistics
             with torch.no_grad():
-                tower(self.prepare(name, torch.zeros((2, *input_shapes[name]))))
+                out = tower(self.prepare(name, torch.zeros((2, *input_shapes[name]))))
             tower.train(was_training)
+            shape = tuple(getattr(out, "shape", ()))
+            if n_outputs is not None and shape != (2, n_outputs):
+                raise ValueError(
+                    f"The tower of modality {name!r} returns shape {shape} for a "
+                    f"batch of 2 items; it must return (batch, {n_outputs}) (the "
+                    "learner's code width: n_bits, or n_dims for DQN). Build it "
+                    "with the n_outputs argument the learner passes, or change "
+                    "its last layer."
+                )
         return self
 
     def forward(self, **batch):

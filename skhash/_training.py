@@ -20,7 +20,7 @@ import sys
 import numpy as np
 import torch
 from skorch import NeuralNet
-from skorch.callbacks import Callback
+from skorch.callbacks import Callback, Checkpoint, EarlyStopping
 from threadpoolctl import threadpool_limits
 from torch import nn
 
@@ -170,36 +170,63 @@ class _EpochsDone(Callback):
 
     def __init__(self):
         self.n_done = 0
+        self.n_rows = None
 
     def on_train_begin(self, net, **kwargs):
         self.n_done = 0
+        self.n_rows = None
 
     def on_epoch_end(self, net, **kwargs):
         self.n_done += 1
 
+    def on_train_end(self, net, **kwargs):
+        # the history's rows when training ended, before the user's
+        # callbacks' on_train_end (a Checkpoint(load_best=True) reloads its
+        # saved, shorter history there)
+        self.n_rows = len(net.history)
+
+
+def _restores_weights(cb):
+    """Whether a user callback restores earlier weights at the end of
+    training: ``Checkpoint`` or ``EarlyStopping`` with ``load_best=True``."""
+    return isinstance(cb, (Checkpoint, EarlyStopping)) and bool(
+        getattr(cb, "load_best", False)
+    )
+
 
 class _EpochStates(Callback):
-    """Keeps the learner's fitted state (codebooks, α) of the epoch that a
-    ``Checkpoint(load_best=True)`` saves, so that the codes after fit match
-    the restored weights. Placed after the user's callbacks."""
+    """Keeps the learner's fitted state (codebooks, α) of the epoch whose
+    weights a ``Checkpoint(load_best=True)`` or ``EarlyStopping(load_best=
+    True)`` restores at the end of training (the last such callback's: its
+    ``on_train_end`` runs last), so that the codes after fit match the
+    restored weights. Placed after the user's callbacks; the restoring
+    callbacks are found among the net's initialised ones, so a
+    ``load_best`` set by routing (``callbacks__cp__load_best=True``)
+    counts."""
 
-    def __init__(self, learner, checkpoints):
+    def __init__(self, learner):
         self.learner = learner
-        self.checkpoints = checkpoints
+        self.restorer = None
         self.state = None
 
     def on_train_begin(self, net, **kwargs):
         self.state = None
+        found = [cb for _, cb in net.callbacks_ if _restores_weights(cb)]
+        self.restorer = found[-1] if found else None
+
+    def _saves(self, net):
+        """Whether the restorer keeps the weights of the epoch just ended."""
+        cb = self.restorer
+        if isinstance(cb, EarlyStopping):
+            return getattr(cb, "best_epoch_", None) == net.history[-1, "epoch"]
+        if cb.monitor is None:
+            return True
+        if callable(cb.monitor):
+            return bool(cb.monitor(net))
+        return bool(net.history[-1].get(cb.monitor, False))
 
     def on_epoch_end(self, net, dataset_train=None, **kwargs):
-        cp = self.checkpoints[-1]
-        if cp.monitor is None:
-            saved = True
-        elif callable(cp.monitor):
-            saved = bool(cp.monitor(net))
-        else:
-            saved = bool(net.history[-1].get(cp.monitor, False))
-        if saved:
+        if self.restorer is not None and self._saves(net):
             emb = self.learner._embed_training_data(net, dataset_train.X)
             self.state = self.learner._epoch_state(net, emb)
 

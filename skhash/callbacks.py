@@ -28,7 +28,8 @@ class RetrievalScoring(Callback):
     as skorch's :class:`~skorch.callbacks.EpochScoring` does; so
     ``EarlyStopping(monitor="valid_map", lower_is_better=False)`` and
     ``Checkpoint(monitor="valid_map_best", load_best=True)`` work as on
-    ``valid_acc``. With a ``Checkpoint(load_best=True)`` the learner keeps
+    ``valid_acc``. With a ``Checkpoint(load_best=True)`` (or
+    ``EarlyStopping(load_best=True)``) the learner keeps
     the codebooks (or ``α``) of the restored epoch too, so the model after
     ``fit`` scores exactly the value recorded at its best epoch.
 

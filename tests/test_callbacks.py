@@ -1,10 +1,13 @@
 """skhash.callbacks.RetrievalScoring with skorch's EarlyStopping and Checkpoint."""
 
+import copy
+
 import numpy as np
 import pytest
+import torch
 from sklearn.base import clone
 from skorch import NeuralNet
-from skorch.callbacks import Checkpoint, EarlyStopping
+from skorch.callbacks import Callback, Checkpoint, EarlyStopping
 
 from skhash import DQNQuantizer, HQHasher, MultiModal, TwoStageRetriever
 from skhash.callbacks import RetrievalScoring
@@ -98,32 +101,140 @@ def test_early_stopping_on_a_plateau_ends_fit_normally(data):
     assert hasattr(est, "alpha_")
 
 
+class _Pick(Callback):
+    """Records ``pick``: 1 at epoch ``best``, else 0 (a monitor whose best
+    epoch is known)."""
+
+    def __init__(self, best):
+        self.best = best
+
+    def on_epoch_end(self, net, **kwargs):
+        net.history.record("pick", float(len(net.history) == self.best))
+
+
 @pytest.mark.parametrize("name", sorted(LEARNERS))
-def test_checkpoint_restores_the_best_epoch_and_its_codes(name, data, tmp_path):
+@pytest.mark.parametrize("how", ["checkpoint", "routed", "early_stopping"])
+def test_restoring_callbacks_restore_the_best_epoch_and_its_codes(
+    name, how, data, tmp_path
+):
+    # Checkpoint(load_best=True), the same with load_best set by routing
+    # (it was read before routing applied), and EarlyStopping(load_best=True)
+    # (its restored weights were paired with the last epoch's codebooks and
+    # alpha): the fitted model scores what was recorded at the restored epoch
     X, y = data
-    # the epoch saved is epoch 2 of 4, whatever the scores
-    best_epoch = 2
+    best_epoch = 2  # of 4, whatever the scores
+    params = {}
+    if how == "early_stopping":
+        restorer = EarlyStopping(
+            monitor="pick", lower_is_better=False, patience=100, load_best=True
+        )
+    else:
+        restorer = Checkpoint(
+            monitor=lambda net: len(net.history) == best_epoch,
+            load_best=how == "checkpoint",
+            dirname=str(tmp_path),
+        )
+        if how == "routed":
+            params["callbacks__restorer__load_best"] = True
     est = clone(LEARNERS[name]).set_params(
         max_epochs=4,
         lr=0.01,
         train_split=0.25,
         callbacks=[
             RetrievalScoring(k=10),
+            _Pick(best_epoch),
+            ("restorer", restorer),
+        ],
+        **params,
+    )
+    est.fit(X, y)
+    # skorch's Checkpoint restores the saved history with the weights;
+    # EarlyStopping keeps the whole history
+    assert len(est.history_) == (4 if how == "early_stopping" else best_epoch)
+    assert dict(est.net_.callbacks_)["epochs_done"].n_done == 4
+    assert _public_map(est, X, y, 10) == est.history_[best_epoch - 1, "valid_map"]
+    if how == "early_stopping":  # not trivially the last epoch's
+        assert _public_map(est, X, y, 10) != est.history_[-1, "valid_map"]
+    if name == "djsrh":
+        assert est.alpha_ == pytest.approx(np.sqrt(best_epoch))
+
+
+class _InterruptIn(Callback):
+    """Raises KeyboardInterrupt in the first training batch of epoch
+    ``epoch`` (counted in this fit)."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_train_begin(self, net, **kwargs):
+        self.start = len(net.history)
+
+    def on_batch_end(self, net, training=None, **kwargs):
+        if training and len(net.history) - self.start == self.epoch:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("name", sorted(LEARNERS))
+def test_an_interrupt_is_raised_even_when_a_checkpoint_restores(name, data, tmp_path):
+    # Checkpoint(load_best=True) reloads a shorter history at the end of
+    # training, which hid an interrupt: fit returned, fitted on epoch 1
+    X, y = data
+    est = clone(LEARNERS[name]).set_params(
+        max_epochs=4,
+        train_split=0.25,
+        callbacks=[
             Checkpoint(
-                monitor=lambda net: len(net.history) == best_epoch,
+                monitor=lambda net: len(net.history) == 1,
                 load_best=True,
                 dirname=str(tmp_path),
             ),
+            _InterruptIn(3),
         ],
     )
-    est.fit(X, y)
-    # skorch's load_best restores the saved history with the weights
-    assert len(est.history_) == best_epoch
-    assert dict(est.net_.callbacks_)["epochs_done"].n_done == 4
-    # the fitted model scores what was recorded at the restored epoch
-    assert _public_map(est, X, y, 10) == est.history_[best_epoch - 1, "valid_map"]
-    if name == "djsrh":
-        assert est.alpha_ == pytest.approx(np.sqrt(best_epoch))
+    with pytest.raises(KeyboardInterrupt, match="interrupted during epoch 3"):
+        est.fit(X, y)
+    assert not hasattr(est, "net_")
+
+
+@pytest.mark.parametrize("name", sorted(LEARNERS))
+def test_warm_start_with_a_checkpoint_that_saves_no_new_epoch(name, data, tmp_path):
+    # the second fit saves nothing: its Checkpoint reloads the first fit's
+    # files, a shorter history, which read as an interrupt
+    X, y = data
+    est = clone(LEARNERS[name]).set_params(
+        max_epochs=2,
+        train_split=0.25,
+        warm_start=True,
+        callbacks=[
+            Checkpoint(
+                monitor=lambda net: len(net.history) == 1,
+                load_best=True,
+                dirname=str(tmp_path),
+            )
+        ],
+    )
+    est.fit(X, y).fit(X, y)
+    assert len(est.history_) == 1
+
+
+@pytest.mark.parametrize("name", sorted(LEARNERS))
+def test_a_failed_warm_fit_leaves_the_previous_optimizer_state(name, data):
+    # the new optimizer was loaded with the previous one's very state
+    # tensors, so the failed fit's steps changed the kept fit's optimizer
+    X, y = data
+    est = clone(LEARNERS[name]).set_params(max_epochs=2).fit(X, y)
+    opt = est.net_.optimizer_
+    before = copy.deepcopy(opt.state_dict())
+    est.set_params(warm_start=True, callbacks=[_InterruptIn(2)])
+    with pytest.raises(KeyboardInterrupt):
+        est.fit(X, y)
+    assert est.net_.optimizer_ is opt
+    after = opt.state_dict()
+    for key, state in before["state"].items():
+        for part, value in state.items():
+            assert torch.equal(
+                torch.as_tensor(after["state"][key][part]), torch.as_tensor(value)
+            )
 
 
 def test_monitor_valid_map_best_with_checkpoint(data, tmp_path):

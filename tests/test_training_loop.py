@@ -293,3 +293,27 @@ def test_alpha_schedule_returning_a_non_number(data):
         est = clone(LEARNERS[2]).set_params(alpha_schedule=lambda t, b=bad: b)
         with pytest.raises(ValueError, match="alpha_schedule returned"):
             est.fit(X)
+
+
+class _WrongWidthTower(torch.nn.Module):
+    def __init__(self, n_features, n_outputs, delta=0):
+        super().__init__()
+        self.linear = torch.nn.Linear(n_features, n_outputs + delta)
+
+    def forward(self, x):
+        return self.linear(x)
+
+
+@pytest.mark.parametrize("learner", LEARNERS, ids=IDS)
+@pytest.mark.parametrize("delta", [-3, 3])
+def test_a_tower_of_the_wrong_width_is_refused_before_training(learner, delta, data):
+    # narrower towers trained silently into codes of another width, wider
+    # ones failed only at transform
+    X, y = data
+    default = type(learner)().hidden_layer_sizes  # left at it: no warning
+    custom = dict(module=_WrongWidthTower, hidden_layer_sizes=default)
+    est = clone(learner).set_params(**custom, module__delta=delta)
+    with pytest.raises(ValueError, match=r"tower of modality 'img' returns shape"):
+        est.fit(X, y)
+    assert not hasattr(est, "net_")
+    clone(learner).set_params(**custom).fit(X, y)  # the right width
