@@ -249,6 +249,23 @@ class AlphaSweepDisplay:
             raise ValueError("alphas must hold at least one value.")
         if not isinstance(n_repeats, Integral) or n_repeats < 1:
             raise ValueError(f"n_repeats must be an int >= 1; got {n_repeats!r}.")
+        if variant not in ("djsrh", "deephash", "full"):
+            raise ValueError(
+                f"variant={variant!r} is not one of 'djsrh', 'deephash', 'full': "
+                "the sweep ranks the top n_neighbors of each query ('dcmh' "
+                "needs every relevant item's rank, i.e. the whole ranking; "
+                "score it with the retriever's score(..., variant='dcmh', "
+                "n_neighbors='all'))."
+            )
+        if n_neighbors is not None and (
+            isinstance(n_neighbors, (bool, np.bool_))
+            or not isinstance(n_neighbors, Integral)
+            or n_neighbors < 1
+        ):
+            raise ValueError(
+                f"n_neighbors={n_neighbors!r} must be a positive int (bool is not "
+                "accepted), or None for the retriever's n_neighbors."
+            )
         k = retriever.n_neighbors if n_neighbors is None else n_neighbors
         k = min(int(k), retriever.n_samples_fit_)
         mods = retriever.modalities_
@@ -257,6 +274,12 @@ class AlphaSweepDisplay:
         else:
             directions = [direction]
         y = np.asarray(y)
+        n_queries = getattr(Xt, "shape", (len(Xt),))[0] if Xt is not None else None
+        if n_queries is not None and y.shape[:1] != (n_queries,):
+            raise ValueError(
+                f"y has {y.shape[0] if y.ndim else 0} rows but X holds "
+                f"{n_queries} queries; pass one label row per query."
+            )
         n_rel = n_relevant(y, retriever.y_) if variant == "full" else None
         scores, speeds = [], []
         for alpha in alphas:

@@ -41,13 +41,9 @@ __all__ = ["AlphaSweepDisplay", "PrecisionAtTopRDisplay", "PrecisionRecallDispla
 
 
 def _database_modality(retriever, direction):
+    valid = [f"{a}->{b}" for a in retriever.modalities_ for b in retriever.modalities_]
     if direction is None:
         if len(retriever.modalities_) != 1:
-            valid = [
-                f"{a}->{b}"
-                for a in retriever.modalities_
-                for b in retriever.modalities_
-            ]
             raise ValueError(
                 f"The retriever indexes the modalities {retriever.modalities_}; "
                 f"pass direction=, one of {valid}."
@@ -58,7 +54,13 @@ def _database_modality(retriever, direction):
             "direction must look like 'img->txt' (query modality -> database "
             f"modality); got {direction!r}."
         )
-    return direction.split("->")[1].strip()
+    src, dst = (part.strip() for part in direction.split("->"))
+    if f"{src}->{dst}" not in valid:
+        raise ValueError(
+            f"direction={direction!r} names a modality the retriever does not "
+            f"index ({retriever.modalities_}); pass one of {valid}."
+        )
+    return dst
 
 
 class PrecisionRecallDisplay:

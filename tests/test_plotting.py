@@ -115,6 +115,10 @@ def test_pr_from_estimator_needs_bits_and_direction(coded):
     search = TwoStageRetriever().fit(codes[:100], y[:100])
     with pytest.raises(ValueError, match="pass direction="):
         PrecisionRecallDisplay.from_estimator(search, codes[100:], y[100:])
+    with pytest.raises(ValueError, match="names a modality the retriever does not"):
+        PrecisionRecallDisplay.from_estimator(
+            search, codes[100:], y[100:], direction="img->foo"
+        )
     unlabelled = TwoStageRetriever().fit(codes[:100])
     with pytest.raises(ValueError, match="without database labels"):
         PrecisionRecallDisplay.from_estimator(
@@ -261,6 +265,18 @@ def test_alpha_sweep_rejects_bad_input(coded):
         AlphaSweepDisplay.from_estimator(search, codes[100:], y[100:], n_repeats=0)
     with pytest.raises(ValueError, match="numbers"):
         AlphaSweepDisplay.from_estimator(search, codes[100:], y[100:], alphas=["a"])
+    # each refused with the parameter and the fix (dcmh failed asking for an
+    # n_relevant the caller cannot pass, True was read as K=1, a y of another
+    # length failed deep in the ranking)
+    for kwargs, match in (
+        ({"variant": "dcmh"}, "variant='dcmh' is not one of"),
+        ({"variant": "bogus"}, "variant='bogus' is not one of"),
+        ({"n_neighbors": True}, "n_neighbors=True must be a positive int"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            AlphaSweepDisplay.from_estimator(search, codes[100:], y[100:], **kwargs)
+    with pytest.raises(ValueError, match="y has 10 rows but X holds 50 queries"):
+        AlphaSweepDisplay.from_estimator(search, codes[100:], y[100:110])
 
 
 def test_final_step_must_be_a_retriever(coded):
