@@ -184,7 +184,10 @@ def quantization_loss(f, reconstruction, *, relative=False):
     err = ((f - reconstruction.detach()) ** 2).sum(1)
     if relative:
         sq = (f**2).sum(1)
-        err = torch.where(sq > 0, err / sq.clamp_min(1e-12), torch.zeros_like(err))
+        # scale-free at any ‖f‖ > 0 (a floor of 1e-12 made tiny embeddings'
+        # loss the plain, shrinkable error again)
+        tiny = torch.finfo(sq.dtype).tiny
+        err = torch.where(sq > 0, err / sq.clamp_min(tiny), torch.zeros_like(err))
     return err.mean()
 
 
@@ -279,9 +282,39 @@ def pairwise_cosine_loss(
         raise ValueError(
             f"form must be 'paper', 'balanced' or 'logistic'; got {form!r}."
         )
-    similar = (cost_similar * S).sum() / S.sum().clamp(min=1.0)
+    # weighted means over the pairs (soft labels weigh less than 1 each: a
+    # floor of 1 under-weighted a batch whose weights sum below it); a
+    # batch without such pairs gives 0 / tiny = 0
+    tiny = torch.finfo(sim.dtype).tiny
+    similar = (cost_similar * S).sum() / S.sum().clamp(min=tiny)
     dissimilar = (cost_dissimilar * (1.0 - S)).sum()
-    return similar + dissimilar / (1.0 - S).sum().clamp(min=1.0)
+    return similar + dissimilar / (1.0 - S).sum().clamp(min=tiny)
+
+
+def unit_rows(x):
+    """Rows of ``x`` scaled to unit L2 norm, as ``F.normalize`` at every
+    finite magnitude: a row whose norm overflows (past about 1.8e19 in
+    float32) or falls below ``F.normalize``'s 1e-12 floor is first divided
+    by its largest magnitude (which changes no direction), so it is not
+    zeroed or left unnormalised; a zero row stays zero. Rows of ordinary
+    magnitude are exactly ``F.normalize``'s.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skhash._losses import unit_rows
+    >>> unit_rows(torch.tensor([[3e19, 4e19], [3e-20, 4e-20], [0.0, 0.0]]))
+    tensor([[0.6000, 0.8000],
+            [0.6000, 0.8000],
+            [0.0000, 0.0000]])
+    """
+    norms = torch.linalg.vector_norm(x, dim=1)
+    odd = ~torch.isfinite(norms) | (norms < 1e-12)
+    if bool(odd.any()):
+        peak = x.abs().amax(dim=1, keepdim=True)
+        scaled = x / torch.where(peak > 0, peak, torch.ones_like(peak))
+        x = torch.where(odd[:, None], scaled, x)
+    return F.normalize(x, dim=1)
 
 
 def djsrh_affinity(features, *, beta=0.6, eta=0.4, mu=1.5):
@@ -314,7 +347,7 @@ def djsrh_affinity(features, *, beta=0.6, eta=0.4, mu=1.5):
     """
     sims = []
     for x in features:
-        xn = F.normalize(x, dim=1)
+        xn = unit_rows(x)
         sims.append(2.0 * (xn @ xn.T) - 1.0)
     if len(sims) == 1:
         s_tilde = sims[0]

@@ -21,7 +21,8 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+from skhash._losses import unit_rows
 
 __all__ = []  # private helpers of DJSRHHasher
 
@@ -79,11 +80,11 @@ def joint_cosine_knn(
     """
     max_exact = MAX_EXACT if max_exact is None else max_exact
     block_size = BLOCK_SIZE if block_size is None else block_size
-    normed = [F.normalize(x.float(), dim=1) for x in features]
+    normed = [unit_rows(x.float()) for x in features]
     n = normed[0].shape[0]
     device = normed[0].device
     own = queries is None
-    rows = normed if own else [F.normalize(q.float(), dim=1) for q in queries]
+    rows = normed if own else [unit_rows(q.float()) for q in queries]
     n_rows = rows[0].shape[0]
     if n > max_exact:
         cand = torch.randperm(n, generator=generator)[:max_exact]

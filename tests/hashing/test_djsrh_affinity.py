@@ -264,3 +264,16 @@ def test_bool_weight_refused(data, value):
     X, _ = data
     with pytest.raises(ValueError, match=r"affinity_weight=(True|np\.False_|False)"):
         DJSRHHasher(affinity_weight=value, **FAST).fit(X)
+
+
+@pytest.mark.parametrize("factor", [1e-25, 1e-20, 1e20, 1e25])
+def test_affinity_and_neighbours_are_scale_free_at_any_magnitude(factor):
+    # float32 norms overflow past ~1.8e19 (rows became zeros) and fell under
+    # F.normalize's 1e-12 floor (rows left unnormalised): every cosine ~0
+    x = torch.randn(12, 5, generator=torch.Generator().manual_seed(0))
+    ref = djsrh_affinity([x], mu=1.0)
+    got = djsrh_affinity([x * factor], mu=1.0)
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+    assert torch.equal(
+        joint_cosine_knn([x * factor], [1.0], 4), joint_cosine_knn([x], [1.0], 4)
+    )

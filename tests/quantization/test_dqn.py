@@ -497,3 +497,43 @@ def test_unit_rows_of_huge_and_zero_rows():
     np.testing.assert_allclose(out[:2], [[0.6, 0.8], [0.6, -0.8]], rtol=1e-6)
     np.testing.assert_array_equal(out[2], [0.0, 0.0])
     assert np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_relative_quantization_loss_is_scale_free_at_tiny_norms(dtype):
+    # a floor of 1e-12 under ‖f‖² made tiny embeddings' loss the plain error
+    f = torch.tensor([[2.0, 0.0]], dtype=dtype)
+    rec = torch.tensor([[1.0, 0.0]], dtype=dtype)
+    for scale in (1.0, 1e-6, 1e-8, 1e-15):
+        loss = quantization_loss(f * scale, rec * scale, relative=True)
+        assert float(loss) == pytest.approx(0.25, rel=1e-5)
+    zero = torch.zeros((1, 2), dtype=dtype, requires_grad=True)
+    loss = quantization_loss(zero, rec, relative=True)
+    loss.backward()
+    assert float(loss.detach()) == 0.0 and torch.isfinite(zero.grad).all()
+
+
+@pytest.mark.parametrize("form", ["balanced", "logistic"])
+def test_soft_labels_give_weighted_means(form):
+    # each term is the mean of its pair costs weighted by s_ij (1 - s_ij);
+    # the weights' sum was floored at 1, under-weighting soft-label batches
+    z = torch.tensor([[1.0, 0.2], [0.3, 1.0]], dtype=torch.float64)
+    S = torch.tensor([[1.0, 2 / 3], [2 / 3, 1.0]], dtype=torch.float64)
+    sim = (
+        torch.nn.functional.normalize(z, dim=1)
+        @ torch.nn.functional.normalize(z, dim=1).T
+    )
+    if form == "balanced":
+        cs, cd = (1 - sim) ** 2, sim.clamp(min=0) ** 2
+    else:
+        cs, cd = (
+            torch.nn.functional.softplus(-10 * sim),
+            torch.nn.functional.softplus(10 * sim),
+        )
+    expected = (cs * S).sum() / S.sum() + (cd * (1 - S)).sum() / (1 - S).sum()
+    got = pairwise_cosine_loss(z, z, S, kind="cosine", form=form)
+    assert float(got) == pytest.approx(float(expected), rel=1e-12)
+    # hard labels without dissimilar pairs: that term is 0
+    ones = torch.ones((2, 2), dtype=torch.float64)
+    hard = pairwise_cosine_loss(z, z, ones, kind="cosine", form=form)
+    assert float(hard) == pytest.approx(float((cs * ones).sum() / 4), rel=1e-12)
