@@ -17,6 +17,7 @@ _KINDS = ("additive", "product")
 #: as uint8 up to 256 codewords, else uint16).
 MAX_CODEWORDS = 65536
 _ATTRS = ("n_bits", "codebooks", "codebook_kind")
+#: What indexing a CodeSet by rows accepts (formatted with n_samples).
 
 
 def codebook_fingerprint(codebooks, kind):
@@ -28,7 +29,8 @@ def codebook_fingerprint(codebooks, kind):
     """
     if codebooks is None:
         return None
-    codebooks = np.ascontiguousarray(codebooks, dtype=np.float32)
+    # + 0.0 turns -0.0 into 0.0: equal values must give equal digests
+    codebooks = np.ascontiguousarray(codebooks, dtype=np.float32) + np.float32(0.0)
     h = hashlib.sha256(f"{kind}|{codebooks.shape}|float32|".encode())
     h.update(codebooks.tobytes())
     return h.hexdigest()[:16]
@@ -47,6 +49,22 @@ def check_n_bits(n_bits, name="n_bits"):
             f"e.g. {name}=16."
         )
     return int(n_bits)
+
+
+def _check_n_bytes(n_bytes, n_bits, what):
+    """ValueError unless ``n_bytes == ceil(n_bits / 8)``; ``what`` names the bits."""
+    if n_bytes != _n_bytes(n_bits):
+        lo, hi = 8 * n_bytes - 7, 8 * n_bytes
+        fix = (
+            f"pass the n_bits the codes were packed with (between {lo} and {hi} "
+            f"for {n_bytes} bytes)"
+            if n_bytes
+            else "pass at least one byte per item"
+        )
+        raise ValueError(
+            f"{what} have {n_bytes} bytes per item but n_bits={n_bits} needs "
+            f"{_n_bytes(n_bits)} (ceil(n_bits / 8)); {fix}."
+        )
 
 
 def _readonly(a):
@@ -88,7 +106,21 @@ def pack_bits(signs):
     signs = np.asarray(signs)
     if signs.ndim != 2:
         raise ValueError(f"signs must be 2-D (n_samples, n_bits); got {signs.shape}.")
-    if signs.dtype.kind in "fc" and not np.isfinite(signs).all():
+    if signs.dtype.kind == "O":
+        # e.g. a DataFrame's values: compare as numbers, with the NaN check below
+        try:
+            signs = signs.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                "signs of dtype object must hold real numbers (±1, 0/1 or real "
+                f"values); converting them to float failed: {exc}"
+            ) from None
+    if signs.dtype.kind not in "biuf":
+        raise ValueError(
+            f"signs must be real numbers (±1, 0/1 or real values); got dtype "
+            f"{signs.dtype}. For complex values pass e.g. signs.real."
+        )
+    if signs.dtype.kind == "f" and not np.isfinite(signs).all():
         bad = np.argwhere(~np.isfinite(signs))[0]
         raise ValueError(
             f"signs hold NaN or inf (first at row {bad[0]}, column {bad[1]}): "
@@ -126,12 +158,19 @@ def unpack_bits(bits, n_bits):
             f"bits must be a 2-D uint8 array; got dtype {bits.dtype} and shape "
             f"{bits.shape}."
         )
+    n_bits = check_n_bits(n_bits)
+    _check_n_bytes(bits.shape[1], n_bits, "bits")
     unpacked = np.unpackbits(bits, axis=1, count=n_bits).astype(np.int8)
     return 2 * unpacked - 1
 
 
 def _n_bytes(n_bits):
     return (n_bits + 7) // 8
+
+
+def _holds_bits(parts):
+    """Whether any modality of ``parts`` (name -> part -> array) holds bits."""
+    return any(p.get("bits") is not None for p in parts.values())
 
 
 class CodeSet:
@@ -290,11 +329,19 @@ class CodeSet:
         )
         return obj
 
-    def _derived(self, parts):
-        """A CodeSet of other parts with the same codebooks (and fingerprint)."""
+    def _derived(self, parts, n_bits=None):
+        """A CodeSet of other parts with the same codebooks (and fingerprint).
+
+        It keeps ``n_bits`` (or takes the given one) only while a modality
+        still holds bits.
+        """
+        if n_bits is None:
+            n_bits = self.n_bits
+        if not _holds_bits(parts):
+            n_bits = None
         return self._new(
             parts,
-            n_bits=self.n_bits,
+            n_bits=n_bits,
             codebooks=self.codebooks,
             kind=self.codebook_kind,
             fingerprint=self.__dict__.get("_fingerprint"),
@@ -406,11 +453,7 @@ class CodeSet:
                         f"bits of modality {name!r} have 0 bytes per item; "
                         "pass at least one bit per item."
                     )
-            if bits.shape[1] != _n_bytes(n_bits):
-                raise ValueError(
-                    f"bits of modality {name!r} have {bits.shape[1]} bytes per item "
-                    f"but n_bits={n_bits} needs {_n_bytes(n_bits)}."
-                )
+            _check_n_bytes(bits.shape[1], n_bits, f"bits of modality {name!r}")
             out["bits"] = bits
             n_rows["bits"] = bits.shape[0]
         if part.get("codes") is not None:
@@ -452,6 +495,8 @@ class CodeSet:
                 f"The parts of modality {name!r} have different numbers of rows: "
                 f"{n_rows}."
             )
+        if "bits" not in out:
+            n_bits = None  # "None without binary codes": nothing to count
         return {p: _readonly(out.get(p)) for p in _PARTS}, n_bits
 
     @classmethod
@@ -481,6 +526,15 @@ class CodeSet:
             raise ValueError("from_modalities needs at least one CodeSet.")
         parts = {}
         ref = next(iter(code_sets.values()))
+        # n_bits describes the bits: compare it among the modalities holding them
+        bits_ref = next(
+            (
+                (n, cs)
+                for n, cs in code_sets.items()
+                if isinstance(cs, CodeSet) and _holds_bits(cs._parts)
+            ),
+            None,
+        )
         for name in code_sets:
             if "->" in name:
                 raise ValueError(
@@ -493,9 +547,10 @@ class CodeSet:
                     f"Modality {name!r} must be a single-modality CodeSet; got "
                     f"{type(cs).__name__}."
                 )
-            if cs.n_bits != ref.n_bits:
+            if _holds_bits(cs._parts) and cs.n_bits != bits_ref[1].n_bits:
                 raise ValueError(
-                    f"Modality {name!r} has n_bits={cs.n_bits}, expected {ref.n_bits}."
+                    f"Modality {name!r} has n_bits={cs.n_bits}, expected "
+                    f"{bits_ref[1].n_bits} (the n_bits of modality {bits_ref[0]!r})."
                 )
             if cs.model_fingerprint != ref.model_fingerprint:
                 raise ValueError(
@@ -512,7 +567,7 @@ class CodeSet:
         n = {name: cs._n for name, cs in code_sets.items()}
         if len(set(n.values())) != 1:
             raise ValueError(f"All modalities need the same number of rows; got {n}.")
-        return ref._derived(parts)
+        return ref._derived(parts, None if bits_ref is None else bits_ref[1].n_bits)
 
     # -- access -------------------------------------------------------------
     @property
@@ -614,6 +669,8 @@ class CodeSet:
             raise KeyError(
                 f"No modality {modality!r}; this CodeSet has {self.modalities}."
             )
+        if not isinstance(part, str) or part not in _PARTS:
+            raise ValueError(f"part must be one of {_PARTS}; got {part!r}.")
         return self._parts[modality][part]
 
     def __getitem__(self, key):
@@ -625,10 +682,7 @@ class CodeSet:
             return self._derived({key: self._parts[key]})
         if isinstance(key, tuple):
             key = key[0]
-        if isinstance(key, numbers.Integral):
-            if not -len(self) <= key < len(self):
-                raise IndexError(f"row {key} is out of range for {len(self)} rows.")
-            key = slice(key, key + 1 if key != -1 else None)
+        key = self._row_key(key)
         parts = {
             name: {
                 p: (None if v is None else _readonly(v[key])) for p, v in part.items()
@@ -636,6 +690,13 @@ class CodeSet:
             for name, part in self._parts.items()
         }
         return self._derived(parts)
+
+    def _row_key(self, key):
+        """``key`` as a key selecting rows of the 2-D parts, or an error
+        (:func:`skhash._modalities.row_key`, the rule MultiModal follows)."""
+        from skhash._modalities import row_key
+
+        return row_key(key, len(self), "CodeSet")
 
     def without(self, *parts):
         """Return a copy without some parts (e.g. to index no embeddings).
@@ -736,4 +797,6 @@ class CodeSet:
         state["codebooks"] = _readonly(state.get("codebooks"))
         state.setdefault("_fingerprint", None)
         state.setdefault("model_fingerprint", None)
+        if not _holds_bits(state["_parts"]):
+            state["n_bits"] = None
         self.__dict__.update(state)

@@ -29,12 +29,13 @@ class _LearnerInputs:
     @staticmethod
     def _model_inputs(mm):
         """The arrays the towers read: dense arrays as they are (any rank
-        and numeric dtype), sparse ones densified to float32."""
+        and numeric dtype), sparse ones densified to float32 (cast while
+        sparse: no float64 dense copy on the way)."""
         out = {}
         for name, value in mm.items():
             if sp.issparse(value):
                 with np.errstate(over="ignore"):
-                    a = np.asarray(value.toarray(), dtype=np.float32)
+                    a = value.astype(np.float32).toarray()
             else:
                 a = value
             who = "X" if name == SINGLE_MODALITY else f"Modality {name!r}"

@@ -64,6 +64,69 @@ def _check_finite(name, a):
             )
 
 
+_ROW_KEYS = (
+    "an int (one row, kept 2-D), a slice, Ellipsis, a 1-D integer array or "
+    "list of rows, or a 1-D boolean mask of length n_samples={n}"
+)
+
+
+def row_key(key, n_rows, what):
+    """``key`` as a key selecting rows of the 2-D arrays of a container
+    (``what``: ``"MultiModal"``, ``"CodeSet"``) of ``n_rows`` rows, or an
+    error.
+
+    An int (or numpy integer, or 0-d integer array) selects one row as a
+    slice, so the arrays stay 2-D; slices, Ellipsis and 1-D integer arrays
+    or lists pass through; a 1-D boolean mask of ``n_rows`` (a pandas
+    boolean Series too) becomes the indices of its rows, which sparse
+    arrays take as well. Anything else (bool scalars, None, N-D or float
+    arrays) would silently select row 0 or 1 or give arrays of another
+    rank, so it is refused.
+    """
+    if key is Ellipsis or isinstance(key, slice):
+        return key
+    accepted = _ROW_KEYS.format(n=n_rows)
+    shown = repr(key)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    refused = TypeError(
+        f"{what} rows cannot be indexed with {shown} (of type "
+        f"{type(key).__name__}); pass {accepted}."
+    )
+    if key is None or isinstance(key, (bool, np.bool_)):
+        raise refused
+    if not isinstance(key, numbers.Integral):
+        try:
+            arr = np.asarray(key)
+        except (TypeError, ValueError):
+            raise refused from None
+        if arr.ndim == 0 and arr.dtype.kind in "iu":
+            key = arr.item()  # a 0-d integer array is one row, as an int
+        elif arr.ndim == 0 or arr.dtype.kind not in "iub":
+            if arr.size == 0 and arr.ndim == 1 and isinstance(key, list):
+                return arr.astype(np.intp)  # [] selects no rows, as in numpy
+            raise refused
+        elif arr.ndim != 1:
+            raise IndexError(
+                f"{what} rows cannot be indexed with a {arr.ndim}-D "
+                f"{arr.dtype} array of shape {arr.shape} (it would give "
+                f"arrays of {arr.ndim + 1} dimensions); pass {accepted}."
+            )
+        elif arr.dtype.kind == "b":
+            if arr.shape[0] != n_rows:
+                raise IndexError(
+                    f"The boolean mask has length {arr.shape[0]} but the "
+                    f"{what} has {n_rows} rows; pass {accepted}."
+                )
+            return np.flatnonzero(arr)
+        else:
+            return arr
+    if not -n_rows <= key < n_rows:
+        raise IndexError(f"row {key} is out of range for {n_rows} rows.")
+    key = int(key)
+    return slice(key, key + 1 if key != -1 else None)
+
+
 def _check_modality(name, value):
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(
@@ -87,12 +150,20 @@ def _check_modality(name, value):
             raise type(exc)(
                 f"Modality {name!r} (shape {value.shape}) is not valid: {exc}"
             ) from exc
-    a = value if isinstance(value, np.ndarray) else None
-    if a is None:
+    a = value if type(value) is np.ndarray else None
+    if a is None:  # np.matrix and other subclasses become plain arrays
         try:
             a = np.asarray(value)
         except (ValueError, TypeError) as exc:
             raise type(exc)(f"Modality {name!r} is not valid: {exc}") from exc
+        if type(a) is not np.ndarray:
+            a = a.view(np.ndarray)
+    if a.dtype.kind in "biuf" and not a.dtype.isnative:
+        a = a.astype(a.dtype.newbyteorder("="))  # torch reads native order only
+    if a.dtype.kind == "f" and a.dtype.itemsize > 8:
+        # long double: torch has no such type, and the learners compute in
+        # float32; float64 holds any value the model can use
+        a = a.astype(np.float64)
     shape = a.shape
     if a.ndim < 2:
         raise ValueError(
@@ -238,10 +309,7 @@ class MultiModal(SliceDict):
                 ) from None
         if isinstance(key, tuple):  # sklearn indexes with (rows, Ellipsis)
             key = key[0]
-        if isinstance(key, numbers.Integral):
-            if not -len(self) <= key < len(self):
-                raise IndexError(f"row {key} is out of range for {len(self)} rows.")
-            key = slice(key, key + 1 if key != -1 else None)
+        key = row_key(key, len(self), "MultiModal")
         return self._from_checked(
             {k: v[key] for k, v in self.items()}, self._feature_names
         )

@@ -104,3 +104,165 @@ def test_pack_bits_refuses_non_finite_signs(value):
     signs[1, 4] = value
     with pytest.raises(ValueError, match="row 1, column 4"):
         pack_bits(signs)
+
+
+def _code_set(parts):
+    emb, cb, codes = parts
+    return CodeSet(
+        embedding=emb,
+        bits=pack_bits(emb),
+        codes=codes,
+        n_bits=12,
+        codebooks=cb,
+        codebook_kind="additive",
+    )
+
+
+@pytest.mark.parametrize(
+    "key, rows",
+    [
+        (2, [2]),
+        (-1, [5]),
+        (np.int64(3), [3]),
+        (np.array(2), [2]),  # a 0-d integer array is one row, as an int
+        (np.array(-1, dtype=np.int32), [5]),
+        (slice(1, 4), [1, 2, 3]),
+        (Ellipsis, list(range(6))),
+        ([0, 2], [0, 2]),
+        ([], []),
+        (np.array([4, 1]), [4, 1]),
+        (np.array([True, False] * 3), [0, 2, 4]),
+        ([False, True] * 3, [1, 3, 5]),
+        ((2,), [2]),
+    ],
+)
+def test_row_keys_keep_parts_2d(parts, key, rows):
+    emb, _, codes = parts
+    sub = _code_set(parts)[key]
+    assert len(sub) == sub.n_samples == len(rows)
+    assert sub.embedding.shape == (len(rows), 12) and sub.bits.shape == (len(rows), 2)
+    np.testing.assert_array_equal(sub.embedding, emb[rows])
+    np.testing.assert_array_equal(sub.codes, codes[rows])
+    assert sub.n_bits == 12
+
+
+def test_row_key_pandas_boolean_series(parts):
+    pd = pytest.importorskip("pandas")
+    sub = _code_set(parts)[pd.Series([True, False, True, False, False, True])]
+    np.testing.assert_array_equal(sub.embedding, parts[0][[0, 2, 5]])
+
+
+@pytest.mark.parametrize(
+    "key, error, match",
+    [
+        (None, TypeError, "indexed with None"),
+        (True, TypeError, "indexed with True"),  # would select row 1
+        (False, TypeError, "indexed with False"),  # would select row 0
+        (np.True_, TypeError, "indexed with np.True_"),
+        (np.array(True), TypeError, r"indexed with array\(True\)"),
+        (1.0, TypeError, "indexed with 1.0"),
+        (np.array([0.0, 1.0]), TypeError, "of type ndarray"),
+        (np.array([[0, 1], [2, 3]]), IndexError, "2-D int64 array of shape"),
+        (np.ones((6, 1), dtype=bool), IndexError, "2-D bool array"),
+        (np.array([True, False]), IndexError, "mask has length 2 but the CodeSet"),
+        (6, IndexError, "row 6 is out of range for 6 rows"),
+    ],
+)
+def test_row_keys_refused(parts, key, error, match):
+    cs = _code_set(parts)
+    with pytest.raises(error, match=match) as exc:
+        cs[key]
+    if "out of range" not in match:
+        assert "a 1-D boolean mask of length n_samples=6" in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    "n_bits, match",
+    [
+        (20, r"2 bytes per item but n_bits=20 needs 3.*between 9 and 16"),
+        (3, r"2 bytes per item but n_bits=3 needs 1"),
+        (-3, r"n_bits=-3 must be >= 1"),
+        (0, r"n_bits=0 must be >= 1"),
+        (True, "bool is not accepted"),
+        (12.0, "must be a positive int"),
+    ],
+)
+def test_unpack_bits_checks_n_bits_against_width(n_bits, match):
+    bits = pack_bits(np.ones((1, 12)))
+    with pytest.raises(ValueError, match=match):
+        unpack_bits(bits, n_bits)
+    for ok in (9, 12, 16, np.int64(16)):
+        assert unpack_bits(bits, ok).shape == (1, int(ok))
+
+
+def test_n_bits_is_none_without_bits(parts):
+    emb, cb, codes = parts
+    cs = _code_set(parts)
+    w = cs.without("bits")
+    assert not w.has("bits") and w.n_bits is None and "n_bits" not in repr(w)
+    assert w.compact_bytes_per_item == 2 * 2 / 8  # the codes only
+    assert cs.without("embedding").n_bits == 12 and cs[1:3].n_bits == 12
+    # n_bits describes bits: given without them it is dropped (still validated)
+    e = CodeSet(embedding=emb, n_bits=16)
+    assert e.n_bits is None and e.compact_bytes_per_item == 0.0
+    with pytest.raises(ValueError, match="must be >= 1"):
+        CodeSet(embedding=emb, n_bits=0)
+    again = pickle.loads(pickle.dumps(w))
+    assert again.n_bits is None
+    # from_modalities compares n_bits among the modalities holding bits only
+    plain = CodeSet(embedding=emb, bits=pack_bits(emb), n_bits=12)
+    both = CodeSet.from_modalities(
+        img=plain.without("bits"), txt=CodeSet(embedding=emb)
+    )
+    assert both.n_bits is None
+    mixed = CodeSet.from_modalities(txt=CodeSet(embedding=emb), img=plain)
+    assert mixed.n_bits == 12 and mixed.without("bits").n_bits is None
+    with pytest.raises(ValueError, match=r"n_bits=16, expected 12 .*'img'"):
+        CodeSet.from_modalities(
+            img=CodeSet(bits=pack_bits(emb), n_bits=12),
+            txt=CodeSet(embedding=emb),
+            aud=CodeSet(bits=pack_bits(emb)),
+        )
+
+
+@pytest.mark.parametrize(
+    "signs, match",
+    [
+        (np.array([[np.nan, 1.0]], dtype=object), "row 0, column 0"),
+        (np.array([[1.0, None]], dtype=object), "row 0, column 1"),
+        (np.array([[1.0, "a"]], dtype=object), "dtype object must hold real"),
+        (np.array([[1 + 1j, -1]]), "got dtype complex128"),
+        (np.array([["1", "-1"]]), "must be real numbers"),
+    ],
+)
+def test_pack_bits_refuses_object_nan_and_complex(signs, match):
+    with pytest.raises(ValueError, match=match):
+        pack_bits(signs)
+
+
+def test_pack_bits_object_and_bool_inputs_unchanged():
+    signs = np.array([[1, -1, 1, 0, 2, -3, 1, 1, -1]])
+    expected = np.packbits(signs > 0, axis=1)
+    np.testing.assert_array_equal(pack_bits(signs.astype(object)), expected)
+    np.testing.assert_array_equal(pack_bits(signs > 0), expected)
+    np.testing.assert_array_equal(pack_bits(signs.astype(np.int8)), expected)
+
+
+def test_fingerprint_same_for_signed_zero():
+    def fp(cb):
+        return CodeSet(
+            codes=np.zeros((1, 1), int), codebooks=cb, codebook_kind="additive"
+        ).fingerprint
+
+    z = np.zeros((1, 2, 3), np.float32)
+    assert fp(z) == fp(-z)
+    assert fp(z) != fp(z + 1) and fp(z + 1) == fp(np.ones((1, 2, 3)))
+
+
+def test_get_bad_part_names_the_parts(parts):
+    cs = _code_set(parts)
+    with pytest.raises(ValueError, match=r"part must be one of \('embedding'"):
+        cs.get("X", "foo")
+    with pytest.raises(KeyError, match="No modality 'Y'"):
+        cs.get("Y", "bits")
+    np.testing.assert_array_equal(cs.get("X", "codes"), parts[2])

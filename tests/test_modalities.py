@@ -80,3 +80,35 @@ def test_pickle_and_as_modalities(mm):
     assert as_modalities(np.ones((3, 2))).modalities == ("X",)
     with pytest.raises(ValueError, match="X is None"):
         as_modalities(None)
+
+
+def test_row_keys_keep_rows_a_first_axis():
+    # a 0-d array, None or a 2-D index gave modalities of another rank (a
+    # 0-d array read as row 2 gave 4 "items", the width); True read as row 1
+    X = MultiModal(img=np.arange(24.0).reshape(6, 4), txt=sp.random(6, 3, 0.5))
+    one = X[np.array(2)]
+    assert len(one) == 1 and one["img"].shape == (1, 4) and one["txt"].shape == (1, 3)
+    assert np.array_equal(one["img"], X[2]["img"])
+    mask = np.array([True, False, True, False, False, True])
+    assert np.array_equal(X[mask]["img"], X[[0, 2, 5]]["img"])
+    assert X[mask]["txt"].shape == (3, 3)
+    assert len(X[np.array([], dtype=int)]) == 0
+    for bad in (True, np.True_, None, np.array([[0, 1]]), np.array([0.5])):
+        with pytest.raises((IndexError, TypeError), match="MultiModal rows cannot"):
+            X[bad]
+    with pytest.raises(IndexError, match="mask has length 4 but the MultiModal"):
+        X[mask[:4]]
+
+
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
+def test_byte_order_long_double_and_matrix_inputs_become_plain_native_arrays():
+    # torch reads native byte order only and has no long double; np.matrix
+    # broke the scalers' broadcasting
+    a = np.random.RandomState(0).randn(5, 3)
+    X = MultiModal(
+        big=a.astype(">f8"), long=a.astype(np.longdouble), mat=np.asmatrix(a)
+    )
+    for name in ("big", "long", "mat"):
+        assert type(X[name]) is np.ndarray and X[name].dtype.isnative
+        np.testing.assert_array_equal(X[name], a)
+    assert X["big"].dtype == np.float64 and X["long"].dtype == np.float64

@@ -317,3 +317,18 @@ def test_a_tower_of_the_wrong_width_is_refused_before_training(learner, delta, d
         est.fit(X, y)
     assert not hasattr(est, "net_")
     clone(learner).set_params(**custom).fit(X, y)  # the right width
+
+
+@pytest.mark.parametrize("learner", LEARNERS, ids=IDS)
+def test_transform_of_no_rows_gives_empty_codes(learner, data):
+    # an empty selection (X[:0]) was refused by HQ's and DQN's encoder
+    X, y = data
+    est = clone(learner).fit(X, y)
+    full, empty = est.transform(X), est.transform(X[:0])
+    assert len(empty) == 0 and empty.modalities == full.modalities
+    for m in full.modalities:
+        for part in ("embedding", "bits", "codes"):
+            a, b = full.get(m, part), empty.get(m, part)
+            assert (a is None) == (b is None)
+            if a is not None:
+                assert b.shape == (0, *a.shape[1:]) and b.dtype == a.dtype

@@ -141,6 +141,12 @@ def encode(
     from skhash.quantization import _encode_kernels as _encode
     from skhash.utils._threads import n_threads
 
+    if np.ndim(X) == 2 and np.shape(X)[0] == 0:
+        # no item: no codes (a transform of an empty selection), after the
+        # same checks of the codebooks and the width
+        _check_encode_args(np.zeros((1, np.shape(X)[1])), codebooks, kind, None)
+        C = _check_codebooks(codebooks)
+        return np.empty((0, C.shape[0]), dtype=_codes_dtype(C.shape[1]))
     X, codebooks, init_codes, out_dtype = _check_encode_args(
         X, codebooks, kind, init_codes
     )

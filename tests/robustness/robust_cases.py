@@ -2268,7 +2268,9 @@ rejects(
     "bits of another width than n_bits",
     lambda ctx: CodeSet(bits=np.zeros((3, 2), np.uint8), n_bits=8),
     ValueError,
-    "bits of modality 'X' have 2 bytes per item but n_bits=8 needs 1.",
+    "bits of modality 'X' have 2 bytes per item but n_bits=8 needs 1 "
+    "(ceil(n_bits / 8)); pass the n_bits the codes were packed with (between 9 "
+    "and 16 for 2 bytes).",
 )
 rejects(
     GC,
