@@ -7,6 +7,7 @@ import numbers
 
 import numpy as np
 
+from skhash.utils._rows import row_key
 from skhash.utils._validation import check_real_float32
 
 __all__ = ["CodeSet", "pack_bits", "unpack_bits"]
@@ -693,9 +694,7 @@ class CodeSet:
 
     def _row_key(self, key):
         """``key`` as a key selecting rows of the 2-D parts, or an error
-        (:func:`skhash._modalities.row_key`, the rule MultiModal follows)."""
-        from skhash._modalities import row_key
-
+        (:func:`skhash.utils._rows.row_key`, the rule MultiModal follows)."""
         return row_key(key, len(self), "CodeSet")
 
     def without(self, *parts):
