@@ -144,9 +144,9 @@ def encode(
     if np.ndim(X) == 2 and np.shape(X)[0] == 0:
         # no item: no codes (a transform of an empty selection), after the
         # same checks of the codebooks and the width
-        _check_encode_args(np.zeros((1, np.shape(X)[1])), codebooks, kind, None)
-        C = _check_codebooks(codebooks)
-        return np.empty((0, C.shape[0]), dtype=_codes_dtype(C.shape[1]))
+        probe = np.zeros((1, np.shape(X)[1]))
+        _, C, _, out_dtype = _check_encode_args(probe, codebooks, kind, None)
+        return np.empty((0, C.shape[0]), dtype=out_dtype)
     X, codebooks, init_codes, out_dtype = _check_encode_args(
         X, codebooks, kind, init_codes
     )
