@@ -10,7 +10,7 @@ import numpy as np
 from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
-from skhash.utils._validation import check_real_float32
+from skhash.utils._validation import beyond_float32, check_real_float32
 
 __all__ = ["product_blocks"]
 
@@ -94,16 +94,14 @@ def _check_codebook_range(X, name="X"):
     """Refuse a float64 ``X`` with values beyond float32's range: codebooks
     are float32, and its centroids would become inf in the cast (k-means,
     the codebook update); ``encode`` itself handles such data in float64."""
-    if X.dtype.itemsize > 4 and X.size:
-        top = max(float(X.max()), -float(X.min()))
-        limit = float(np.finfo(np.float32).max)
-        if top > limit:
-            raise ValueError(
-                f"{name} holds values up to {top:.3g}, beyond float32's range "
-                f"({limit:.3g}), in which codebooks are stored: their codewords "
-                f"would be infinite. Rescale {name} into it (e.g. divide by its "
-                "largest magnitude)."
-            )
+    top = beyond_float32(X)
+    if top is not None:
+        raise ValueError(
+            f"{name} holds values up to {top:.3g}, beyond float32's range "
+            f"({float(np.finfo(np.float32).max):.3g}), in which codebooks are "
+            f"stored: their codewords would be infinite. Rescale {name} into it "
+            "(e.g. divide by its largest magnitude)."
+        )
     return X
 
 

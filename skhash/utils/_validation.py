@@ -7,6 +7,16 @@ import numpy as np
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
+def beyond_float32(a):
+    """The largest magnitude of the float array ``a`` when it exceeds
+    float32's range (only wider floats can), else None. Reads ``a`` twice
+    (its max and min), without an ``|a|`` copy."""
+    if a.dtype.kind != "f" or a.dtype.itemsize <= 4 or not a.size:
+        return None
+    top = max(float(a.max()), -float(a.min()))
+    return top if top > _FLOAT32_MAX else None
+
+
 def check_real_float32(a, name, fix, rescale="rescale them into it."):
     """``a`` as a float32 array (no copy where it already is one), or a
     ValueError naming ``name``, what is wrong and ``fix`` (for NaN or
@@ -40,9 +50,8 @@ def check_real_float32(a, name, fix, rescale="rescale them into it."):
                 f"{name} contain {int(bad.sum())} NaN or infinite entries (the "
                 f"first at index {first}: {a[first]}); {fix}"
             )
-        # only wider floats can exceed float32 (max and min: no |a| copy)
-        top = max(float(a.max()), -float(a.min())) if a.dtype.itemsize > 4 else 0.0
-        if top > _FLOAT32_MAX:
+        top = beyond_float32(a)
+        if top is not None:
             raise ValueError(
                 f"{name} hold values up to {top:.3g}, beyond float32's range "
                 f"({_FLOAT32_MAX:.3g}), in which they are used; {rescale}"
