@@ -174,6 +174,15 @@ class _InterruptIn(Callback):
             raise KeyboardInterrupt
 
 
+def _saving_epoch_1(tmp_path):
+    """A Checkpoint(load_best=True) that saves epoch 1 of the history only."""
+    return Checkpoint(
+        monitor=lambda net: len(net.history) == 1,
+        load_best=True,
+        dirname=str(tmp_path),
+    )
+
+
 @pytest.mark.parametrize("name", sorted(LEARNERS))
 def test_an_interrupt_is_raised_even_when_a_checkpoint_restores(name, data, tmp_path):
     # Checkpoint(load_best=True) reloads a shorter history at the end of
@@ -183,11 +192,7 @@ def test_an_interrupt_is_raised_even_when_a_checkpoint_restores(name, data, tmp_
         max_epochs=4,
         train_split=0.25,
         callbacks=[
-            Checkpoint(
-                monitor=lambda net: len(net.history) == 1,
-                load_best=True,
-                dirname=str(tmp_path),
-            ),
+            _saving_epoch_1(tmp_path),
             _InterruptIn(3),
         ],
     )
@@ -205,13 +210,7 @@ def test_warm_start_with_a_checkpoint_that_saves_no_new_epoch(name, data, tmp_pa
         max_epochs=2,
         train_split=0.25,
         warm_start=True,
-        callbacks=[
-            Checkpoint(
-                monitor=lambda net: len(net.history) == 1,
-                load_best=True,
-                dirname=str(tmp_path),
-            )
-        ],
+        callbacks=[_saving_epoch_1(tmp_path)],
     )
     est.fit(X, y).fit(X, y)
     assert len(est.history_) == 1
